@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# Manage ONE real single-node Apache Kafka broker (KRaft, broker+controller in
+# one JVM) on 127.0.0.1 for tests. No Docker: the broker jars come from Maven
+# Central via test/kafka/pom.xml and are cached between runs.
+#
+# Usage: scripts/kafka.sh start|stop|kill|addr|status|destroy
+#   start    idempotent; first start picks free loopback ports, formats storage,
+#            later starts reuse the same ports, cluster id and data. Waits until
+#            the broker is up; the last stdout line is the bootstrap address.
+#   stop     SIGTERM (graceful), SIGKILL after KAFKA_STOP_TIMEOUT (30 s); keeps data
+#   kill     SIGKILL now; keeps data
+#   addr     prints 127.0.0.1:PORT
+#   status   prints "running 127.0.0.1:PORT" or "stopped"; exit 0 / 3
+#   destroy  stop and delete the state dir
+#
+# Environment:
+#   BF_RUN_DIR          state root (default <repo>/.run); state in $BF_RUN_DIR/kafka
+#   BF_CACHE_DIR        jar cache root (default ${XDG_CACHE_HOME:-~/.cache}/blackfriday)
+#   KAFKA_VERSION       override the version pinned in test/kafka/pom.xml
+#   KAFKA_PORT          broker port for the first start (default: a free one)
+#   KAFKA_CONTROLLER_PORT  controller port for the first start (default: a free one)
+#   KAFKA_HEAP_OPTS     default "-Xmx512m -Xms256m"
+#   KAFKA_OPTS          extra JVM options
+#   KAFKA_EXTRA_PROPERTIES  extra server.properties lines (newline separated)
+#   KAFKA_START_TIMEOUT seconds to wait for readiness (default 60)
+#   KAFKA_STOP_TIMEOUT  seconds to wait for a graceful stop (default 30)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+POM="$REPO_ROOT/test/kafka/pom.xml"
+LOG4J_CONF="$REPO_ROOT/test/kafka/log4j2.xml"
+
+RUN_ROOT="${BF_RUN_DIR:-$REPO_ROOT/.run}"
+mkdir -p "$RUN_ROOT"
+RUN_ROOT="$(cd "$RUN_ROOT" && pwd)"
+STATE="$RUN_ROOT/kafka"
+CACHE_ROOT="${BF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/blackfriday}"
+
+PROPS="$STATE/server.properties"
+PID_FILE="$STATE/kafka.pid"
+PORT_FILE="$STATE/port"
+CTRL_PORT_FILE="$STATE/controller_port"
+CLUSTER_ID_FILE="$STATE/cluster_id"
+VERSION_FILE="$STATE/version"
+DATA_DIR="$STATE/data"
+LOG_FILE="$STATE/kafka.log"     # log4j2 output (see test/kafka/log4j2.xml)
+OUT_FILE="$STATE/kafka.out"     # JVM stdout/stderr
+FORMAT_LOG="$STATE/format.log"
+
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+# Print the tail of the broker's logs to stderr (for loud failures).
+dump_logs() {
+  local f
+  for f in "$FORMAT_LOG" "$OUT_FILE" "$LOG_FILE"; do
+    if [[ -s "$f" ]]; then
+      printf -- '----- last 40 lines of %s -----\n' "$f" >&2
+      tail -n 40 "$f" >&2 || true
+    fi
+  done
+  printf -- '----- end of logs -----\n' >&2
+}
+
+fail() {
+  log "ERROR: $*"
+  dump_logs
+  exit 1
+}
+
+kafka_version() {
+  if [[ -n "${KAFKA_VERSION:-}" ]]; then
+    printf '%s\n' "$KAFKA_VERSION"
+    return
+  fi
+  local v
+  v="$(sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
+  [[ -n "$v" ]] || die "cannot read <kafka.version> from $POM"
+  printf '%s\n' "$v"
+}
+
+# True if $1 is a live (non-zombie) process.
+pid_alive() {
+  local pid="$1" state
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [[ -r "/proc/$pid/stat" ]] || return 1
+  state="$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)"
+  [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
+}
+
+# Prints the pid of OUR running broker (checked against its command line), or fails.
+running_pid() {
+  [[ -f "$PID_FILE" ]] || return 1
+  local pid
+  pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+  pid_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS" || return 1
+  printf '%s\n' "$pid"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A free loopback TCP port below the Linux ephemeral range (so it cannot clash
+# with outgoing connections), not in $1 (space separated exclusions).
+free_port() {
+  local exclude=" ${1:-} " p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
+    [[ "$exclude" == *" $p "* ]] && continue
+    port_open "$p" && continue
+    if command -v ss >/dev/null 2>&1 && ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
+      continue
+    fi
+    printf '%s\n' "$p"
+    return 0
+  done
+  die "could not find a free loopback port"
+}
+
+ensure_java_maven() {
+  local missing=()
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  ((${#missing[@]} == 0)) && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing ${missing[*]} with apt-get (needed to run the test Kafka broker)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2 ||
+      die "apt-get install ${missing[*]} failed"
+  else
+    die "missing ${missing[*]}: install a Java 17+ runtime and Maven"
+  fi
+}
+
+# Prints the directory holding all broker jars, downloading them once.
+ensure_jars() {
+  local version="$1" dir libs marker tmp
+  dir="$CACHE_ROOT/kafka-$version"
+  libs="$dir/libs"
+  marker="$dir/.complete"
+  if [[ -f "$marker" && -d "$libs" ]]; then
+    printf '%s\n' "$libs"
+    return 0
+  fi
+  mkdir -p "$dir"
+  (
+    flock 8
+    if [[ -f "$marker" && -d "$libs" ]]; then
+      exit 0
+    fi
+    log "downloading Apache Kafka $version jars from Maven Central into $libs (one-time)"
+    tmp="$(mktemp -d "$dir/libs.tmp.XXXXXX")"
+    if ! mvn -q -B -f "$POM" -Dkafka.version="$version" \
+      dependency:copy-dependencies -DoutputDirectory="$tmp" >&2; then
+      rm -rf "$tmp"
+      die "maven could not resolve org.apache.kafka:kafka_2.13:$version (see output above)"
+    fi
+    compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || {
+      rm -rf "$tmp"
+      die "no kafka_2.13 jar after download"
+    }
+    rm -rf "$libs"
+    mv "$tmp" "$libs"
+    date -u +%FT%TZ >"$marker"
+  ) 8>"$dir/.lock"
+  printf '%s\n' "$libs"
+}
+
+new_cluster_id() {
+  # Same shape as org.apache.kafka.common.Uuid: 16 random bytes, base64url
+  # without padding, never starting with '-'.
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ "$id" != -* && "$id" != AAAAAAAAAAAAAAAAAAAAA* ]] && break
+  done
+  printf '%s\n' "$id"
+}
+
+write_properties() {
+  local port="$1" ctrl="$2"
+  cat >"$PROPS.tmp" <<EOF
+# Generated by scripts/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$ctrl
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctrl
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$DATA_DIR
+
+# Single node, tuned for tests on a small machine.
+num.partitions=6
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=6
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.retention.hours=168
+log.segment.bytes=104857600
+EOF
+  if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    printf '\n# KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$PROPS.tmp"
+  fi
+  mv "$PROPS.tmp" "$PROPS"
+}
+
+print_addr() {
+  [[ -f "$PORT_FILE" ]] || die "no broker state in $STATE (run: $0 start)"
+  printf '127.0.0.1:%s\n' "$(cat "$PORT_FILE")"
+}
+
+# Wait until the broker whose log output starts at byte $2 of $LOG_FILE is up.
+wait_ready() {
+  local pid="$1" offset="$2" port deadline
+  port="$(cat "$PORT_FILE")"
+  deadline=$((SECONDS + START_TIMEOUT))
+  while :; do
+    if ! pid_alive "$pid"; then
+      rm -f "$PID_FILE"
+      fail "broker process $pid exited during startup"
+    fi
+    if port_open "$port" && [[ -f "$LOG_FILE" ]] &&
+      tail -c "+$((offset + 1))" "$LOG_FILE" | grep -q 'Kafka Server started'; then
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      kill -KILL "$pid" 2>/dev/null || true
+      rm -f "$PID_FILE"
+      fail "broker not ready on 127.0.0.1:$port after ${START_TIMEOUT}s (killed it)"
+    fi
+    sleep 0.2
+  done
+}
+
+cmd_start() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.lock"
+  flock 9
+
+  local pid
+  if pid="$(running_pid)"; then
+    log "broker already running (pid $pid)"
+    local offset=0
+    wait_ready "$pid" "$offset"
+    print_addr
+    return 0
+  fi
+  rm -f "$PID_FILE"
+
+  ensure_java_maven
+  local version libs
+  version="$(kafka_version)"
+  libs="$(ensure_jars "$version")"
+
+  # Ports and cluster id are chosen once and then reused, so a restarted
+  # broker keeps its address and its data.
+  local port ctrl
+  if [[ -n "${KAFKA_PORT:-}" ]]; then
+    port="$KAFKA_PORT"
+  elif [[ -f "$PORT_FILE" ]]; then
+    port="$(cat "$PORT_FILE")"
+  else
+    port="$(free_port)"
+  fi
+  if [[ -n "${KAFKA_CONTROLLER_PORT:-}" ]]; then
+    ctrl="$KAFKA_CONTROLLER_PORT"
+  elif [[ -f "$CTRL_PORT_FILE" ]]; then
+    ctrl="$(cat "$CTRL_PORT_FILE")"
+  else
+    ctrl="$(free_port "$port")"
+  fi
+  [[ "$port" =~ ^[0-9]+$ && "$ctrl" =~ ^[0-9]+$ && "$port" != "$ctrl" ]] ||
+    die "bad ports: broker=$port controller=$ctrl"
+  port_open "$port" && die "port $port on 127.0.0.1 is already in use by another process"
+  port_open "$ctrl" && die "controller port $ctrl on 127.0.0.1 is already in use by another process"
+  printf '%s\n' "$port" >"$PORT_FILE"
+  printf '%s\n' "$ctrl" >"$CTRL_PORT_FILE"
+  printf '%s\n' "$version" >"$VERSION_FILE"
+  [[ -f "$CLUSTER_ID_FILE" ]] || new_cluster_id >"$CLUSTER_ID_FILE"
+
+  write_properties "$port" "$ctrl"
+  mkdir -p "$DATA_DIR"
+
+  # shellcheck disable=SC2206 # word splitting of the option strings is intended
+  local jvm=(${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$LOG4J_CONF" "-Dkafka.logs.dir=$STATE"
+    ${KAFKA_OPTS:-})
+
+  if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+    log "formatting KRaft storage in $DATA_DIR (cluster id $(cat "$CLUSTER_ID_FILE"))"
+    java "${jvm[@]}" -cp "$libs/*" kafka.tools.StorageTool format \
+      --config "$PROPS" --cluster-id "$(cat "$CLUSTER_ID_FILE")" --standalone \
+      --ignore-formatted >"$FORMAT_LOG" 2>&1 ||
+      fail "kafka storage format failed"
+  fi
+
+  local offset=0
+  [[ -f "$LOG_FILE" ]] && offset="$(stat -c %s "$LOG_FILE")"
+  printf -- '===== %s starting Apache Kafka %s on 127.0.0.1:%s =====\n' \
+    "$(date -u +%FT%TZ)" "$version" "$port" >>"$OUT_FILE"
+
+  # setsid + nohup: the broker outlives this shell and its session. The inner
+  # shell records its own pid and then becomes the JVM (exec), so the pid file
+  # is right even if setsid has to fork. fd 9 (our lock) is not inherited.
+  nohup setsid bash -c 'echo "$$" >"$1"; shift; exec "$@"' kafka-launch "$PID_FILE" \
+    java "${jvm[@]}" -cp "$libs/*" kafka.Kafka "$PROPS" \
+    </dev/null >>"$OUT_FILE" 2>&1 9>&- &
+
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s "$PID_FILE" ]] && break
+    sleep 0.05
+  done
+  [[ -s "$PID_FILE" ]] || fail "broker launcher did not write $PID_FILE"
+  pid="$(cat "$PID_FILE")"
+  log "started Apache Kafka $version (pid $pid), waiting for 127.0.0.1:$port"
+  wait_ready "$pid" "$offset"
+  log "ready: Apache Kafka $version (KRaft) at 127.0.0.1:$port, state in $STATE"
+  print_addr
+}
+
+# Wait until $1 is gone, up to $2 seconds. Returns 1 on timeout.
+wait_gone() {
+  local pid="$1" deadline=$((SECONDS + $2))
+  while pid_alive "$pid"; do
+    ((SECONDS >= deadline)) && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+cmd_stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$PID_FILE"
+    log "broker not running"
+    return 0
+  fi
+  log "stopping broker (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
+    log "broker did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || die "broker pid $pid survived SIGKILL"
+  fi
+  rm -f "$PID_FILE"
+  log "stopped"
+}
+
+cmd_kill() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$PID_FILE"
+    log "broker not running"
+    return 0
+  fi
+  log "killing broker (pid $pid) with SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait_gone "$pid" 10 || die "broker pid $pid survived SIGKILL"
+  rm -f "$PID_FILE"
+}
+
+cmd_status() {
+  local pid
+  if pid="$(running_pid)"; then
+    printf 'running %s (pid %s)\n' "$(print_addr)" "$pid"
+    return 0
+  fi
+  printf 'stopped\n'
+  return 3
+}
+
+cmd_destroy() {
+  cmd_stop
+  if [[ -d "$STATE" ]]; then
+    [[ "$STATE" == */kafka ]] || die "refusing to delete unexpected state dir $STATE"
+    rm -rf "$STATE"
+    log "deleted $STATE"
+  fi
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  kill) cmd_kill ;;
+  addr) print_addr ;;
+  status) cmd_status ;;
+  destroy) cmd_destroy ;;
+  version) kafka_version ;;
+  *)
+    echo "usage: $0 start|stop|kill|addr|status|destroy|version" >&2
+    exit 2
+    ;;
+esac
