@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// stack is one isolated pipeline: its own topic, consumer group and Valkey
+// key prefix on the shared broker and server, and its own api and aggregator
+// processes.
+type stack struct {
+	t       *testing.T
+	kafka   string
+	valkey  string
+	topic   string
+	prefix  string
+	apiPort int
+	env     []string
+
+	mu   sync.Mutex
+	api  *proc
+	aggs map[string]*proc
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	kafka, valkey := services(t)
+	id := randomID()
+	s := &stack{
+		t:       t,
+		kafka:   kafka,
+		valkey:  valkey,
+		topic:   "e2e-" + id,
+		prefix:  "e2e:" + id + ":",
+		apiPort: freePort(t),
+		aggs:    map[string]*proc{},
+	}
+	s.env = []string{
+		"KAFKA_BROKERS=" + kafka,
+		"KAFKA_TOPIC=" + s.topic,
+		"KAFKA_DLQ_TOPIC=" + s.topic + ".dlq",
+		"KAFKA_GROUP=" + s.topic + "-aggregator",
+		"KAFKA_TOPIC_PARTITIONS=6",
+		"VALKEY_ADDR=" + valkey,
+		"VALKEY_KEY_PREFIX=" + s.prefix,
+		"LOG_LEVEL=debug",
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// url is the api's base URL.
+func (s *stack) url() string { return "http://127.0.0.1:" + strconv.Itoa(s.apiPort) }
+
+// startAPI starts the api and waits until it answers /healthz.
+func (s *stack) startAPI(extraEnv ...string) {
+	s.t.Helper()
+	env := append(append([]string{"PORT=" + strconv.Itoa(s.apiPort)}, s.env...), extraEnv...)
+	p := s.spawn("api", env)
+	s.mu.Lock()
+	s.api = p
+	s.mu.Unlock()
+	s.waitHTTP(p, s.url()+"/healthz")
+}
+
+// startAggregator starts an aggregator called name and waits for its health
+// endpoint.
+func (s *stack) startAggregator(name string) {
+	s.t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(s.t))
+	p := s.spawn(name, append([]string{"HTTP_ADDR=" + addr}, s.env...))
+	s.mu.Lock()
+	s.aggs[name] = p
+	s.mu.Unlock()
+	s.waitHTTP(p, "http://"+addr+"/healthz")
+}
+
+// killAggregator sends SIGKILL to the aggregator called name and reaps it.
+func (s *stack) killAggregator(name string) {
+	s.t.Helper()
+	s.mu.Lock()
+	p := s.aggs[name]
+	delete(s.aggs, name)
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatalf("no aggregator %q running", name)
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (s *stack) spawn(name string, env []string) *proc {
+	s.t.Helper()
+	bin := "aggregator"
+	if name == "api" {
+		bin = "api"
+	}
+	cmd := exec.Command(filepath.Join(binDir, bin))
+	cmd.Env = append(os.Environ(), env...)
+	p := &proc{name: name, cmd: cmd, log: &bytes.Buffer{}, done: make(chan struct{})}
+	w := &lockedWriter{buf: p.log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	s.t.Cleanup(func() {
+		if s.t.Failed() {
+			s.t.Logf("---- %s output ----\n%s", name, w.String())
+		}
+	})
+	return p
+}
+
+func (s *stack) waitHTTP(p *proc, url string) {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			s.t.Fatalf("%s exited during start", p.name)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("%s did not answer %s within 30s", p.name, url)
+}
+
+// stop shuts everything down gracefully with SIGTERM.
+func (s *stack) stop() {
+	s.mu.Lock()
+	procs := []*proc{}
+	if s.api != nil {
+		procs = append(procs, s.api)
+	}
+	for _, p := range s.aggs {
+		procs = append(procs, p)
+	}
+	s.mu.Unlock()
+	for _, p := range procs {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			s.t.Errorf("%s did not stop within 20s of SIGTERM", p.name)
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// kafkaCtl runs scripts/kafka.sh with the given subcommand against the test
+// broker.
+func kafkaCtl(ctx context.Context, t *testing.T, sub string) {
+	t.Helper()
+	ctl := os.Getenv("BF_TEST_KAFKA_CTL")
+	if ctl == "" {
+		t.Fatal("BF_TEST_KAFKA_CTL is not set (scripts/test.sh sets it)")
+	}
+	out, err := exec.CommandContext(ctx, ctl, sub).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", ctl, sub, err, out)
+	}
+	t.Logf("kafka %s: %s", sub, bytes.TrimSpace(lastLine(out)))
+}
+
+func lastLine(b []byte) []byte {
+	b = bytes.TrimRight(b, "\n")
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}
