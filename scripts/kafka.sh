@@ -25,6 +25,7 @@
 #   KAFKA_START_TIMEOUT seconds to wait for readiness (default 60)
 #   KAFKA_STOP_TIMEOUT  seconds to wait for a graceful stop (default 30)
 set -euo pipefail
+shopt -s inherit_errexit
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
@@ -32,8 +33,7 @@ POM="$REPO_ROOT/test/kafka/pom.xml"
 LOG4J_CONF="$REPO_ROOT/test/kafka/log4j2.xml"
 
 RUN_ROOT="${BF_RUN_DIR:-$REPO_ROOT/.run}"
-mkdir -p "$RUN_ROOT"
-RUN_ROOT="$(cd "$RUN_ROOT" && pwd)"
+[[ "$RUN_ROOT" == /* ]] || RUN_ROOT="$PWD/$RUN_ROOT"
 STATE="$RUN_ROOT/kafka"
 CACHE_ROOT="${BF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/blackfriday}"
 
@@ -47,6 +47,7 @@ DATA_DIR="$STATE/data"
 LOG_FILE="$STATE/kafka.log"     # log4j2 output (see test/kafka/log4j2.xml)
 OUT_FILE="$STATE/kafka.out"     # JVM stdout/stderr
 FORMAT_LOG="$STATE/format.log"
+OFFSET_FILE="$STATE/log_offset" # size of $LOG_FILE when the current broker was launched
 
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -82,7 +83,7 @@ kafka_version() {
     return
   fi
   local v
-  v="$(sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
+  v="$(sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p;T;q' "$POM")"
   [[ -n "$v" ]] || die "cannot read <kafka.version> from $POM"
   printf '%s\n' "$v"
 }
@@ -99,10 +100,11 @@ pid_alive() {
 # Prints the pid of OUR running broker (checked against its command line), or fails.
 running_pid() {
   [[ -f "$PID_FILE" ]] || return 1
-  local pid
+  local pid cmdline
   pid="$(cat "$PID_FILE" 2>/dev/null || true)"
   pid_alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS" || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  [[ "$cmdline" == *"kafka.Kafka $PROPS"* ]] || return 1
   printf '%s\n' "$pid"
 }
 
@@ -118,7 +120,7 @@ free_port() {
     p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
     [[ "$exclude" == *" $p "* ]] && continue
     port_open "$p" && continue
-    if command -v ss >/dev/null 2>&1 && ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
+    if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Htan "sport = :$p" 2>/dev/null || true)" ]]; then
       continue
     fi
     printf '%s\n' "$p"
@@ -135,44 +137,60 @@ ensure_java_maven() {
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]} with apt-get (needed to run the test Kafka broker)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2 ||
+    if ! { apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2; }; then
       die "apt-get install ${missing[*]} failed"
+    fi
   else
     die "missing ${missing[*]}: install a Java 17+ runtime and Maven"
   fi
 }
 
-# Prints the directory holding all broker jars, downloading them once.
+# Kafka 4.x brokers need Java 17 or newer.
+check_java() {
+  local v major
+  v="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  major="${v%%.*}"
+  [[ "$major" =~ ^[0-9]+$ ]] || die "cannot tell the Java version (java.specification.version='$v')"
+  ((major >= 17)) || die "Java $v found; Apache Kafka 4.x needs Java 17 or newer"
+}
+
+# Prints the directory holding all broker jars, downloading them once. The
+# marker file records a hash of the pom, so editing the pom re-downloads.
 ensure_jars() {
-  local version="$1" dir libs marker tmp
+  local version="$1" dir libs marker tmp want
   dir="$CACHE_ROOT/kafka-$version"
   libs="$dir/libs"
   marker="$dir/.complete"
-  if [[ -f "$marker" && -d "$libs" ]]; then
+  want="$(sha256sum "$POM" | cut -d' ' -f1)"
+  if [[ -d "$libs" && "$(cat "$marker" 2>/dev/null || true)" == "$want" ]]; then
     printf '%s\n' "$libs"
     return 0
   fi
   mkdir -p "$dir"
   (
     flock 8
-    if [[ -f "$marker" && -d "$libs" ]]; then
+    if [[ -d "$libs" && "$(cat "$marker" 2>/dev/null || true)" == "$want" ]]; then
       exit 0
     fi
     log "downloading Apache Kafka $version jars from Maven Central into $libs (one-time)"
     tmp="$(mktemp -d "$dir/libs.tmp.XXXXXX")"
-    if ! mvn -q -B -f "$POM" -Dkafka.version="$version" \
-      dependency:copy-dependencies -DoutputDirectory="$tmp" >&2; then
+    if ! mvn -B -Dstyle.color=never -f "$POM" -Dkafka.version="$version" \
+      dependency:copy-dependencies -DoutputDirectory="$tmp" >"$dir/mvn.log" 2>&1; then
       rm -rf "$tmp"
-      die "maven could not resolve org.apache.kafka:kafka_2.13:$version (see output above)"
+      printf -- '----- last 40 lines of %s -----\n' "$dir/mvn.log" >&2
+      tail -n 40 "$dir/mvn.log" >&2 || true
+      die "maven could not resolve org.apache.kafka:kafka_2.13:$version (full log: $dir/mvn.log)"
     fi
     compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || {
       rm -rf "$tmp"
       die "no kafka_2.13 jar after download"
     }
+    chmod 755 "$tmp"
+    rm -f "$marker"
     rm -rf "$libs"
     mv "$tmp" "$libs"
-    date -u +%FT%TZ >"$marker"
-  ) 8>"$dir/.lock"
+    printf '%s\n' "$want" >"$marker"
+  ) 8>"$dir/.lock" || return 1
   printf '%s\n' "$libs"
 }
 
@@ -216,6 +234,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=6
 group.initial.rebalance.delay.ms=0
+# After a SIGKILL the restarted broker must wait for its old incarnation's
+# session to expire before it can register (default 9 s): keep that short.
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=4000
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
@@ -233,10 +255,12 @@ print_addr() {
   printf '127.0.0.1:%s\n' "$(cat "$PORT_FILE")"
 }
 
-# Wait until the broker whose log output starts at byte $2 of $LOG_FILE is up.
+# Wait until broker $1 is up: its port answers and, in the log it wrote since
+# it was launched, it says it started.
 wait_ready() {
-  local pid="$1" offset="$2" port deadline
+  local pid="$1" offset=0 port deadline
   port="$(cat "$PORT_FILE")"
+  [[ -f "$OFFSET_FILE" ]] && offset="$(cat "$OFFSET_FILE")"
   deadline=$((SECONDS + START_TIMEOUT))
   while :; do
     if ! pid_alive "$pid"; then
@@ -244,7 +268,7 @@ wait_ready() {
       fail "broker process $pid exited during startup"
     fi
     if port_open "$port" && [[ -f "$LOG_FILE" ]] &&
-      tail -c "+$((offset + 1))" "$LOG_FILE" | grep -q 'Kafka Server started'; then
+      grep -q 'Kafka Server started' < <(tail -c "+$((offset + 1))" "$LOG_FILE"); then
       return 0
     fi
     if ((SECONDS >= deadline)); then
@@ -264,14 +288,14 @@ cmd_start() {
   local pid
   if pid="$(running_pid)"; then
     log "broker already running (pid $pid)"
-    local offset=0
-    wait_ready "$pid" "$offset"
+    wait_ready "$pid"
     print_addr
     return 0
   fi
   rm -f "$PID_FILE"
 
   ensure_java_maven
+  check_java
   local version libs
   version="$(kafka_version)"
   libs="$(ensure_jars "$version")"
@@ -310,6 +334,7 @@ cmd_start() {
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
     -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$LOG4J_CONF" "-Dkafka.logs.dir=$STATE"
+    -Dlog4j2.shutdownHookEnabled=false
     ${KAFKA_OPTS:-})
 
   if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
@@ -322,12 +347,14 @@ cmd_start() {
 
   local offset=0
   [[ -f "$LOG_FILE" ]] && offset="$(stat -c %s "$LOG_FILE")"
+  printf '%s\n' "$offset" >"$OFFSET_FILE"
   printf -- '===== %s starting Apache Kafka %s on 127.0.0.1:%s =====\n' \
     "$(date -u +%FT%TZ)" "$version" "$port" >>"$OUT_FILE"
 
   # setsid + nohup: the broker outlives this shell and its session. The inner
   # shell records its own pid and then becomes the JVM (exec), so the pid file
   # is right even if setsid has to fork. fd 9 (our lock) is not inherited.
+  # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
   nohup setsid bash -c 'echo "$$" >"$1"; shift; exec "$@"' kafka-launch "$PID_FILE" \
     java "${jvm[@]}" -cp "$libs/*" kafka.Kafka "$PROPS" \
     </dev/null >>"$OUT_FILE" 2>&1 9>&- &
@@ -340,7 +367,7 @@ cmd_start() {
   [[ -s "$PID_FILE" ]] || fail "broker launcher did not write $PID_FILE"
   pid="$(cat "$PID_FILE")"
   log "started Apache Kafka $version (pid $pid), waiting for 127.0.0.1:$port"
-  wait_ready "$pid" "$offset"
+  wait_ready "$pid"
   log "ready: Apache Kafka $version (KRaft) at 127.0.0.1:$port, state in $STATE"
   print_addr
 }
