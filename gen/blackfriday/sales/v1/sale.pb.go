@@ -195,7 +195,7 @@ var File_blackfriday_sales_v1_sale_proto protoreflect.FileDescriptor
 
 const file_blackfriday_sales_v1_sale_proto_rawDesc = "" +
 	"\n" +
-	"\x1fblackfriday/sales/v1/sale.proto\x12\x14blackfriday.sales.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x03\n" +
+	"\x1fblackfriday/sales/v1/sale.proto\x12\x14blackfriday.sales.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x03\n" +
 	"\x04Sale\x12G\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1e.blackfriday.sales.v1.CategoryB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\bcategory\x12H\n" +
 	"\n" +
@@ -203,8 +203,8 @@ const file_blackfriday_sales_v1_sale_proto_rawDesc = "" +
 	"\vprice_cents\x18\x03 \x01(\x03B\f\xbaH\t\"\a\x18\x80\xc2\xd7/ \x00R\n" +
 	"priceCents\x12&\n" +
 	"\bquantity\x18\x04 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\x90N(\x01R\bquantity\x12?\n" +
-	"\asale_id\x18\x05 \x01(\tB&\xbaH#r!\x18@2\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$R\x06saleId\x12\xa6\x01\n" +
+	"\xbaH\a\x1a\x05\x18\x90N(\x01R\bquantity\x12B\n" +
+	"\asale_id\x18\x05 \x01(\tB)\xbaH&\xd8\x01\x01r!\x18@2\x1d^[A-Za-z0-9][A-Za-z0-9._:-]*$R\x06saleId\x12\xa6\x01\n" +
 	"\asold_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampBq\xbaHn\xba\x01`\n" +
 	"\x12sold_at.not_future\x12,must not be more than one hour in the future\x1a\x1cthis <= now + duration('1h')\xb2\x01\b*\x06\b\x80\x87\xb5\xc3\x03R\x06soldAt*}\n" +
 	"\bCategory\x12\x18\n" +

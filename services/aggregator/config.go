@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the aggregator's configuration, read once from the environment.
+type config struct {
+	Brokers         []string
+	Topic           string
+	DLQTopic        string
+	Group           string
+	TopicPartitions int32
+	ValkeyAddr      string
+	ValkeyUsername  string
+	ValkeyPassword  string
+	KeyPrefix       string
+	PollMaxRecords  int
+	RateTTL         time.Duration
+	// HTTPAddr serves /healthz and /readyz; empty disables it.
+	HTTPAddr string
+	LogLevel slog.Level
+}
+
+// loadConfig reads the configuration through lookup, os.LookupEnv in
+// production, applying defaults to unset variables.
+func loadConfig(lookup func(string) (string, bool)) (config, error) {
+	str := func(name, def string) string {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+		return def
+	}
+	var errs []error
+	integer := func(name string, def, lo, hi int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want an integer from %d to %d", name, v, lo, hi))
+			return def
+		}
+		return n
+	}
+
+	c := config{
+		Topic:           str("KAFKA_TOPIC", "sales"),
+		DLQTopic:        str("KAFKA_DLQ_TOPIC", "sales.dlq"),
+		Group:           str("KAFKA_GROUP", "blackfriday-aggregator"),
+		TopicPartitions: int32(integer("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000)),
+		ValkeyAddr:      str("VALKEY_ADDR", "127.0.0.1:6379"),
+		ValkeyUsername:  str("VALKEY_USERNAME", ""),
+		ValkeyPassword:  str("VALKEY_PASSWORD", ""),
+		KeyPrefix:       str("VALKEY_KEY_PREFIX", "bf:"),
+		PollMaxRecords:  integer("POLL_MAX_RECORDS", 10000, 1, 1000000),
+		RateTTL:         25 * time.Hour,
+		HTTPAddr:        ":8081",
+	}
+	for _, b := range strings.Split(str("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("KAFKA_BROKERS lists no broker"))
+	}
+	if c.Topic == c.DLQTopic {
+		errs = append(errs, fmt.Errorf("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC (%q)", c.Topic))
+	}
+	if v := str("RATE_TTL", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			errs = append(errs, fmt.Errorf("RATE_TTL=%q: want a duration of at least 1s, such as 25h", v))
+		} else {
+			c.RateTTL = d
+		}
+	}
+	// Unlike the others, an HTTP_ADDR that is set but empty means "off".
+	if v, ok := lookup("HTTP_ADDR"); ok {
+		c.HTTPAddr = strings.TrimSpace(v)
+	}
+	if v := str("LOG_LEVEL", ""); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return config{}, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+// LogValue renders the configuration for the start-up log, password masked.
+func (c config) LogValue() slog.Value {
+	password := ""
+	if c.ValkeyPassword != "" {
+		password = "*****"
+	}
+	return slog.GroupValue(
+		slog.String("KAFKA_BROKERS", strings.Join(c.Brokers, ",")),
+		slog.String("KAFKA_TOPIC", c.Topic),
+		slog.String("KAFKA_DLQ_TOPIC", c.DLQTopic),
+		slog.String("KAFKA_GROUP", c.Group),
+		slog.Int("KAFKA_TOPIC_PARTITIONS", int(c.TopicPartitions)),
+		slog.String("VALKEY_ADDR", c.ValkeyAddr),
+		slog.String("VALKEY_USERNAME", c.ValkeyUsername),
+		slog.String("VALKEY_PASSWORD", password),
+		slog.String("VALKEY_KEY_PREFIX", c.KeyPrefix),
+		slog.Int("POLL_MAX_RECORDS", c.PollMaxRecords),
+		slog.String("RATE_TTL", c.RateTTL.String()),
+		slog.String("HTTP_ADDR", c.HTTPAddr),
+		slog.String("LOG_LEVEL", c.LogLevel.String()),
+	)
+}

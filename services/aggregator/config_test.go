@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	defaults := config{
+		Brokers:         []string{"127.0.0.1:9092"},
+		Topic:           "sales",
+		DLQTopic:        "sales.dlq",
+		Group:           "blackfriday-aggregator",
+		TopicPartitions: 6,
+		ValkeyAddr:      "127.0.0.1:6379",
+		KeyPrefix:       "bf:",
+		PollMaxRecords:  10000,
+		RateTTL:         25 * time.Hour,
+		HTTPAddr:        ":8081",
+		LogLevel:        slog.LevelInfo,
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    func(c config) config
+		wantErr string
+	}{
+		{name: "defaults", env: nil, want: func(c config) config { return c }},
+		{
+			name: "everything set",
+			env: map[string]string{
+				"KAFKA_BROKERS": " k1:9092, k2:9092 ,", "KAFKA_TOPIC": "s", "KAFKA_DLQ_TOPIC": "s.dead",
+				"KAFKA_GROUP": "g", "KAFKA_TOPIC_PARTITIONS": "12", "VALKEY_ADDR": "v:6379",
+				"VALKEY_USERNAME": "agg", "VALKEY_PASSWORD": "secret", "VALKEY_KEY_PREFIX": "x:",
+				"POLL_MAX_RECORDS": "500", "RATE_TTL": "2h", "HTTP_ADDR": "127.0.0.1:9000", "LOG_LEVEL": "debug",
+			},
+			want: func(c config) config {
+				return config{
+					Brokers: []string{"k1:9092", "k2:9092"}, Topic: "s", DLQTopic: "s.dead", Group: "g",
+					TopicPartitions: 12, ValkeyAddr: "v:6379", ValkeyUsername: "agg", ValkeyPassword: "secret",
+					KeyPrefix: "x:", PollMaxRecords: 500, RateTTL: 2 * time.Hour, HTTPAddr: "127.0.0.1:9000",
+					LogLevel: slog.LevelDebug,
+				}
+			},
+		},
+		{
+			name: "empty HTTP_ADDR disables the probes",
+			env:  map[string]string{"HTTP_ADDR": ""},
+			want: func(c config) config { c.HTTPAddr = ""; return c },
+		},
+		{
+			name: "empty values elsewhere mean the default",
+			env:  map[string]string{"KAFKA_TOPIC": " ", "POLL_MAX_RECORDS": ""},
+			want: func(c config) config { return c },
+		},
+		{name: "bad partitions", env: map[string]string{"KAFKA_TOPIC_PARTITIONS": "six"}, wantErr: "KAFKA_TOPIC_PARTITIONS"},
+		{name: "zero poll", env: map[string]string{"POLL_MAX_RECORDS": "0"}, wantErr: "POLL_MAX_RECORDS"},
+		{name: "bad ttl", env: map[string]string{"RATE_TTL": "25"}, wantErr: "RATE_TTL"},
+		{name: "bad level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
+		{name: "no brokers", env: map[string]string{"KAFKA_BROKERS": " , "}, wantErr: "KAFKA_BROKERS"},
+		{name: "dlq is the topic", env: map[string]string{"KAFKA_DLQ_TOPIC": "sales"}, wantErr: "KAFKA_DLQ_TOPIC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
+			got, err := loadConfig(lookup)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("loadConfig(%v) = %v, want an error naming %s", tt.env, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadConfig(%v) = %v, want nil", tt.env, err)
+			}
+			if want := tt.want(defaults); !reflect.DeepEqual(got, want) {
+				t.Errorf("loadConfig(%v) = %+v, want %+v", tt.env, got, want)
+			}
+		})
+	}
+}
+
+func TestConfigLogMasksPassword(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(func(k string) (string, bool) {
+		if k == "VALKEY_PASSWORD" {
+			return "hunter2", true
+		}
+		return "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
+	if strings.Contains(buf.String(), "hunter2") || !strings.Contains(buf.String(), `"VALKEY_PASSWORD":"*****"`) {
+		t.Errorf("config log = %s, want the password masked", buf.String())
+	}
+}

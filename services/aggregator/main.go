@@ -1,0 +1,121 @@
+// Command aggregator consumes sales from Kafka and folds them into Valkey,
+// counting each sale exactly once.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"blackfriday.local/services/aggregator/internal/aggregate"
+	"blackfriday.local/services/aggregator/internal/consume"
+	"blackfriday.local/services/aggregator/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := loadConfig(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log.Info("starting aggregator", "config", cfg)
+
+	valkey, err := dialValkey(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer valkey.Close()
+
+	// Best effort: in production the topics are managed (Strimzi
+	// KafkaTopic); locally this saves a step.
+	topicsCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	if err := consume.EnsureTopics(topicsCtx, cfg.Brokers, cfg.TopicPartitions, cfg.Topic, cfg.DLQTopic); err != nil {
+		log.Warn("could not create missing topics; continuing", "err", err)
+	}
+	cancel()
+
+	dec, err := aggregate.NewDecoder()
+	if err != nil {
+		return err
+	}
+	consumer := consume.New(consume.Config{
+		Brokers:        cfg.Brokers,
+		Topic:          cfg.Topic,
+		DLQTopic:       cfg.DLQTopic,
+		Group:          cfg.Group,
+		MaxPollRecords: cfg.PollMaxRecords,
+	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)
+
+	httpDone := make(chan error, 1)
+	var srv *http.Server
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+		srv = &http.Server{
+			Handler:           healthHandler(consumer.Ready),
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       60 * time.Second,
+		}
+		// This goroutine ends when Shutdown below closes the listener.
+		go func() { httpDone <- srv.Serve(ln) }()
+		log.Info("serving probes", "addr", ln.Addr().String())
+	} else {
+		httpDone <- http.ErrServerClosed
+	}
+
+	runErr := consumer.Run(ctx)
+
+	if srv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			log.Warn("probe server shutdown", "err", err)
+		}
+	}
+	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		runErr = errors.Join(runErr, fmt.Errorf("probe server: %w", err))
+	}
+	if runErr == nil {
+		log.Info("aggregator stopped")
+	}
+	return runErr
+}
+
+// dialValkey connects to Valkey, retrying until it answers or ctx ends, so
+// that the aggregator can start before Valkey does.
+func dialValkey(ctx context.Context, cfg config, log *slog.Logger) (rueidis.Client, error) {
+	backoff := 250 * time.Millisecond
+	for {
+		client, err := store.Dial(ctx, store.Options{Addr: cfg.ValkeyAddr, Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword})
+		if err == nil {
+			return client, nil
+		}
+		log.Warn("valkey is not reachable yet; retrying", "addr", cfg.ValkeyAddr, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("valkey at %s: %w", cfg.ValkeyAddr, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+
+	"blackfriday.local/services/aggregator/internal/aggregate"
+	"blackfriday.local/services/aggregator/internal/valkeytest"
+)
+
+// TestRun starts the whole service against a fake Kafka and a real Valkey:
+// configuration, topic creation, probes, counting and a clean shutdown.
+func TestRun(t *testing.T) {
+	valkey, prefix := valkeytest.New(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "sales"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+
+	t.Setenv("KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","))
+	t.Setenv("VALKEY_ADDR", valkeytest.Addr(t))
+	t.Setenv("VALKEY_KEY_PREFIX", prefix)
+	t.Setenv("HTTP_ADDR", httpAddr)
+	t.Setenv("LOG_LEVEL", "warn")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	var records []*kgo.Record
+	for i := range 100 {
+		value, err := proto.Marshal(&salesv1.Sale{
+			Category: salesv1.Category_CATEGORY_HOME, ProductId: fmt.Sprintf("H%d", i%7), PriceCents: 250, Quantity: 2,
+			SaleId: fmt.Sprintf("s%d", i), SoldAt: timestamppb.New(time.Now().Add(-time.Minute)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers := []kgo.RecordHeader{
+			{Key: aggregate.HeaderContentType, Value: []byte(aggregate.ContentTypeProtobuf)},
+			{Key: aggregate.HeaderSchema, Value: []byte(aggregate.SchemaSale)},
+		}
+		if i%50 == 0 {
+			headers = headers[:1] // poison: no schema
+		}
+		records = append(records, &kgo.Record{Topic: "sales", Key: []byte(fmt.Sprintf("H%d", i%7)), Value: value, Headers: headers})
+	}
+	if err := producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]string{"sales": "98", "units": "196", "revenue_cents": "49000", "price_sum_cents": "24500",
+		"min_price_cents": "250", "max_price_cents": "250", "dead_letters": "2"}
+	var got map[string]string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		got, err = valkey.Do(ctx, valkey.B().Hgetall().Key(prefix+"totals").Build()).AsStrMap()
+		if err == nil && fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%stotals = %v, %v, want %v", prefix, got, err, want)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s = %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run() = %v, want nil after cancel", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run() did not return 30s after cancel")
+	}
+}
