@@ -22,6 +22,13 @@ type config struct {
 	KeyPrefix       string
 	PollMaxRecords  int
 	RateTTL         time.Duration
+	// InstanceID, when set, makes the aggregator a static group member: a
+	// restarted process with the same id takes its partitions back at once,
+	// without a rebalance (for example a StatefulSet pod name).
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member before
+	// giving its partitions to others.
+	SessionTimeout time.Duration
 	// HTTPAddr serves /healthz and /readyz; empty disables it.
 	HTTPAddr string
 	LogLevel slog.Level
@@ -60,6 +67,8 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 		ValkeyPassword:  str("VALKEY_PASSWORD", ""),
 		KeyPrefix:       str("VALKEY_KEY_PREFIX", "bf:"),
 		PollMaxRecords:  integer("POLL_MAX_RECORDS", 10000, 1, 1000000),
+		InstanceID:      str("KAFKA_INSTANCE_ID", ""),
+		SessionTimeout:  15 * time.Second,
 		RateTTL:         25 * time.Hour,
 		HTTPAddr:        ":8081",
 	}
@@ -73,6 +82,14 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	}
 	if c.Topic == c.DLQTopic {
 		errs = append(errs, fmt.Errorf("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC (%q)", c.Topic))
+	}
+	if v := str("KAFKA_SESSION_TIMEOUT", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 6*time.Second || d > 5*time.Minute {
+			errs = append(errs, fmt.Errorf("KAFKA_SESSION_TIMEOUT=%q: want a duration from 6s to 5m", v))
+		} else {
+			c.SessionTimeout = d
+		}
 	}
 	if v := str("RATE_TTL", ""); v != "" {
 		d, err := time.ParseDuration(v)
@@ -109,6 +126,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("KAFKA_DLQ_TOPIC", c.DLQTopic),
 		slog.String("KAFKA_GROUP", c.Group),
 		slog.Int("KAFKA_TOPIC_PARTITIONS", int(c.TopicPartitions)),
+		slog.String("KAFKA_INSTANCE_ID", c.InstanceID),
+		slog.String("KAFKA_SESSION_TIMEOUT", c.SessionTimeout.String()),
 		slog.String("VALKEY_ADDR", c.ValkeyAddr),
 		slog.String("VALKEY_USERNAME", c.ValkeyUsername),
 		slog.String("VALKEY_PASSWORD", password),

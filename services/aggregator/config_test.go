@@ -21,6 +21,7 @@ func TestLoadConfig(t *testing.T) {
 		KeyPrefix:       "bf:",
 		PollMaxRecords:  10000,
 		RateTTL:         25 * time.Hour,
+		SessionTimeout:  15 * time.Second,
 		HTTPAddr:        ":8081",
 		LogLevel:        slog.LevelInfo,
 	}
@@ -38,13 +39,14 @@ func TestLoadConfig(t *testing.T) {
 				"KAFKA_GROUP": "g", "KAFKA_TOPIC_PARTITIONS": "12", "VALKEY_ADDR": "v:6379",
 				"VALKEY_USERNAME": "agg", "VALKEY_PASSWORD": "secret", "VALKEY_KEY_PREFIX": "x:",
 				"POLL_MAX_RECORDS": "500", "RATE_TTL": "2h", "HTTP_ADDR": "127.0.0.1:9000", "LOG_LEVEL": "debug",
+				"KAFKA_INSTANCE_ID": "aggregator-0", "KAFKA_SESSION_TIMEOUT": "30s",
 			},
 			want: func(c config) config {
 				return config{
 					Brokers: []string{"k1:9092", "k2:9092"}, Topic: "s", DLQTopic: "s.dead", Group: "g",
 					TopicPartitions: 12, ValkeyAddr: "v:6379", ValkeyUsername: "agg", ValkeyPassword: "secret",
 					KeyPrefix: "x:", PollMaxRecords: 500, RateTTL: 2 * time.Hour, HTTPAddr: "127.0.0.1:9000",
-					LogLevel: slog.LevelDebug,
+					LogLevel: slog.LevelDebug, InstanceID: "aggregator-0", SessionTimeout: 30 * time.Second,
 				}
 			},
 		},
@@ -60,6 +62,7 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{name: "bad partitions", env: map[string]string{"KAFKA_TOPIC_PARTITIONS": "six"}, wantErr: "KAFKA_TOPIC_PARTITIONS"},
 		{name: "zero poll", env: map[string]string{"POLL_MAX_RECORDS": "0"}, wantErr: "POLL_MAX_RECORDS"},
+		{name: "short session", env: map[string]string{"KAFKA_SESSION_TIMEOUT": "1s"}, wantErr: "KAFKA_SESSION_TIMEOUT"},
 		{name: "bad ttl", env: map[string]string{"RATE_TTL": "25"}, wantErr: "RATE_TTL"},
 		{name: "bad level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
 		{name: "no brokers", env: map[string]string{"KAFKA_BROKERS": " , "}, wantErr: "KAFKA_BROKERS"},

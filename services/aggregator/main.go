@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/consume"
@@ -56,12 +57,17 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	clientOpts := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
+	if cfg.InstanceID != "" {
+		clientOpts = append(clientOpts, kgo.InstanceID(cfg.InstanceID))
+	}
 	consumer := consume.New(consume.Config{
 		Brokers:        cfg.Brokers,
 		Topic:          cfg.Topic,
 		DLQTopic:       cfg.DLQTopic,
 		Group:          cfg.Group,
 		MaxPollRecords: cfg.PollMaxRecords,
+		ClientOptions:  clientOpts,
 	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)
 
 	httpDone := make(chan error, 1)

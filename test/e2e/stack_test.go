@@ -59,6 +59,7 @@ func newStack(t *testing.T) *stack {
 		"KAFKA_TOPIC=" + s.topic,
 		"KAFKA_DLQ_TOPIC=" + s.topic + ".dlq",
 		"KAFKA_GROUP=" + s.topic + "-aggregator",
+		"KAFKA_SESSION_TIMEOUT=10s",
 		"KAFKA_TOPIC_PARTITIONS=6",
 		"VALKEY_ADDR=" + valkey,
 		"VALKEY_KEY_PREFIX=" + s.prefix,
@@ -87,7 +88,10 @@ func (s *stack) startAPI(extraEnv ...string) {
 func (s *stack) startAggregator(name string) {
 	s.t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(s.t))
-	p := s.spawn(name, append([]string{"HTTP_ADDR=" + addr}, s.env...))
+	// Each named aggregator is a static group member, as a StatefulSet pod
+	// would be: a restart after SIGKILL takes its partitions back without
+	// waiting for the session to time out.
+	p := s.spawn(name, append([]string{"HTTP_ADDR=" + addr, "KAFKA_INSTANCE_ID=" + name}, s.env...))
 	s.mu.Lock()
 	s.aggs[name] = p
 	s.mu.Unlock()
