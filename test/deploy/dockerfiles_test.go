@@ -1,0 +1,140 @@
+package deploy_test
+
+import (
+	"bufio"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestDockerfiles checks each service's Dockerfile (multi-stage, pinned
+// bases, static binary, non-root distroless) and, since no Docker engine
+// runs here, builds the way its build stage does: only gen/ and the
+// service's directory copied, GOWORK=off, CGO_ENABLED=0.
+func TestDockerfiles(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	for _, svc := range []string{"api", "aggregator", "loadgen"} {
+		t.Run(svc, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(root, "services", svc, "Dockerfile")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("ReadFile(%s) error: %v", path, err)
+			}
+			df := string(b)
+			args := map[string]string{}
+			for _, m := range regexp.MustCompile(`(?m)^ARG (\w+)=(\S+)$`).FindAllStringSubmatch(df, -1) {
+				args[m[1]] = m[2]
+			}
+			froms := regexp.MustCompile(`(?m)^FROM (\S+)`).FindAllStringSubmatch(df, -1)
+			if len(froms) < 2 {
+				t.Errorf("%s has %d stages, want a build stage and a runtime stage", path, len(froms))
+			}
+			for _, f := range froms {
+				image := f[1]
+				if v, ok := strings.CutPrefix(image, "${"); ok {
+					image = args[strings.TrimSuffix(v, "}")]
+				}
+				if msg := pinned(image); msg != "" {
+					t.Errorf("%s: FROM %s: %s", path, f[1], msg)
+				}
+			}
+			runtime := args["RUNTIME_IMAGE"]
+			for _, want := range []string{"distroless/static", ":nonroot@sha256:"} {
+				if !strings.Contains(runtime, want) {
+					t.Errorf("%s: RUNTIME_IMAGE = %q, want a distroless static nonroot image pinned by digest", path, runtime)
+				}
+			}
+			for _, want := range []string{"CGO_ENABLED=0", "GOWORK=off", "\nUSER 65532:65532\n", "COPY gen/ gen/", "COPY services/" + svc + "/ services/" + svc + "/"} {
+				if !strings.Contains(df, want) {
+					t.Errorf("%s does not contain %q", path, want)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(root, "services", svc, "go.mod")); err != nil {
+				t.Skipf("services/%s has no go.mod yet: the Dockerfile is checked, the build is not", svc)
+			}
+			if testing.Short() {
+				t.Skip("building is skipped in -short mode")
+			}
+			ctx := t.TempDir()
+			for _, dir := range []string{"gen", filepath.Join("services", svc)} {
+				copyTree(t, filepath.Join(root, dir), filepath.Join(ctx, dir))
+			}
+			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(ctx, "out", svc), ".")
+			cmd.Dir = filepath.Join(ctx, "services", svc)
+			cmd.Env = append(cleanEnv(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("go build in a copy of gen/ and services/%s (GOWORK=off) error: %v\n%s", svc, err, out)
+			}
+			// A static binary has no dynamic section interpreter.
+			exe, err := os.ReadFile(filepath.Join(ctx, "out", svc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(exe[:min(len(exe), 4096)]), "/lib64/ld-linux") {
+				t.Errorf("services/%s binary is dynamically linked, want static", svc)
+			}
+		})
+	}
+	t.Run("dockerignore", func(t *testing.T) {
+		t.Parallel()
+		f, err := os.Open(filepath.Join(root, ".dockerignore"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var lines []string
+		for s := bufio.NewScanner(f); s.Scan(); {
+			lines = append(lines, strings.TrimSpace(s.Text()))
+		}
+		for _, want := range []string{"*", "!gen/", "!services/"} {
+			if !strings.Contains("\n"+strings.Join(lines, "\n")+"\n", "\n"+want+"\n") {
+				t.Errorf(".dockerignore lines %q, want %q among them", lines, want)
+			}
+		}
+	})
+}
+
+// pinned says what is wrong with a base image reference, or "".
+func pinned(image string) string {
+	if strings.Contains(image, "@sha256:") {
+		return ""
+	}
+	_, tag, ok := strings.Cut(image[strings.LastIndex(image, "/")+1:], ":")
+	switch {
+	case !ok:
+		return "no tag"
+	case tag == "latest":
+		return "latest"
+	case !regexp.MustCompile(`\d+\.\d+\.\d+`).MatchString(tag):
+		return "tag " + tag + " is not an exact version"
+	}
+	return ""
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,145 @@
+package deploy_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/yannh/kubeconform/pkg/validator"
+
+	m "blackfriday.local/test/deploy/internal/manifest"
+	"blackfriday.local/test/deploy/internal/schema"
+)
+
+// overlays are the environments; every one is also built with every
+// optional component on top ("<env>-all").
+var overlays = []string{"dev", "staging", "prod"}
+
+var optionalComponents = []string{
+	"components/ingress-nginx",
+	"components/keda-lag-autoscaler",
+	"components/load-job",
+	"components/service-monitor",
+}
+
+// variants lists every build the checks cover.
+func variants() []m.Variant {
+	var vs []m.Variant
+	for _, env := range overlays {
+		vs = append(vs,
+			m.Variant{Name: env, Dir: "overlays/" + env},
+			m.Variant{
+				Name:       env + "-all",
+				Dir:        "overlays/" + env,
+				Components: optionalComponents,
+				Images:     map[string]string{"blackfriday/loadgen": "0.1.0"},
+			})
+	}
+	return vs
+}
+
+// repoRoot is the repository's top directory.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("runtime.Caller failed")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// tree loads a fresh in-memory copy of kustomize/.
+func tree(t testing.TB) *m.Tree {
+	t.Helper()
+	tr, err := m.Load(filepath.Join(repoRoot(t), "kustomize"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func build(t testing.TB, tr *m.Tree, v m.Variant) []m.Object {
+	t.Helper()
+	objs, err := tr.Build(v)
+	if err != nil {
+		t.Fatalf("Build(%s) error: %v", v.Name, err)
+	}
+	return objs
+}
+
+// needService skips a test whose service is missing, or fails it under
+// CI=true, where nothing may be skipped for want of a service.
+func needService(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not set up (run make deploy-test); under CI=true this fails instead of skipping", what)
+	}
+	t.Skipf("%s is not set up (run make deploy-test)", what)
+}
+
+// schemaValidator validates against the schemas of make deploy-schemas
+// (BF_DEPLOY_SCHEMAS), strictly.
+func schemaValidator(t testing.TB) validator.Validator {
+	t.Helper()
+	dir := os.Getenv("BF_DEPLOY_SCHEMAS")
+	if dir == "" {
+		needService(t, "BF_DEPLOY_SCHEMAS (the generated schemas)")
+	}
+	version := os.Getenv("BF_DEPLOY_K8S_VERSION")
+	if version == "" {
+		version = "1.37.2"
+	}
+	v, err := validator.New([]string{
+		filepath.Join(dir, "kubernetes"),
+		filepath.Join(dir, "crds", schema.CRDTemplate),
+	}, validator.Opts{Strict: true, KubernetesVersion: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// schemaErrors validates objects and returns one line per invalid one (a
+// missing schema is an error too: every kind must be known).
+func schemaErrors(t testing.TB, v validator.Validator, objs []m.Object) (valid int, problems []string) {
+	t.Helper()
+	y, err := m.Encode(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range v.Validate("build.yaml", io.NopCloser(bytes.NewReader(y))) {
+		switch r.Status {
+		case validator.Valid:
+			valid++
+		case validator.Empty:
+		default:
+			sig, _ := r.Resource.Signature()
+			name := "?"
+			if sig != nil {
+				name = sig.Kind + "/" + sig.Name
+			}
+			// The error's text names the deepest failing path ("at
+			// '/spec/...': additional properties 'x' not allowed"); the
+			// structured errors may stop at a $ref ("validation failed").
+			var parts []string
+			if r.Err != nil {
+				text := r.Err.Error()
+				if _, after, ok := strings.Cut(text, "#' - "); ok {
+					text = after
+				}
+				parts = append(parts, text)
+			}
+			msg := strings.Join(parts, "; ")
+			problems = append(problems, name+": "+msg)
+		}
+	}
+	return valid, problems
+}
+
+func joinLines(lines []string) string {
+	return "\n\t" + strings.Join(lines, "\n\t")
+}

@@ -1,0 +1,166 @@
+package deploy_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	m "blackfriday.local/test/deploy/internal/manifest"
+	"blackfriday.local/test/deploy/internal/policy"
+)
+
+// TestBuildsFollowPolicy builds every overlay, alone and with every optional
+// component, and applies every policy rule to every object.
+func TestBuildsFollowPolicy(t *testing.T) {
+	t.Parallel()
+	for _, v := range variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			t.Parallel()
+			objs := build(t, tree(t), v)
+			if len(objs) < 30 {
+				t.Fatalf("Build(%s) = %d objects, want the whole system (30 or more)", v.Name, len(objs))
+			}
+			var got []string
+			for _, viol := range policy.Check(objs) {
+				got = append(got, viol.String())
+			}
+			if len(got) > 0 {
+				t.Errorf("policy.Check(%s) = %d violations, want none:%s", v.Name, len(got), joinLines(got))
+			}
+		})
+	}
+}
+
+// TestBuildsMatchSchemas validates every object of every build against the
+// strict schemas: Kubernetes kinds from the k8s.io/kubernetes OpenAPI
+// document, Strimzi, Gateway API, KEDA and Prometheus Operator kinds from
+// their CRDs.
+func TestBuildsMatchSchemas(t *testing.T) {
+	t.Parallel()
+	val := schemaValidator(t)
+	for _, v := range variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			objs := build(t, tree(t), v)
+			valid, problems := schemaErrors(t, val, objs)
+			if len(problems) > 0 || valid != len(objs) {
+				t.Errorf("validate(%s) = %d valid of %d, problems:%s", v.Name, valid, len(objs), joinLines(problems))
+			}
+			t.Logf("%s: %d objects valid", v.Name, valid)
+		})
+	}
+}
+
+// TestBaseHasPlaceholderTags shows why every overlay pins images: the base
+// alone fails the image rule.
+func TestBaseHasPlaceholderTags(t *testing.T) {
+	t.Parallel()
+	objs := build(t, tree(t), m.Variant{Name: "base", Dir: "base"})
+	var images []string
+	for _, v := range policy.Check(objs) {
+		if v.Rule == policy.RuleImageTag {
+			images = append(images, v.Object)
+		}
+	}
+	slices.Sort(images)
+	want := []string{"Deployment/aggregator", "Deployment/api"}
+	if !slices.Equal(images, want) {
+		t.Errorf("policy.Check(base) image-tag violations on %v, want %v", images, want)
+	}
+}
+
+// TestOverlayShapes checks what each environment promises.
+func TestOverlayShapes(t *testing.T) {
+	t.Parallel()
+	type shape struct {
+		brokers, rf, minISR, partitions int64
+		persistent, netpol              bool
+		apiMax, aggMax                  int64
+		pdbs                            int
+	}
+	tests := []struct {
+		env  string
+		want shape
+	}{
+		{"dev", shape{brokers: 1, rf: 1, minISR: 1, partitions: 6, apiMax: 3, aggMax: 3, pdbs: 1}},
+		{"staging", shape{brokers: 3, rf: 3, minISR: 2, partitions: 12, persistent: true, netpol: true, apiMax: 12, aggMax: 6, pdbs: 2}},
+		{"prod", shape{brokers: 3, rf: 3, minISR: 2, partitions: 12, persistent: true, netpol: true, apiMax: 30, aggMax: 12, pdbs: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Parallel()
+			objs := build(t, tree(t), m.Variant{Name: tt.env, Dir: "overlays/" + tt.env})
+			var got shape
+			for _, o := range objs {
+				switch o.Kind() {
+				case "KafkaNodePool":
+					got.brokers, _ = m.Int(o, "spec", "replicas")
+					got.persistent = m.String(o, "spec", "storage", "type") == "persistent-claim" ||
+						m.String(o, "spec", "storage", "volumes") == "" && len(m.List(o, "spec", "storage", "volumes")) > 0 &&
+							m.String(m.List(o, "spec", "storage", "volumes")[0], "type") == "persistent-claim"
+				case "Kafka":
+					got.minISR, _ = m.Int(o, "spec", "kafka", "config", "min.insync.replicas")
+				case "KafkaTopic":
+					if o.Name() == "sales" {
+						got.rf, _ = m.Int(o, "spec", "replicas")
+						got.partitions, _ = m.Int(o, "spec", "partitions")
+					}
+				case "NetworkPolicy":
+					got.netpol = true
+				case "PodDisruptionBudget":
+					got.pdbs++
+				case "HorizontalPodAutoscaler":
+					n, _ := m.Int(o, "spec", "maxReplicas")
+					if o.Name() == "api" {
+						got.apiMax = n
+					} else {
+						got.aggMax = n
+					}
+				}
+			}
+			if got != tt.want {
+				t.Errorf("shape(%s) = %+v, want %+v", tt.env, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestOverlaysHoldOnlyComposition keeps overlays to resources, components,
+// images, replicas, patches and generators (STYLE.md), and the whole tree
+// off the deprecated commonLabels.
+func TestOverlaysHoldOnlyComposition(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"apiVersion", "kind", "resources", "components", "images", "replicas", "patches",
+		"configMapGenerator", "secretGenerator", "generators"}
+	root := filepath.Join(repoRoot(t), "kustomize")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "kustomization.yaml" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var k map[string]any
+		if err := yaml.Unmarshal(b, &k); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		rel, _ := filepath.Rel(root, p)
+		for key := range k {
+			if key == "commonLabels" {
+				t.Errorf("%s uses commonLabels, want labels:", rel)
+			}
+			if strings.HasPrefix(rel, "overlays/") && !slices.Contains(allowed, key) {
+				t.Errorf("%s has %s, want only %v", rel, key, allowed)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

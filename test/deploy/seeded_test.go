@@ -1,0 +1,101 @@
+package deploy_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	m "blackfriday.local/test/deploy/internal/manifest"
+	"blackfriday.local/test/deploy/internal/policy"
+)
+
+// schemaRule marks a seeded mistake that the strict schemas must reject.
+const schemaRule = "schema"
+
+// TestSeededMistakesAreRejected seeds one mistake at a time into a source
+// file of kustomize/ (in memory), builds the variant that contains it, and
+// checks that the validation rejects it with the expected rule, and names
+// the object.
+func TestSeededMistakesAreRejected(t *testing.T) {
+	t.Parallel()
+	const (
+		apiDeploy = "base/api/deployment.yaml"
+		aggDeploy = "base/aggregator/deployment.yaml"
+	)
+	dev := m.Variant{Name: "dev", Dir: "overlays/dev"}
+	prod := m.Variant{Name: "prod", Dir: "overlays/prod"}
+	prodAll := variants()[5]
+	tests := []struct {
+		name       string
+		file       string
+		old, new   string
+		variant    m.Variant
+		wantRule   string
+		wantObject string
+	}{
+		// Typos and wrong types: the strict schemas.
+		{"typo in a Deployment field", apiDeploy, "readinessProbe:", "readinesProbe:", prod, schemaRule, "Deployment/api"},
+		{"typo in a container field", aggDeploy, "imagePullPolicy:", "imagePulPolicy:", prod, schemaRule, "Deployment/aggregator"},
+		{"typo in metadata", "base/valkey/service.yaml", "  labels:\n", "  lables:\n", prod, schemaRule, "Service/valkey"},
+		{"wrong type in an HPA", "base/api/hpa.yaml", "averageUtilization: 70", "averageUtilization: seventy", prod, schemaRule, "HorizontalPodAutoscaler/api"},
+		{"typo in the Strimzi Kafka", "base/kafka/kafka.yaml", "    listeners:", "    listener:", dev, schemaRule, "Kafka/blackfriday"},
+		{"typo in a KafkaTopic", "base/kafka/topics.yaml", "  partitions: 12", "  partition: 12", prod, schemaRule, "KafkaTopic/sales"},
+		{"typo in a KafkaNodePool", "base/kafka/nodepool.yaml", "  roles:", "  role:", prod, schemaRule, "KafkaNodePool/dual-role"},
+		{"typo in an HTTPRoute", "base/gateway/httproute.yaml", "      backendRefs:\n        - name: api", "      backendRef:\n        - name: api", prod, schemaRule, "HTTPRoute/api"},
+		{"typo in a GRPCRoute", "base/gateway/grpcroute.yaml", "            service: grpc.health.v1.Health", "            servce: grpc.health.v1.Health", prod, schemaRule, "GRPCRoute/api"},
+		{"typo in the KEDA ScaledObject", "components/keda-lag-autoscaler/scaledobject.yaml", "maxReplicaCount:", "maxReplicasCount:", prodAll, schemaRule, "ScaledObject/aggregator"},
+		{"typo in a ServiceMonitor", "components/service-monitor/servicemonitors.yaml", "  endpoints:\n    - port: metrics", "  endpoint:\n    - port: metrics", prodAll, schemaRule, "ServiceMonitor/api"},
+		{"typo in a NetworkPolicy", "components/network-policies/valkey.yaml", "  policyTypes:", "  policyType:", prod, schemaRule, "NetworkPolicy/valkey"},
+
+		// Policies.
+		{"missing readiness probe", apiDeploy, "readinessProbe:", "readinesProbe:", prod, policy.RuleProbes, "Deployment/api"},
+		{"missing liveness probe", aggDeploy, "          livenessProbe:\n            httpGet:\n              path: /healthz\n              port: http\n            periodSeconds: 10\n            timeoutSeconds: 3\n            failureThreshold: 3\n", "", prod, policy.RuleProbes, "Deployment/aggregator"},
+		{"missing resources on an init container", "base/valkey/statefulset.yaml", "          resources:\n            requests:\n              cpu: 10m\n              memory: 16Mi\n            limits:\n              cpu: 100m\n              memory: 32Mi\n", "", prod, policy.RuleResources, "StatefulSet/valkey"},
+		{"latest tag in an overlay", "overlays/prod/kustomization.yaml", "  - name: blackfriday/api\n    newTag: 0.1.0", "  - name: blackfriday/api\n    newTag: latest", prod, policy.RuleImageTag, "Deployment/api"},
+		{"overlay that forgets to pin a tag", "overlays/prod/kustomization.yaml", "  - name: blackfriday/aggregator\n    newTag: 0.1.0\n", "", prod, policy.RuleImageTag, "Deployment/aggregator"},
+		{"third-party image on latest", "base/kustomization.yaml", "newTag: 12.3.1", "newTag: latest", prod, policy.RuleImageTag, "Deployment/grafana"},
+		{"Service selector mismatch", "base/api/service.yaml", "  selector:\n    app.kubernetes.io/name: api", "  selector:\n    app.kubernetes.io/name: apis", prod, policy.RuleSelector, "Service/api"},
+		{"Service targetPort that no container has", "base/api/service.yaml", "targetPort: metrics", "targetPort: metric", prod, policy.RuleSelector, "Service/api"},
+		{"budget selector mismatch", "base/api/pdb.yaml", "      app.kubernetes.io/name: api", "      app.kubernetes.io/name: ap", prod, policy.RuleSelector, "PodDisruptionBudget/api"},
+		{"HPA target that does not exist", "base/api/hpa.yaml", "    kind: Deployment\n    name: api\n", "    kind: Deployment\n    name: api-server\n", prod, policy.RuleAutoscaler, "HorizontalPodAutoscaler/api"},
+		{"replicas on an HPA-scaled Deployment", apiDeploy, "  revisionHistoryLimit: 5\n", "  revisionHistoryLimit: 5\n  replicas: 3\n", prod, policy.RuleAutoscaler, "Deployment/api"},
+		{"HPA without scale-down behaviour", "base/api/hpa.yaml", "    scaleDown:\n      stabilizationWindowSeconds: 300\n      selectPolicy: Min\n      policies:\n        - type: Percent\n          value: 25\n          periodSeconds: 60\n", "", prod, policy.RuleAutoscaler, "HorizontalPodAutoscaler/api"},
+		{"aggregator max above partitions", "overlays/prod/kustomization.yaml", "      - op: replace\n        path: /spec/maxReplicas\n        value: 12", "      - op: replace\n        path: /spec/maxReplicas\n        value: 16", prod, policy.RulePartitions, "HorizontalPodAutoscaler/aggregator"},
+		{"fewer partitions than the aggregator max", "base/kafka/topics.yaml", "  partitions: 12", "  partitions: 4", prod, policy.RulePartitions, "HorizontalPodAutoscaler/aggregator"},
+		{"KEDA max above partitions", "components/keda-lag-autoscaler/scaledobject.yaml", "maxReplicaCount: 6", "maxReplicaCount: 24", prodAll, policy.RulePartitions, "ScaledObject/aggregator"},
+		{"partitions env out of step", "base/api/env", "KAFKA_TOPIC_PARTITIONS=12", "KAFKA_TOPIC_PARTITIONS=24", prod, policy.RulePartitions, "Deployment/api"},
+		{"password as a literal env value", apiDeploy, "              valueFrom:\n                secretKeyRef:\n                  name: valkey-users\n                  key: reader-password", "              value: hunter2", prod, policy.RulePlaintextSecret, "Deployment/api"},
+		{"password in an env file", "base/aggregator/env", "VALKEY_USERNAME=aggregator\n", "VALKEY_USERNAME=aggregator\nVALKEY_PASSWORD=hunter2\n", prod, policy.RulePlaintextSecret, "ConfigMap/aggregator-env-"},
+		{"literal password in Grafana provisioning", "base/grafana/datasources.yaml", "password: ${VALKEY_PASSWORD}", "password: hunter2", prod, policy.RulePlaintextSecret, "ConfigMap/grafana-provisioning-"},
+		{"a Secret committed with the manifests", "base/valkey/service.yaml", "appProtocol: redis\n", "appProtocol: redis\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: valkey-users\nstringData:\n  reader-password: hunter2\n", prod, policy.RulePlaintextSecret, "Secret/valkey-users"},
+		{"writable root filesystem", apiDeploy, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", prod, policy.RuleSecurityContext, "Deployment/api"},
+		{"privilege escalation", aggDeploy, "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", prod, policy.RuleSecurityContext, "Deployment/aggregator"},
+		{"component object outside the namespace", "components/high-availability/kustomization.yaml", "namespace: blackfriday\n", "", prod, policy.RuleNamespace, "PodDisruptionBudget/aggregator"},
+	}
+	val := schemaValidator(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tr := tree(t)
+			if err := tr.Replace(tt.file, tt.old, tt.new); err != nil {
+				t.Fatalf("seeding %s: %v", tt.file, err)
+			}
+			objs := build(t, tr, tt.variant)
+			var got []string
+			if tt.wantRule == schemaRule {
+				_, got = schemaErrors(t, val, objs)
+			} else {
+				for _, v := range policy.Check(objs) {
+					if v.Rule == tt.wantRule {
+						got = append(got, v.String())
+					}
+				}
+			}
+			hit := slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, tt.wantObject) })
+			if !hit {
+				t.Fatalf("check(%s seeded with %q) = %q, want a %s rejection of %s", tt.file, tt.new, got, tt.wantRule, tt.wantObject)
+			}
+			t.Logf("rejected: %s", got[slices.IndexFunc(got, func(s string) bool { return strings.Contains(s, tt.wantObject) })])
+		})
+	}
+}
