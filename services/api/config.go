@@ -1,0 +1,186 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the api's configuration, read once from the environment.
+type config struct {
+	Port                 int
+	KafkaBrokers         []string
+	KafkaTopic           string
+	KafkaTopicPartitions int32
+	KafkaLinger          time.Duration
+	ValkeyAddr           string
+	ValkeyUsername       string
+	ValkeyPassword       string
+	ValkeyKeyPrefix      string
+	ValkeyTimeout        time.Duration
+	ProduceTimeout       time.Duration
+	MaxBufferedRecords   int
+	MaxRequestBytes      int64
+	ShutdownTimeout      time.Duration
+	CORSAllowedOrigins   []string
+	LogLevel             slog.Level
+}
+
+// loadConfig reads the configuration through getenv, applying defaults to
+// unset variables and rejecting malformed ones.
+func loadConfig(getenv func(string) string) (config, error) {
+	e := env{getenv: getenv}
+	cfg := config{
+		Port:                 e.int("PORT", 8080),
+		KafkaBrokers:         e.list("KAFKA_BROKERS", "127.0.0.1:9092"),
+		KafkaTopic:           e.string("KAFKA_TOPIC", "sales"),
+		KafkaTopicPartitions: int32(e.int("KAFKA_TOPIC_PARTITIONS", 6)),
+		KafkaLinger:          e.duration("KAFKA_LINGER", 0),
+		ValkeyAddr:           e.string("VALKEY_ADDR", "127.0.0.1:6379"),
+		ValkeyUsername:       e.string("VALKEY_USERNAME", ""),
+		ValkeyPassword:       e.string("VALKEY_PASSWORD", ""),
+		ValkeyKeyPrefix:      e.string("VALKEY_KEY_PREFIX", "bf:"),
+		ValkeyTimeout:        e.duration("VALKEY_TIMEOUT", 2*time.Second),
+		ProduceTimeout:       e.duration("PRODUCE_TIMEOUT", 3*time.Second),
+		MaxBufferedRecords:   e.int("MAX_BUFFERED_RECORDS", 10000),
+		MaxRequestBytes:      e.bytes("MAX_REQUEST_BYTES", 4<<20),
+		ShutdownTimeout:      e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		CORSAllowedOrigins:   e.list("CORS_ALLOWED_ORIGINS", "*"),
+		LogLevel:             e.level("LOG_LEVEL", slog.LevelInfo),
+	}
+	switch {
+	case cfg.Port < 1 || cfg.Port > 65535:
+		e.fail("PORT", "must be between 1 and 65535")
+	case cfg.KafkaTopicPartitions < 1:
+		e.fail("KAFKA_TOPIC_PARTITIONS", "must be positive")
+	case cfg.ProduceTimeout <= 0:
+		e.fail("PRODUCE_TIMEOUT", "must be positive")
+	case cfg.MaxBufferedRecords < 1:
+		e.fail("MAX_BUFFERED_RECORDS", "must be positive")
+	case cfg.MaxRequestBytes < 1:
+		e.fail("MAX_REQUEST_BYTES", "must be positive")
+	case cfg.ShutdownTimeout <= 0:
+		e.fail("SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if len(cfg.KafkaBrokers) == 0 {
+		e.fail("KAFKA_BROKERS", "must name at least one broker")
+	}
+	return cfg, errors.Join(e.errs...)
+}
+
+// LogValue logs the configuration with the password masked.
+func (c config) LogValue() slog.Value {
+	password := ""
+	if c.ValkeyPassword != "" {
+		password = "****"
+	}
+	return slog.GroupValue(
+		slog.Int("port", c.Port),
+		slog.Any("kafka_brokers", c.KafkaBrokers),
+		slog.String("kafka_topic", c.KafkaTopic),
+		slog.Int("kafka_topic_partitions", int(c.KafkaTopicPartitions)),
+		slog.String("kafka_linger", c.KafkaLinger.String()),
+		slog.String("valkey_addr", c.ValkeyAddr),
+		slog.String("valkey_username", c.ValkeyUsername),
+		slog.String("valkey_password", password),
+		slog.String("valkey_key_prefix", c.ValkeyKeyPrefix),
+		slog.String("valkey_timeout", c.ValkeyTimeout.String()),
+		slog.String("produce_timeout", c.ProduceTimeout.String()),
+		slog.Int("max_buffered_records", c.MaxBufferedRecords),
+		slog.Int64("max_request_bytes", c.MaxRequestBytes),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}
+
+// env reads variables, collecting every malformed one so that a bad
+// deployment learns all its mistakes at once.
+type env struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *env) fail(name, why string) {
+	e.errs = append(e.errs, fmt.Errorf("%s %s", name, why))
+}
+
+func (e *env) string(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *env) list(name, def string) []string {
+	var out []string
+	for _, v := range strings.Split(e.string(name, def), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (e *env) int(name string, def int) int {
+	v := e.string(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("is not an integer: %q", v))
+		return def
+	}
+	return n
+}
+
+func (e *env) duration(name string, def time.Duration) time.Duration {
+	v := e.string(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("is not a duration such as 3s: %q", v))
+		return def
+	}
+	return d
+}
+
+// bytes reads a size in bytes, with an optional KiB, MiB or GiB suffix.
+func (e *env) bytes(name string, def int64) int64 {
+	v := e.string(name, "")
+	if v == "" {
+		return def
+	}
+	unit := int64(1)
+	for suffix, u := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(v, suffix); ok {
+			v, unit = strings.TrimSpace(n), u
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > (1<<62)/unit {
+		e.fail(name, fmt.Sprintf("is not a size such as 4194304 or 4MiB: %q", e.getenv(name)))
+		return def
+	}
+	return n * unit
+}
+
+func (e *env) level(name string, def slog.Level) slog.Level {
+	v := e.string(name, "")
+	if v == "" {
+		return def
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		e.fail(name, fmt.Sprintf("is not one of debug, info, warn, error: %q", v))
+		return def
+	}
+	return l
+}

@@ -1,0 +1,328 @@
+// Package ingest writes sales to the Kafka sales topic and answers only once
+// Kafka has acknowledged them.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+)
+
+// Config configures a Producer.
+type Config struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string
+	// Topic is the sales topic.
+	Topic string
+	// Partitions is the partition count used when the topic is created.
+	Partitions int32
+	// ProduceTimeout is the longest a call waits for Kafka's acknowledgement.
+	ProduceTimeout time.Duration
+	// MaxBufferedRecords bounds the records held in memory awaiting an
+	// acknowledgement; beyond it calls fail with ErrBufferFull.
+	MaxBufferedRecords int
+	// Linger is how long a partition waits for more records before sending
+	// a batch. Every call waits for its acknowledgement, so linger adds
+	// straight to latency; concurrent calls still batch behind the request
+	// in flight without it.
+	Linger time.Duration
+
+	// BreakerThreshold is the number of consecutive delivery failures that
+	// opens the circuit breaker (5 when zero).
+	BreakerThreshold int
+	// BreakerWindow is how long without any success the failures must span
+	// (1s when zero).
+	BreakerWindow time.Duration
+	// BreakerCoolDown is how long the open breaker rejects calls before one
+	// may probe Kafka again (1s when zero).
+	BreakerCoolDown time.Duration
+}
+
+// Producer writes sales to the sales topic: idempotently, with acks=all,
+// keyed by product id, each call waiting for its own acknowledgement.
+type Producer struct {
+	client     *kgo.Client
+	topic      string
+	partitions int32
+	timeout    time.Duration
+	breaker    *breaker
+	closed     atomic.Bool
+
+	// Header values are shared read-only by every record.
+	contentType []byte
+	schema      []byte
+	protocols   map[Protocol][]byte
+}
+
+// New returns a Producer. It does not contact Kafka: the server must start
+// and answer even while Kafka is down.
+func New(cfg Config, log *slog.Logger) (*Producer, error) {
+	if cfg.ProduceTimeout <= 0 {
+		return nil, errors.New("produce timeout must be positive")
+	}
+	threshold := orDefault(cfg.BreakerThreshold, 5)
+	window := orDefault(cfg.BreakerWindow, time.Second)
+	coolDown := orDefault(cfg.BreakerCoolDown, time.Second)
+
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		// acks=all is franz-go's default, as is idempotence (which
+		// requires it); spelled out because the delivery guarantee rests
+		// on it.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.ProducerLinger(cfg.Linger),
+		// The broker may take this long to gather acks; beyond it a call
+		// has long given up.
+		kgo.ProduceRequestTimeout(max(cfg.ProduceTimeout, 100*time.Millisecond)),
+		// A backstop: every record also carries its call's deadline, but
+		// nothing may sit in the buffer for long whatever happens. (franz-go
+		// allows no less than a second.)
+		kgo.RecordDeliveryTimeout(max(2*cfg.ProduceTimeout, time.Second)),
+		// After an outage, partitions wait for fresh metadata before they
+		// produce again; the default 5s between refreshes would keep
+		// failing calls that long after Kafka is back.
+		kgo.MetadataMinAge(500 * time.Millisecond),
+		kgo.WithLogger(kgoLogger{log}),
+	}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	p := &Producer{
+		client:      client,
+		topic:       cfg.Topic,
+		partitions:  cfg.Partitions,
+		timeout:     cfg.ProduceTimeout,
+		contentType: []byte(ContentTypeProtobuf),
+		schema:      []byte(SchemaSale),
+		protocols:   map[Protocol][]byte{},
+	}
+	for _, proto := range protocols() {
+		p.protocols[proto] = []byte(proto)
+	}
+	p.breaker = newBreaker(threshold, window, coolDown, time.Now, func(from, to breakerState) {
+		log.Warn("sales log circuit breaker", "from", from.String(), "to", to.String())
+	})
+	return p, nil
+}
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Record writes one sale and returns once Kafka has acknowledged it. The sale
+// must be complete (see Stamp) and valid. Errors wrap ErrBufferFull,
+// ErrNotWritten, ErrUnconfirmed, ErrSalesLogDown, ErrClosed or the caller's
+// context error, inside a *SaleError.
+func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
+	errs := p.RecordAll(ctx, []*salesv1.Sale{sale})
+	return errs[0]
+}
+
+// RecordAll writes sales in order and waits for each acknowledgement, all
+// within one deadline. It returns one error per sale, nil for those Kafka
+// acknowledged.
+func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error {
+	if len(sales) == 0 {
+		return nil
+	}
+	errs := make([]error, len(sales))
+	fail := func(err error) []error {
+		for i, s := range sales {
+			errs[i] = &SaleError{SaleID: s.GetSaleId(), Err: err}
+		}
+		return errs
+	}
+	if p.closed.Load() {
+		return fail(ErrClosed)
+	}
+	probe, err := p.breaker.allow()
+	if err != nil {
+		return fail(err)
+	}
+
+	deadline := time.Now().Add(p.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// Records carry the deadline but not the caller's cancellation: franz-go
+	// fails every buffered record of a partition behind a cancelled one, so
+	// one client hanging up would fail other clients' sales. A record whose
+	// caller left is written if it can be; its sale_id makes that visible.
+	//
+	// franz-go fails the records it has not sent once their deadline passes;
+	// giving it a moment before ours lets those sales be reported as
+	// certainly not written, rather than as unconfirmed.
+	recordDeadline := deadline
+	if grace := p.timeout / 20; time.Until(deadline) > 2*grace {
+		recordDeadline = deadline.Add(-grace)
+	}
+	recordCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), recordDeadline)
+	pending := newCountdown(len(sales), cancel)
+	results := make(chan result, len(sales))
+	protocol := p.protocolHeader(ProtocolFrom(ctx))
+
+	answered := make([]bool, len(sales))
+	waiting := 0
+	for i, sale := range sales {
+		rec, err := p.newRecord(sale, protocol)
+		if err != nil {
+			errs[i], answered[i] = err, true
+			pending.done()
+			continue
+		}
+		p.client.TryProduce(recordCtx, rec, func(_ *kgo.Record, err error) {
+			// The channel has room for every result, so the promise never
+			// blocks franz-go's promise goroutine, even after we returned.
+			results <- result{i, err}
+			pending.done()
+		})
+		waiting++
+	}
+
+	learned := outcomeNeutral
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+wait:
+	for ; waiting > 0; waiting-- {
+		select {
+		case r := <-results:
+			err := p.classify(r.err)
+			switch {
+			case err == nil:
+				learned = outcomeSuccess
+			case errors.Is(err, ErrNotWritten) && learned == outcomeNeutral:
+				learned = outcomeFailure
+			}
+			errs[r.index], answered[r.index] = err, true
+		case <-timer.C:
+			// franz-go failed the unsent records a moment ago, so the
+			// ones still unanswered were sent: they may yet be written.
+			markUnanswered(answered, errs, ErrUnconfirmed)
+			if learned == outcomeNeutral {
+				learned = outcomeFailure
+			}
+			break wait
+		case <-ctx.Done():
+			markUnanswered(answered, errs, ctx.Err())
+			break wait
+		}
+	}
+	p.breaker.done(probe, learned)
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = &SaleError{SaleID: sales[i].GetSaleId(), Err: err}
+		}
+	}
+	return errs
+}
+
+// countdown releases the records' context once every record is answered, so
+// that its deadline never outlives the records and never cuts them short.
+type countdown struct {
+	n       atomic.Int32
+	release context.CancelFunc
+}
+
+func newCountdown(n int, release context.CancelFunc) *countdown {
+	c := &countdown{release: release}
+	c.n.Store(int32(n))
+	return c
+}
+
+func (c *countdown) done() {
+	if c.n.Add(-1) == 0 {
+		c.release()
+	}
+}
+
+// result is one record's promise.
+type result struct {
+	index int
+	err   error
+}
+
+// markUnanswered sets err for every sale without an answer yet.
+func markUnanswered(answered []bool, errs []error, err error) {
+	for i, ok := range answered {
+		if !ok {
+			errs[i] = err
+		}
+	}
+}
+
+// classify turns a promise's error into one of the package's errors, keeping
+// the cause for logs.
+func (p *Producer) classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		return fmt.Errorf("%w: %w", ErrBufferFull, err)
+	case errors.Is(err, kgo.ErrClientClosed):
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	default:
+		// franz-go fails an idempotent record only when it is safe to:
+		// never sent, or answered by the broker. So a failed record was
+		// not written, whether by timeout, broker error or retries.
+		return fmt.Errorf("%w: %w", ErrNotWritten, err)
+	}
+}
+
+// newRecord encodes a sale as the record the aggregator expects.
+func (p *Producer) newRecord(sale *salesv1.Sale, protocol []byte) (*kgo.Record, error) {
+	value, err := proto.Marshal(sale)
+	if err != nil {
+		return nil, fmt.Errorf("encode sale: %w", err)
+	}
+	return &kgo.Record{
+		Topic: p.topic,
+		Key:   []byte(sale.GetProductId()),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderContentType, Value: p.contentType},
+			{Key: HeaderSchema, Value: p.schema},
+			{Key: HeaderIngestProtocol, Value: protocol},
+		},
+	}, nil
+}
+
+func (p *Producer) protocolHeader(proto Protocol) []byte {
+	if v, ok := p.protocols[proto]; ok {
+		return v
+	}
+	return p.protocols[ProtocolUnknown]
+}
+
+// Ping reports whether any Kafka broker answers.
+func (p *Producer) Ping(ctx context.Context) error {
+	return p.client.Ping(ctx)
+}
+
+// Close stops taking sales, waits until ctx is done for the buffered records
+// to be acknowledged, and closes the client, failing whatever is left.
+func (p *Producer) Close(ctx context.Context) error {
+	p.closed.Store(true)
+	err := p.client.Flush(ctx)
+	left := p.client.BufferedProduceRecords()
+	p.client.Close()
+	if err != nil {
+		return fmt.Errorf("flush with %d records unacknowledged: %w", left, err)
+	}
+	return nil
+}

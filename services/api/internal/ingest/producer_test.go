@@ -1,0 +1,485 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+)
+
+const topic = "sales"
+
+func newCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(6, topic)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func newProducer(t *testing.T, addrs []string, cfg Config) *Producer {
+	t.Helper()
+	cfg.Brokers, cfg.Topic, cfg.Partitions = addrs, topic, 6
+	if cfg.ProduceTimeout == 0 {
+		cfg.ProduceTimeout = 3 * time.Second
+	}
+	if cfg.MaxBufferedRecords == 0 {
+		cfg.MaxBufferedRecords = 1000
+	}
+	var w io.Writer = io.Discard
+	if os.Getenv("KGO_DEBUG") != "" {
+		w = os.Stderr
+	}
+	p, err := New(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = p.Close(ctx)
+	})
+	return p
+}
+
+var saleSeq struct {
+	mu sync.Mutex
+	n  int
+}
+
+// testSale returns a complete, valid sale with a unique id.
+func testSale(t *testing.T) *salesv1.Sale {
+	t.Helper()
+	saleSeq.mu.Lock()
+	saleSeq.n++
+	n := saleSeq.n
+	saleSeq.mu.Unlock()
+	s := &salesv1.Sale{
+		Category:   salesv1.Category(1 + n%4),
+		ProductId:  "P" + strconv.Itoa(n%7),
+		PriceCents: int64(100 + n),
+		Quantity:   int32(1 + n%5),
+		SoldAt:     timestamppb.New(time.Unix(1_700_000_000+int64(n), 0)),
+	}
+	if err := Stamp(s, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// written counts the records on the topic.
+func written(t *testing.T, addrs []string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	offsets, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("ListEndOffsets: %v", err)
+	}
+	var n int64
+	offsets.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// consume reads every record on the topic.
+func consume(t *testing.T, addrs []string) []*kgo.Record {
+	t.Helper()
+	want := written(t, addrs)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for int64(len(recs)) < want {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d records: %v", len(recs), want, err)
+		}
+		recs = append(recs, fetches.Records()...)
+	}
+	return recs
+}
+
+// warmUp records sales until one succeeds: the first call also fetches
+// metadata and a producer id, which a short produce timeout may not cover on
+// a loaded machine.
+func warmUp(t *testing.T, p *Producer) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := p.Record(context.Background(), testSale(t))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Record() never succeeded before the fault: %v", err)
+		}
+	}
+}
+
+// checkRecord checks a record against the Kafka record contract.
+func checkRecord(t *testing.T, r *kgo.Record, want *salesv1.Sale, protocol Protocol) {
+	t.Helper()
+	if string(r.Key) != want.GetProductId() {
+		t.Errorf("record key = %q, want %q", r.Key, want.GetProductId())
+	}
+	got := &salesv1.Sale{}
+	if err := proto.Unmarshal(r.Value, got); err != nil {
+		t.Fatalf("record value does not decode as a Sale: %v", err)
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("record value = %v, want %v", got, want)
+	}
+	wantHeaders := []kgo.RecordHeader{
+		{Key: "content-type", Value: []byte("application/x-protobuf")},
+		{Key: "schema", Value: []byte("blackfriday.sales.v1.Sale")},
+		{Key: "ingest-protocol", Value: []byte(protocol)},
+	}
+	if !slices.EqualFunc(r.Headers, wantHeaders, func(a, b kgo.RecordHeader) bool {
+		return a.Key == b.Key && string(a.Value) == string(b.Value)
+	}) {
+		t.Errorf("record headers = %v, want %v", r.Headers, wantHeaders)
+	}
+}
+
+func TestRecordWritesTheContract(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	p := newProducer(t, c.ListenAddrs(), Config{})
+	ctx := context.Background()
+
+	want := map[string]*salesv1.Sale{}
+	protos := map[string]Protocol{}
+	for _, proto := range protocols() {
+		s := testSale(t)
+		if err := p.Record(WithProtocol(ctx, proto), s); err != nil {
+			t.Fatalf("Record(%s) = %v, want nil", proto, err)
+		}
+		want[s.GetSaleId()], protos[s.GetSaleId()] = s, proto
+	}
+	batch := []*salesv1.Sale{testSale(t), testSale(t), testSale(t)}
+	for i, err := range p.RecordAll(WithProtocol(ctx, ProtocolGRPC), batch) {
+		if err != nil {
+			t.Fatalf("RecordAll()[%d] = %v, want nil", i, err)
+		}
+		want[batch[i].GetSaleId()], protos[batch[i].GetSaleId()] = batch[i], ProtocolGRPC
+	}
+	// A context without a protocol is recorded as unknown.
+	s := testSale(t)
+	if err := p.Record(ctx, s); err != nil {
+		t.Fatalf("Record() = %v, want nil", err)
+	}
+	want[s.GetSaleId()], protos[s.GetSaleId()] = s, ProtocolUnknown
+
+	recs := consume(t, c.ListenAddrs())
+	if len(recs) != len(want) {
+		t.Fatalf("topic holds %d records, want %d", len(recs), len(want))
+	}
+	for _, r := range recs {
+		got := &salesv1.Sale{}
+		if err := proto.Unmarshal(r.Value, got); err != nil {
+			t.Fatal(err)
+		}
+		w, ok := want[got.GetSaleId()]
+		if !ok {
+			t.Fatalf("record with unexpected sale_id %q", got.GetSaleId())
+		}
+		checkRecord(t, r, w, protos[got.GetSaleId()])
+	}
+}
+
+// produceErrors answers every produce request with code for each partition.
+func produceErrors(c *kfake.Cluster, code int16) {
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+}
+
+// sleepProduce holds every produce request until release is closed.
+func sleepProduce(c *kfake.Cluster, release <-chan struct{}) {
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+}
+
+func TestRecordFailures(t *testing.T) {
+	t.Parallel()
+	const timeout = 500 * time.Millisecond
+	tests := []struct {
+		name  string
+		fault func(c *kfake.Cluster, release <-chan struct{})
+		want  []error
+		// afterRelease is how many records the topic holds once the fault
+		// is lifted: the honest answer for an unconfirmed sale.
+		afterRelease int64
+	}{
+		{
+			name:  "broker error",
+			fault: func(c *kfake.Cluster, _ <-chan struct{}) { produceErrors(c, kerr.NotEnoughReplicas.Code) },
+			// franz-go retries, and notices the deadline only between
+			// tries: it may still be retrying when the call gives up.
+			want: []error{ErrNotWritten, ErrUnconfirmed},
+		},
+		{
+			name:  "fatal broker error",
+			fault: func(c *kfake.Cluster, _ <-chan struct{}) { produceErrors(c, kerr.CorruptMessage.Code) },
+			want:  []error{ErrNotWritten},
+		},
+		{
+			name:         "broker never answers",
+			fault:        sleepProduce,
+			want:         []error{ErrUnconfirmed},
+			afterRelease: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t)
+			p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: timeout})
+			// Learn the metadata first, so the fault hits the produce.
+			warmUp(t, p)
+			before := written(t, c.ListenAddrs())
+			release := make(chan struct{})
+			tt.fault(c, release)
+
+			sale := testSale(t)
+			start := time.Now()
+			err := p.Record(context.Background(), sale)
+			took := time.Since(start)
+			if !slices.ContainsFunc(tt.want, func(want error) bool { return errors.Is(err, want) }) {
+				t.Errorf("Record() = %v, want %v", err, tt.want)
+			}
+			if se := new(SaleError); !errors.As(err, &se) || se.SaleID != sale.GetSaleId() {
+				t.Errorf("Record() = %v, want a SaleError for %s", err, sale.GetSaleId())
+			}
+			if took > timeout+400*time.Millisecond {
+				t.Errorf("Record() took %v, want at most the %v produce timeout", took, timeout)
+			}
+			close(release)
+			if tt.afterRelease > 0 {
+				deadline := time.Now().Add(5 * time.Second)
+				for written(t, c.ListenAddrs()) < before+tt.afterRelease && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			if got, want := written(t, c.ListenAddrs()), before+tt.afterRelease; got != want {
+				t.Errorf("topic holds %d records, want %d", got, want)
+			}
+		})
+	}
+}
+
+func TestRecordBufferFull(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: 2 * time.Second, MaxBufferedRecords: 2})
+	warmUp(t, p)
+	release := make(chan struct{})
+	sleepProduce(c, release)
+
+	// Two sales fill the buffer while the broker holds them.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { _ = p.Record(context.Background(), testSale(t)) })
+	}
+	deadline := time.Now().Add(time.Second)
+	for p.client.BufferedProduceRecords() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	err := p.Record(context.Background(), testSale(t))
+	if took := time.Since(start); !errors.Is(err, ErrBufferFull) || took > 100*time.Millisecond {
+		t.Errorf("Record() with a full buffer = %v after %v, want ErrBufferFull at once", err, took)
+	}
+	// A batch is refused sale by sale.
+	errs := p.RecordAll(context.Background(), []*salesv1.Sale{testSale(t), testSale(t)})
+	for i, err := range errs {
+		if !errors.Is(err, ErrBufferFull) {
+			t.Errorf("RecordAll()[%d] with a full buffer = %v, want ErrBufferFull", i, err)
+		}
+	}
+	close(release)
+	wg.Wait()
+}
+
+func TestRecordHonoursCallerContext(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: 5 * time.Second})
+	warmUp(t, p)
+	release := make(chan struct{})
+	sleepProduce(c, release)
+	defer close(release)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.Record(ctx, testSale(t))
+	if took := time.Since(start); err == nil || took > time.Second {
+		t.Errorf("Record() with a 300ms deadline = %v after %v, want an error within it", err, took)
+	}
+	if !errors.Is(err, ErrUnconfirmed) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Record() with a 300ms deadline = %v, want ErrUnconfirmed or DeadlineExceeded", err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if err := p.Record(ctx, testSale(t)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Record() canceled = %v, want context.Canceled", err)
+	}
+}
+
+func TestBreakerFailsFastAndRecovers(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	port := freePort(t)
+	dir := t.TempDir()
+	start := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topic), kfake.Ports(port), kfake.DataDir(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := start()
+	addrs := c.ListenAddrs()
+	p := newProducer(t, addrs, Config{
+		ProduceTimeout:   timeout,
+		BreakerThreshold: 3,
+		BreakerCoolDown:  200 * time.Millisecond,
+	})
+	var acked []string
+	record := func() (time.Duration, error) {
+		s := testSale(t)
+		begin := time.Now()
+		err := p.Record(context.Background(), s)
+		if err == nil {
+			acked = append(acked, s.GetSaleId())
+		}
+		return time.Since(begin), err
+	}
+	warmUp(t, p)
+
+	c.Close()
+	var fastFails int
+	for i := 0; fastFails < 3; i++ {
+		if i == 50 {
+			t.Fatalf("the breaker never opened: %d calls, %d fast failures", i, fastFails)
+		}
+		took, err := record()
+		switch {
+		case err == nil:
+			t.Fatalf("Record() during the outage = nil, want an error")
+		case took > timeout+400*time.Millisecond:
+			t.Fatalf("Record() during the outage took %v, want at most %v", took, timeout)
+		case errors.Is(err, ErrSalesLogDown):
+			if took > 50*time.Millisecond {
+				t.Errorf("Record() with the breaker open took %v, want an immediate answer", took)
+			}
+			fastFails++
+		case !errors.Is(err, ErrNotWritten) && !errors.Is(err, ErrUnconfirmed):
+			t.Fatalf("Record() during the outage = %v, want ErrNotWritten or ErrUnconfirmed", err)
+		}
+	}
+
+	c = start()
+	defer c.Close()
+	// Recovered means 20 calls in a row succeed; until then every call
+	// still answers within the timeout.
+	deadline := time.Now().Add(30 * time.Second)
+	for streak := 0; streak < 20; {
+		took, err := record()
+		if err == nil {
+			streak++
+			continue
+		}
+		streak = 0
+		if took > timeout+400*time.Millisecond {
+			t.Fatalf("Record() while recovering took %v, want at most %v", took, timeout)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Record() did not recover within 30s of Kafka's return: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("recovered %v after Kafka's return", time.Since(deadline.Add(-30*time.Second)).Round(time.Millisecond))
+
+	// Every sale answered OK is on the topic.
+	onTopic := map[string]bool{}
+	for _, r := range consume(t, addrs) {
+		s := &salesv1.Sale{}
+		if err := proto.Unmarshal(r.Value, s); err != nil {
+			t.Fatal(err)
+		}
+		onTopic[s.GetSaleId()] = true
+	}
+	for _, id := range acked {
+		if !onTopic[id] {
+			t.Errorf("sale %s was acknowledged but is not on the topic", id)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestRecordAfterClose(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	p := newProducer(t, c.ListenAddrs(), Config{})
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatalf("Close() = %v, want nil", err)
+	}
+	if err := p.Record(context.Background(), testSale(t)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Record() after Close = %v, want ErrClosed", err)
+	}
+}

@@ -1,0 +1,220 @@
+package legacy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"connectrpc.com/connect"
+
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+	"blackfriday.local/services/api/internal/ingest"
+)
+
+// restOK is the course's success body, plus the sale's id.
+type restOK struct {
+	Estado string `json:"estado"`
+	SaleID string `json:"sale_id"`
+}
+
+// restError is the error body: a Connect code, the course field at fault when
+// there is one, and a message.
+type restError struct {
+	Error   string `json:"error"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+	SaleID  string `json:"sale_id,omitempty"`
+}
+
+// RESTHandler serves the course's POST /venta and POST /procesar. toConnect
+// is the service's one mapping from errors to Connect codes and client
+// messages; maxBytes bounds the body.
+func (s *Service) RESTHandler(toConnect func(error) *connect.Error, maxBytes int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSON(w, http.StatusMethodNotAllowed, restError{Error: connect.CodeUnimplemented.String(), Message: "use POST"})
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+				writeJSON(w, http.StatusUnsupportedMediaType, restError{Error: connect.CodeInvalidArgument.String(), Message: "Content-Type must be application/json"})
+				return
+			}
+		}
+		sale, err := decodeVenta(http.MaxBytesReader(w, r.Body, maxBytes))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				writeJSON(w, http.StatusRequestEntityTooLarge, restError{
+					Error:   connect.CodeResourceExhausted.String(),
+					Message: fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit),
+				})
+				return
+			}
+			s.writeError(w, toConnect, err)
+			return
+		}
+		id, err := s.record(ingest.WithProtocol(r.Context(), ingest.ProtocolLegacyREST), sale)
+		if err != nil {
+			s.writeError(w, toConnect, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, restOK{Estado: "OK", SaleID: id})
+	})
+}
+
+func (s *Service) writeError(w http.ResponseWriter, toConnect func(error) *connect.Error, err error) {
+	ce := toConnect(err)
+	body := restError{Error: ce.Code().String(), Message: ce.Message()}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		body.Field, body.Message = fe.Field, fe.Message
+	}
+	var se *ingest.SaleError
+	if errors.As(err, &se) {
+		body.SaleID = se.SaleID
+	}
+	status := httpStatus(ce.Code())
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// httpStatus is the HTTP status for a Connect code, as the Connect protocol
+// maps them, so course clients see the statuses Connect JSON clients see.
+func httpStatus(code connect.Code) int {
+	switch code {
+	case connect.CodeCanceled:
+		return 499
+	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeOutOfRange:
+		return http.StatusBadRequest
+	case connect.CodeDeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case connect.CodeNotFound:
+		return http.StatusNotFound
+	case connect.CodeAlreadyExists, connect.CodeAborted:
+		return http.StatusConflict
+	case connect.CodePermissionDenied:
+		return http.StatusForbidden
+	case connect.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case connect.CodeResourceExhausted:
+		return http.StatusTooManyRequests
+	case connect.CodeUnimplemented:
+		return http.StatusNotImplemented
+	case connect.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// decodeVenta reads the course's JSON body into a sale. Numbers are kept as
+// their decimal text so that precio rounds exactly; unknown fields are
+// ignored, as the course server ignored them.
+func decodeVenta(body io.Reader) (*salesv1.Sale, error) {
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	var fields map[string]any
+	if err := dec.Decode(&fields); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, err
+		}
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return nil, &FieldError{Message: fmt.Sprintf("body is not valid JSON (at byte %d)", syntax.Offset)}
+		}
+		return nil, &FieldError{Message: "body must be a JSON object"}
+	}
+	if fields == nil {
+		return nil, &FieldError{Message: "body must be a JSON object"}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, err
+		}
+		return nil, &FieldError{Message: "body must hold a single JSON object"}
+	}
+	return ventaFromJSON(fields)
+}
+
+// ventaFromJSON converts the decoded course fields into a sale, reporting the
+// first field at fault in the course's field order.
+func ventaFromJSON(fields map[string]any) (*salesv1.Sale, error) {
+	sale := &salesv1.Sale{}
+	var err error
+
+	switch v := fields[fieldCategoria].(type) {
+	case nil:
+		return nil, &FieldError{Field: fieldCategoria, Message: "is required"}
+	case string:
+		sale.Category, err = categoryByName(v)
+	case json.Number:
+		d, perr := parseDecimal(string(v))
+		if perr != nil || !d.isInteger() {
+			return nil, &FieldError{Field: fieldCategoria, Message: categoryHint}
+		}
+		n, rerr := d.round(0)
+		if rerr != nil {
+			return nil, &FieldError{Field: fieldCategoria, Message: categoryHint}
+		}
+		sale.Category, err = categoryByNumber(n)
+	default:
+		return nil, &FieldError{Field: fieldCategoria, Message: categoryHint}
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	switch v := fields[fieldProducto].(type) {
+	case nil:
+		return nil, &FieldError{Field: fieldProducto, Message: "is required"}
+	case string:
+		sale.ProductId = v
+	default:
+		return nil, &FieldError{Field: fieldProducto, Message: "must be a string"}
+	}
+
+	switch v := fields[fieldPrecio].(type) {
+	case nil:
+		return nil, &FieldError{Field: fieldPrecio, Message: "is required"}
+	case json.Number:
+		if sale.PriceCents, err = priceCents(string(v)); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &FieldError{Field: fieldPrecio, Message: "must be a number"}
+	}
+
+	switch v := fields[fieldCantidad].(type) {
+	case nil:
+		return nil, &FieldError{Field: fieldCantidad, Message: "is required"}
+	case json.Number:
+		if sale.Quantity, err = quantity(string(v)); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &FieldError{Field: fieldCantidad, Message: "must be an integer"}
+	}
+	return sale, nil
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"blackfriday.local/services/api/internal/analytics"
+	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/legacy"
+)
+
+// errorMapper is the one place where errors become Connect errors: every RPC
+// goes through it (see errorInterceptor), and so do the per-sale results of
+// RecordSales and the legacy REST answers. Clients get a fixed message per
+// kind of failure; the wrapped causes, which can name brokers or keys, only
+// reach the log.
+type errorMapper struct {
+	log *slog.Logger
+
+	bufferFull  string
+	notWritten  string
+	unconfirmed string
+	logDown     string
+	closed      string
+}
+
+func newErrorMapper(produceTimeout time.Duration, log *slog.Logger) *errorMapper {
+	within := produceTimeout.String()
+	return &errorMapper{
+		log:         log,
+		bufferFull:  "server ingest buffer is full; retry with backoff",
+		notWritten:  "sales log did not acknowledge within " + within + "; the sale was not recorded, retry",
+		unconfirmed: "sales log did not acknowledge within " + within + "; the sale may not have been recorded, retry with the same sale_id",
+		logDown:     "sales log is unavailable; the sale was not recorded, retry with backoff",
+		closed:      "server is shutting down; the sale was not recorded, retry",
+	}
+}
+
+// SaleIDKey is the response metadata (header or trailer) naming the sale a
+// failed RecordSale concerns, so that a client can retry with the same
+// sale_id even when the server assigned it.
+const SaleIDKey = "Sale-Id"
+
+// toConnect maps err to the Connect error the client sees.
+func (m *errorMapper) toConnect(err error) *connect.Error {
+	if ce := new(connect.Error); errors.As(err, &ce) {
+		return ce // already decided, such as a validation failure
+	}
+	var ce *connect.Error
+	switch {
+	case errors.Is(err, ingest.ErrBufferFull):
+		ce = connect.NewError(connect.CodeResourceExhausted, errors.New(m.bufferFull))
+	case errors.Is(err, ingest.ErrNotWritten):
+		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.notWritten))
+	case errors.Is(err, ingest.ErrUnconfirmed):
+		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.unconfirmed))
+	case errors.Is(err, ingest.ErrSalesLogDown):
+		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.logDown))
+	case errors.Is(err, ingest.ErrClosed):
+		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.closed))
+	case errors.Is(err, legacy.ErrInvalid):
+		// The message is built from the request alone.
+		ce = connect.NewError(connect.CodeInvalidArgument, errors.New(err.Error()))
+	case errors.Is(err, analytics.ErrUnavailable):
+		ce = connect.NewError(connect.CodeUnavailable, errors.New("analytics store is unavailable; retry later"))
+	case errors.Is(err, analytics.ErrCorrupt):
+		ce = connect.NewError(connect.CodeInternal, errors.New("analytics store holds an unexpected value"))
+	case errors.Is(err, context.Canceled):
+		ce = connect.NewError(connect.CodeCanceled, errors.New("the call was canceled"))
+	case errors.Is(err, context.DeadlineExceeded):
+		ce = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call's deadline passed"))
+	default:
+		m.log.Error("unexpected error", "err", err)
+		return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	}
+	if ce.Code() != connect.CodeInvalidArgument {
+		m.log.Debug("call failed", "code", ce.Code().String(), "err", err)
+	}
+	if se := new(ingest.SaleError); errors.As(err, &se) {
+		ce.Meta().Set(SaleIDKey, se.SaleID)
+	}
+	return ce
+}

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"mime"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"blackfriday.local/gen/blackfriday/blackfridayconnect"
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+	"blackfriday.local/services/api/internal/ingest"
+)
+
+// protocolInterceptor records in the context which API and encoding a call
+// arrived through; the producer writes it to the record's ingest-protocol
+// header.
+func protocolInterceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			return next(ingest.WithProtocol(ctx, protocolOf(req)), req)
+		}
+	}
+}
+
+// legacyPrefix starts the paths of the course's gRPC service.
+const legacyPrefix = "/" + blackfridayconnect.ProductSaleServiceName + "/"
+
+// protocolOf derives the ingest protocol of a call from its transport
+// protocol and content type.
+func protocolOf(req connect.AnyRequest) ingest.Protocol {
+	if strings.HasPrefix(req.Spec().Procedure, legacyPrefix) {
+		return ingest.ProtocolLegacyGRPC
+	}
+	peer := req.Peer()
+	switch peer.Protocol {
+	case connect.ProtocolGRPC:
+		return ingest.ProtocolGRPC
+	case connect.ProtocolGRPCWeb:
+		return ingest.ProtocolGRPCWeb
+	case connect.ProtocolConnect:
+		codec := ""
+		if mt, _, err := mime.ParseMediaType(req.Header().Get("Content-Type")); err == nil {
+			// Unary Connect sends application/json or application/proto;
+			// streaming sends application/connect+json and so on.
+			codec = strings.TrimPrefix(strings.TrimPrefix(mt, "application/"), "connect+")
+		} else {
+			// A Connect GET names its codec in the query.
+			codec = peer.Query.Get("encoding")
+		}
+		switch codec {
+		case "json":
+			return ingest.ProtocolConnectJSON
+		case "proto":
+			return ingest.ProtocolConnectProto
+		}
+	}
+	return ingest.ProtocolUnknown
+}
+
+// errorInterceptor maps every error a handler returns through the one error
+// mapping, so handlers return domain errors and never build Connect errors.
+func errorInterceptor(m *errorMapper) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			resp, err := next(ctx, req)
+			if err != nil {
+				return nil, m.toConnect(err)
+			}
+			return resp, nil
+		}
+	}
+}
+
+// stampInterceptor completes the sales of SalesService requests before they
+// are validated: the server assigns a missing sale_id and sold_at, which the
+// record contract requires. Stamping first means validation checks exactly
+// what will be written, and an omitted sale_id is not judged against the
+// sale_id pattern, which an empty string cannot match.
+func stampInterceptor(now func() time.Time) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			var sales []*salesv1.Sale
+			switch m := req.Any().(type) {
+			case *salesv1.RecordSaleRequest:
+				if m.GetSale() != nil {
+					sales = []*salesv1.Sale{m.GetSale()}
+				}
+			case *salesv1.RecordSalesRequest:
+				sales = m.GetSales()
+			}
+			received := now()
+			for _, sale := range sales {
+				if err := ingest.Stamp(sale, received); err != nil {
+					return nil, err
+				}
+			}
+			return next(ctx, req)
+		}
+	}
+}

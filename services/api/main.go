@@ -1,0 +1,131 @@
+// Command api is blackfriday's sales API: it takes sales over gRPC, gRPC-Web,
+// Connect and the course's legacy REST and gRPC APIs on one port, writes them
+// durably to Kafka, and answers analytics queries from Valkey.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"buf.build/go/protovalidate"
+
+	"blackfriday.local/services/api/internal/analytics"
+	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+// topicTimeout bounds the best-effort topic creation at start.
+const topicTimeout = 10 * time.Second
+
+// run serves until ctx is done, then shuts down gracefully.
+func run(ctx context.Context) error {
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log.Info("starting api", "config", cfg)
+
+	producer, err := ingest.New(ingest.Config{
+		Brokers:            cfg.KafkaBrokers,
+		Topic:              cfg.KafkaTopic,
+		Partitions:         cfg.KafkaTopicPartitions,
+		ProduceTimeout:     cfg.ProduceTimeout,
+		MaxBufferedRecords: cfg.MaxBufferedRecords,
+		Linger:             cfg.KafkaLinger,
+	}, log)
+	if err != nil {
+		return err
+	}
+	store := analytics.New(analytics.Config{
+		Addr:      cfg.ValkeyAddr,
+		Username:  cfg.ValkeyUsername,
+		Password:  cfg.ValkeyPassword,
+		KeyPrefix: cfg.ValkeyKeyPrefix,
+		Timeout:   cfg.ValkeyTimeout,
+	})
+	defer store.Close()
+	validator, err := protovalidate.New()
+	if err != nil {
+		return fmt.Errorf("validator: %w", err)
+	}
+	srv := server.New(server.Config{
+		MaxRequestBytes:    cfg.MaxRequestBytes,
+		ProduceTimeout:     cfg.ProduceTimeout,
+		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+	}, server.Deps{
+		Recorder:  producer,
+		Analytics: store,
+		Validator: validator,
+		Kafka:     producer,
+		Valkey:    store,
+		Logger:    log,
+	})
+
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return err
+	}
+
+	// The topic is created in the background: Kafka may be down, and the
+	// server must answer anyway.
+	topicDone := make(chan struct{})
+	go func() {
+		defer close(topicDone)
+		ctx, cancel := context.WithTimeout(ctx, topicTimeout)
+		defer cancel()
+		if err := producer.EnsureTopic(ctx); err != nil {
+			log.Warn("could not ensure the sales topic; producing anyway", "err", err)
+		}
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// One deadline for the whole shutdown: drain the calls in flight, then
+	// flush what the producer still holds.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		errs = append(errs, fmt.Errorf("drain: %w", err))
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("serve: %w", err))
+	}
+	<-topicDone
+	if err := producer.Close(shutdownCtx); err != nil {
+		// Every caller was answered, so what is left was never
+		// acknowledged to anyone: worth a warning, not a failed exit.
+		log.Warn("closed the producer with records unacknowledged", "err", err)
+	}
+	log.Info("stopped")
+	return errors.Join(errs...)
+}
