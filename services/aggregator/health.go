@@ -6,8 +6,10 @@ import (
 
 // healthHandler serves the probes: /healthz answers while the process can
 // serve at all, /readyz only while the consumer runs and its writes succeed.
-func healthHandler(ready func() bool) http.Handler {
+// It also serves /metrics.
+func healthHandler(ready func() bool, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

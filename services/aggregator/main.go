@@ -16,9 +16,11 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
 
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/consume"
+	"blackfriday.local/services/aggregator/internal/metrics"
 	"blackfriday.local/services/aggregator/internal/store"
 )
 
@@ -57,7 +59,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	clientOpts := []kgo.Opt{kgo.SessionTimeout(cfg.SessionTimeout)}
+	m := metrics.New()
+	clientOpts := []kgo.Opt{
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.WithHooks(kprom.NewMetrics("bf_aggregator", kprom.Registerer(m.Registry()))),
+	}
 	if cfg.InstanceID != "" {
 		clientOpts = append(clientOpts, kgo.InstanceID(cfg.InstanceID))
 	}
@@ -68,6 +74,7 @@ func run(ctx context.Context) error {
 		Group:          cfg.Group,
 		MaxPollRecords: cfg.PollMaxRecords,
 		ClientOptions:  clientOpts,
+		Observer:       m,
 	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)
 
 	httpDone := make(chan error, 1)
@@ -78,7 +85,7 @@ func run(ctx context.Context) error {
 			return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 		}
 		srv = &http.Server{
-			Handler:           healthHandler(consumer.Ready),
+			Handler:           healthHandler(consumer.Ready, m.Handler()),
 			ReadHeaderTimeout: 5 * time.Second,
 			IdleTimeout:       60 * time.Second,
 		}

@@ -27,6 +27,11 @@ type config struct {
 	ShutdownTimeout      time.Duration
 	CORSAllowedOrigins   []string
 	LogLevel             slog.Level
+	// MetricsAddr serves /metrics; METRICS_ADDR=off disables it.
+	MetricsAddr string
+	// SalesSink is "kafka", or "discard" for the load comparison's no-op
+	// baseline, which acknowledges sales without writing them.
+	SalesSink string
 }
 
 // loadConfig reads the configuration through getenv, applying defaults to
@@ -50,6 +55,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownTimeout:      e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		CORSAllowedOrigins:   e.list("CORS_ALLOWED_ORIGINS", "*"),
 		LogLevel:             e.level("LOG_LEVEL", slog.LevelInfo),
+		MetricsAddr:          e.optional("METRICS_ADDR", ":9090"),
+		SalesSink:            e.string("SALES_SINK", "kafka"),
 	}
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
@@ -64,6 +71,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.fail("MAX_REQUEST_BYTES", "must be positive")
 	case cfg.ShutdownTimeout <= 0:
 		e.fail("SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if cfg.SalesSink != "kafka" && cfg.SalesSink != "discard" {
+		e.fail("SALES_SINK", "must be kafka or discard")
 	}
 	if len(cfg.KafkaBrokers) == 0 {
 		e.fail("KAFKA_BROKERS", "must name at least one broker")
@@ -94,6 +104,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("metrics_addr", c.MetricsAddr),
+		slog.String("sales_sink", c.SalesSink),
 	)
 }
 
@@ -113,6 +125,14 @@ func (e *env) string(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// optional reads a variable that "off" disables, returning "" then.
+func (e *env) optional(name, def string) string {
+	if v := e.string(name, def); v != "off" {
+		return v
+	}
+	return ""
 }
 
 func (e *env) list(name, def string) []string {

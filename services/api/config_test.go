@@ -23,6 +23,8 @@ func TestLoadConfig(t *testing.T) {
 		ShutdownTimeout:      10 * time.Second,
 		CORSAllowedOrigins:   []string{"*"},
 		LogLevel:             slog.LevelInfo,
+		MetricsAddr:          ":9090",
+		SalesSink:            "kafka",
 	}
 	tests := []struct {
 		name string
@@ -35,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 			"KAFKA_LINGER": "5ms", "VALKEY_ADDR": "v:6379", "VALKEY_USERNAME": "api", "VALKEY_PASSWORD": "secret",
 			"VALKEY_KEY_PREFIX": "x:", "VALKEY_TIMEOUT": "1s", "PRODUCE_TIMEOUT": "2s", "MAX_BUFFERED_RECORDS": "5",
 			"MAX_REQUEST_BYTES": "1MiB", "SHUTDOWN_TIMEOUT": "30s", "CORS_ALLOWED_ORIGINS": "https://a.example,https://b.example",
-			"LOG_LEVEL": "DEBUG",
+			"LOG_LEVEL": "DEBUG", "METRICS_ADDR": "127.0.0.1:9191", "SALES_SINK": "discard",
 		}, func(c *config) {
 			*c = config{
 				Port: 9000, KafkaBrokers: []string{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
@@ -43,8 +45,10 @@ func TestLoadConfig(t *testing.T) {
 				ValkeyKeyPrefix: "x:", ValkeyTimeout: time.Second, ProduceTimeout: 2 * time.Second, MaxBufferedRecords: 5,
 				MaxRequestBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
 				CORSAllowedOrigins: []string{"https://a.example", "https://b.example"}, LogLevel: slog.LevelDebug,
+				MetricsAddr: "127.0.0.1:9191", SalesSink: "discard",
 			}
 		}},
+		{"metrics off", map[string]string{"METRICS_ADDR": "off"}, func(c *config) { c.MetricsAddr = "" }},
 		{"plain byte count", map[string]string{"MAX_REQUEST_BYTES": "1000"}, func(c *config) { c.MaxRequestBytes = 1000 }},
 	}
 	for _, tt := range tests {
@@ -65,6 +69,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
 		"PORT":                   "http",
+		"SALES_SINK":             "null",
 		"KAFKA_TOPIC_PARTITIONS": "0",
 		"PRODUCE_TIMEOUT":        "3",
 		"MAX_BUFFERED_RECORDS":   "-1",

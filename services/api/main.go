@@ -17,9 +17,12 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
 
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/metrics"
 	"blackfriday.local/services/api/internal/server"
 )
 
@@ -45,6 +48,7 @@ func run(ctx context.Context) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting api", "config", cfg)
 
+	m := metrics.New()
 	producer, err := ingest.New(ingest.Config{
 		Brokers:            cfg.KafkaBrokers,
 		Topic:              cfg.KafkaTopic,
@@ -52,9 +56,20 @@ func run(ctx context.Context) error {
 		ProduceTimeout:     cfg.ProduceTimeout,
 		MaxBufferedRecords: cfg.MaxBufferedRecords,
 		Linger:             cfg.KafkaLinger,
+		Hooks:              []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))},
 	}, log)
 	if err != nil {
 		return err
+	}
+	m.Gauge("bf_api_producer_buffered_records", "Records awaiting Kafka's acknowledgement.",
+		func() float64 { return float64(producer.Buffered()) })
+	m.Gauge("bf_api_producer_buffer_limit", "The most records that may await an acknowledgement (MAX_BUFFERED_RECORDS).",
+		func() float64 { return float64(cfg.MaxBufferedRecords) })
+	var recorder server.Recorder = producer
+	var kafka server.Pinger = producer
+	if cfg.SalesSink == "discard" {
+		log.Warn("SALES_SINK=discard: sales are acknowledged WITHOUT being written to Kafka; for load comparisons only")
+		recorder, kafka = ingest.Discard{}, ingest.Discard{}
 	}
 	store := analytics.New(analytics.Config{
 		Addr:      cfg.ValkeyAddr,
@@ -73,13 +88,19 @@ func run(ctx context.Context) error {
 		ProduceTimeout:     cfg.ProduceTimeout,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 	}, server.Deps{
-		Recorder:  producer,
+		Recorder:  recorder,
 		Analytics: store,
 		Validator: validator,
-		Kafka:     producer,
+		Kafka:     kafka,
 		Valkey:    store,
 		Logger:    log,
+		Metrics:   m,
 	})
+	stopMetrics, err := serveMetrics(cfg.MetricsAddr, m, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
@@ -128,4 +149,34 @@ func run(ctx context.Context) error {
 	}
 	log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// serveMetrics serves /metrics on its own listener, away from the public
+// port, until the returned stop function is called. An empty addr serves
+// nothing.
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on METRICS_ADDR %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }

@@ -27,11 +27,15 @@ type stack struct {
 	topic   string
 	prefix  string
 	apiPort int
-	env     []string
+	// metricsPort serves the api's /metrics.
+	metricsPort int
+	env         []string
 
 	mu   sync.Mutex
 	api  *proc
 	aggs map[string]*proc
+	// aggAddrs holds each aggregator's health and metrics address.
+	aggAddrs map[string]string
 }
 
 type proc struct {
@@ -54,6 +58,8 @@ func newStack(t *testing.T) *stack {
 		apiPort: freePort(t),
 		aggs:    map[string]*proc{},
 	}
+	s.aggAddrs = map[string]string{}
+	s.metricsPort = freePort(t)
 	s.env = []string{
 		"KAFKA_BROKERS=" + kafka,
 		"KAFKA_TOPIC=" + s.topic,
@@ -75,7 +81,10 @@ func (s *stack) url() string { return "http://127.0.0.1:" + strconv.Itoa(s.apiPo
 // startAPI starts the api and waits until it answers /healthz.
 func (s *stack) startAPI(extraEnv ...string) {
 	s.t.Helper()
-	env := append(append([]string{"PORT=" + strconv.Itoa(s.apiPort)}, s.env...), extraEnv...)
+	env := append(append([]string{
+		"PORT=" + strconv.Itoa(s.apiPort),
+		"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(s.metricsPort),
+	}, s.env...), extraEnv...)
 	p := s.spawn("api", env)
 	s.mu.Lock()
 	s.api = p
@@ -94,6 +103,7 @@ func (s *stack) startAggregator(name string) {
 	p := s.spawn(name, append([]string{"HTTP_ADDR=" + addr, "KAFKA_INSTANCE_ID=" + name}, s.env...))
 	s.mu.Lock()
 	s.aggs[name] = p
+	s.aggAddrs[name] = addr
 	s.mu.Unlock()
 	s.waitHTTP(p, "http://"+addr+"/healthz")
 }

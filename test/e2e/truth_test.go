@@ -286,3 +286,43 @@ func checkValkey(ctx context.Context, t *testing.T, s *stack, tr *truth) {
 }
 
 func cloneSale(s *salesv1.Sale) *salesv1.Sale { return proto.Clone(s).(*salesv1.Sale) }
+
+// waitSettled waits until GetSummary counts at least min sales and the count
+// has not moved for two seconds, and returns it.
+func waitSettled(ctx context.Context, t *testing.T, s *stack, min int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	last, since := int64(-1), time.Now()
+	for {
+		n := getSummaryJSON(ctx, t, s).GetSales()
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if n >= min && time.Since(since) >= 2*time.Second {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GetSummary sales = %d, never settled at %d or more", n, min)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// productUnits reads the global ranking straight from Valkey.
+func productUnits(ctx context.Context, t *testing.T, s *stack) map[string]int64 {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.valkey}, DisableCache: true})
+	if err != nil {
+		t.Fatalf("valkey client: %v", err)
+	}
+	defer c.Close()
+	ranks, err := c.Do(ctx, c.B().Zrange().Key(s.prefix+"rank:units").Min("0").Max("-1").Withscores().Build()).AsZScores()
+	if err != nil {
+		t.Fatalf("ZRANGE rank:units: %v", err)
+	}
+	out := make(map[string]int64, len(ranks))
+	for _, r := range ranks {
+		out[r.Member] = int64(r.Score)
+	}
+	return out
+}

@@ -47,7 +47,31 @@ type Config struct {
 	// ClientOptions are extra franz-go options, appended last; tests use
 	// them for short timeouts and static membership.
 	ClientOptions []kgo.Opt
+	// Observer is told about batches, conflicts and lag; nil ignores them.
+	Observer Observer
 }
+
+// Observer watches the consumer, for metrics. Its methods must be cheap and
+// safe for concurrent use.
+type Observer interface {
+	// Applied reports a batch counted: its records, the sales and dead
+	// letters among them, and how long the Valkey apply took.
+	Applied(partition int32, records int, sales, deadLetters int64, took time.Duration)
+	// Conflict reports a batch discarded because Valkey's offset differed.
+	Conflict(partition int32)
+	// Lag reports the records of a partition not yet counted.
+	Lag(partition int32, records int64)
+	// Released reports partitions this member no longer owns.
+	Released(partitions []int32)
+}
+
+// noObserver ignores everything.
+type noObserver struct{}
+
+func (noObserver) Applied(int32, int, int64, int64, time.Duration) {}
+func (noObserver) Conflict(int32)                                  {}
+func (noObserver) Lag(int32, int64)                                {}
+func (noObserver) Released([]int32)                                {}
 
 // Consumer is one member of the aggregator's consumer group.
 type Consumer struct {
@@ -75,6 +99,9 @@ func New(cfg Config, st Store, dec *aggregate.Decoder, log *slog.Logger) *Consum
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 10000
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	c := &Consumer{cfg: cfg, store: st, dec: dec, log: log, parts: newPartitions()}
 	c.healthy.Store(true)
@@ -170,11 +197,13 @@ func (c *Consumer) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetch
 	// order even if it appears twice.
 	var order []topicPartition
 	byPartition := make(map[topicPartition][]*kgo.Record)
+	highWater := make(map[topicPartition]int64)
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := topicPartition{topic: p.Topic, partition: p.Partition}
+		highWater[tp] = max(highWater[tp], p.HighWatermark)
 		if len(p.Records) == 0 {
 			return
 		}
-		tp := topicPartition{topic: p.Topic, partition: p.Partition}
 		if _, ok := byPartition[tp]; !ok {
 			order = append(order, tp)
 		}
@@ -219,6 +248,11 @@ func (c *Consumer) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetch
 			return false, err
 		}
 		reconcile = reconcile || conflict
+	}
+	for tp, hw := range highWater {
+		if base, ok := c.parts.base(tp); ok && base >= 0 {
+			c.cfg.Observer.Lag(tp.partition, max(hw-base, 0))
+		}
 	}
 	return reconcile, nil
 }
@@ -274,9 +308,12 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 // reports a conflict.
 func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (bool, error) {
 	var out store.Outcome
+	var took time.Duration
 	err := c.retry(ctx, "apply batch", func() error {
+		start := time.Now()
 		var err error
 		out, err = c.store.Apply(ctx, b.delta, b.base)
+		took = time.Since(start)
 		return err
 	})
 	if err != nil {
@@ -292,10 +329,14 @@ func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (bool, e
 		cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{
 			b.tp.topic: {b.tp.partition: {Epoch: last.LeaderEpoch, Offset: next}},
 		})
+		if out.Applied {
+			c.cfg.Observer.Applied(b.tp.partition, len(b.records), b.delta.Totals.Sales, b.delta.DeadLetters, took)
+		}
 		c.log.Debug("applied batch", "topic", b.tp.topic, "partition", b.tp.partition,
 			"from", b.base, "to", next, "sales", b.delta.Totals.Sales, "dead_letters", b.delta.DeadLetters)
 		return false, nil
 	}
+	c.cfg.Observer.Conflict(b.tp.partition)
 	c.conflict(cl, b.tp, b.base, out.Stored, fmt.Sprintf("batch [%d, %d)", b.records[0].Offset, next))
 	return true, nil
 }
@@ -383,6 +424,7 @@ func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	}
 	for topic, parts := range revoked {
 		c.parts.drop(topic, parts)
+		c.cfg.Observer.Released(parts)
 		if len(parts) > 0 {
 			c.log.Info("partitions revoked", "topic", topic, "partitions", parts)
 		}
@@ -395,6 +437,7 @@ func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	c.joined.Store(false)
 	for topic, parts := range lost {
 		c.parts.drop(topic, parts)
+		c.cfg.Observer.Released(parts)
 		c.log.Warn("partitions lost", "topic", topic, "partitions", parts)
 	}
 }

@@ -44,6 +44,9 @@ type Config struct {
 	// BreakerCoolDown is how long the open breaker rejects calls before one
 	// may probe Kafka again (1s when zero).
 	BreakerCoolDown time.Duration
+
+	// Hooks observe the Kafka client, for metrics.
+	Hooks []kgo.Hook
 }
 
 // Producer writes sales to the sales topic: idempotently, with acks=all,
@@ -93,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		// failing calls that long after Kafka is back.
 		kgo.MetadataMinAge(500 * time.Millisecond),
 		kgo.WithLogger(kgoLogger{log}),
+		kgo.WithHooks(cfg.Hooks...),
 	}
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -313,6 +317,9 @@ func (p *Producer) protocolHeader(proto Protocol) []byte {
 func (p *Producer) Ping(ctx context.Context) error {
 	return p.client.Ping(ctx)
 }
+
+// Buffered returns the number of records awaiting Kafka's acknowledgement.
+func (p *Producer) Buffered() int64 { return p.client.BufferedProduceRecords() }
 
 // Close stops taking sales, waits until ctx is done for the buffered records
 // to be acknowledged, and closes the client, failing whatever is left.

@@ -45,6 +45,12 @@ func newErrorMapper(produceTimeout time.Duration, log *slog.Logger) *errorMapper
 // sale_id even when the server assigned it.
 const SaleIDKey = "Sale-Id"
 
+// SaleRecordedKey is the response metadata telling a client whether a failed
+// sale was written: "no" means certainly not (retrying cannot count it
+// twice); "unknown" means Kafka may still have it (retry with the same
+// sale_id, or count it as uncertain).
+const SaleRecordedKey = "Sale-Recorded"
+
 // toConnect maps err to the Connect error the client sees.
 func (m *errorMapper) toConnect(err error) *connect.Error {
 	if ce := new(connect.Error); errors.As(err, &ce) {
@@ -82,6 +88,11 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 	}
 	if se := new(ingest.SaleError); errors.As(err, &se) {
 		ce.Meta().Set(SaleIDKey, se.SaleID)
+		if errors.Is(err, ingest.ErrUnconfirmed) {
+			ce.Meta().Set(SaleRecordedKey, "unknown")
+		} else {
+			ce.Meta().Set(SaleRecordedKey, "no")
+		}
 	}
 	return ce
 }

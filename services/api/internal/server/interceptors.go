@@ -11,7 +11,25 @@ import (
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/metrics"
 )
+
+// metricsInterceptor counts every call by procedure, ingest protocol and
+// final code, and times it.
+func metricsInterceptor(m *metrics.Metrics) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			start := time.Now()
+			resp, err := next(ctx, req)
+			code := "ok"
+			if err != nil {
+				code = connect.CodeOf(err).String()
+			}
+			m.Observe(req.Spec().Procedure, string(protocolOf(req)), code, time.Since(start))
+			return resp, err
+		}
+	}
+}
 
 // protocolInterceptor records in the context which API and encoding a call
 // arrived through; the producer writes it to the record's ingest-protocol

@@ -30,7 +30,9 @@ type failure struct {
 	code    connect.Code
 	message string
 	saleID  string // as the error named it
-	took    time.Duration
+	// recorded is the Sale-Recorded metadata: "no" or "unknown".
+	recorded string
+	took     time.Duration
 }
 
 // ingestPath sends one sale through one path and reports how it failed, or
@@ -43,7 +45,7 @@ func rpcFailure(err error, took time.Duration) *failure {
 	}
 	f := &failure{code: connect.CodeOf(err), took: took}
 	if ce := new(connect.Error); errors.As(err, &ce) {
-		f.message, f.saleID = ce.Message(), ce.Meta().Get(SaleIDKey)
+		f.message, f.saleID, f.recorded = ce.Message(), ce.Meta().Get(SaleIDKey), ce.Meta().Get(SaleRecordedKey)
 	}
 	return f
 }
@@ -178,6 +180,9 @@ func TestKafkaBrokerErrors(t *testing.T) {
 		}
 		if f != nil && name != "legacy gRPC ProcesarVenta" && name != "legacy REST POST /venta" && f.saleID != sale.GetSaleId() {
 			t.Errorf("%s named sale %q, want %q", name, f.saleID, sale.GetSaleId())
+		}
+		if f != nil && name == "gRPC RecordSale" && f.recorded != "no" {
+			t.Errorf("%s Sale-Recorded = %q, want no: the broker refused the record", name, f.recorded)
 		}
 	}
 	if n := h.written(t); n != before {

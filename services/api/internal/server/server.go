@@ -21,7 +21,9 @@ import (
 
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
+	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/legacy"
+	"blackfriday.local/services/api/internal/metrics"
 )
 
 // Config holds the server's limits and policies.
@@ -47,6 +49,9 @@ type Deps struct {
 	Kafka, Valkey Pinger
 	// Logger logs.
 	Logger *slog.Logger
+	// Metrics counts calls by procedure, protocol and code; nil keeps them
+	// in a registry nobody scrapes.
+	Metrics *metrics.Metrics
 }
 
 // Server is the api's HTTP server.
@@ -63,6 +68,10 @@ type Server struct {
 // New builds the server and every route.
 func New(cfg Config, deps Deps) *Server {
 	log := deps.Logger
+	m := deps.Metrics
+	if m == nil {
+		m = metrics.New()
+	}
 	errs := newErrorMapper(cfg.ProduceTimeout, log)
 	services := []string{
 		salesv1connect.SalesServiceName,
@@ -81,6 +90,8 @@ func New(cfg Config, deps Deps) *Server {
 		connect.WithRecover(recoverRPC(log)),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
 		connect.WithInterceptors(
+			// Outermost, so it sees every call's final code.
+			metricsInterceptor(m),
 			protocolInterceptor(),
 			errorInterceptor(errs),
 			stampInterceptor(time.Now),
@@ -98,8 +109,8 @@ func New(cfg Config, deps Deps) *Server {
 	mux.Handle(grpchealth.NewHandler(s.health, opts))
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts))
-	mux.Handle("/venta", rest)
-	mux.Handle("/procesar", rest)
+	mux.Handle("/venta", m.WrapHTTP("/venta", string(ingest.ProtocolLegacyREST), rest))
+	mux.Handle("/procesar", m.WrapHTTP("/procesar", string(ingest.ProtocolLegacyREST), rest))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 
@@ -133,7 +144,7 @@ func corsHandler(origins []string, next http.Handler) http.Handler {
 		AllowedOrigins: origins,
 		AllowedMethods: connectcors.AllowedMethods(),
 		AllowedHeaders: connectcors.AllowedHeaders(),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), SaleIDKey),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), SaleIDKey, SaleRecordedKey),
 		MaxAge:         7200,
 	}).Handler(next)
 }

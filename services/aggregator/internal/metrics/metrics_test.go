@@ -1,0 +1,52 @@
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.Applied(0, 1000, 990, 10, 3*time.Millisecond)
+	m.Applied(1, 500, 500, 0, time.Millisecond)
+	m.Conflict(1)
+	m.Lag(0, 42)
+	m.Lag(1, 7)
+	m.Released([]int32{1})
+
+	body := scrape(t, m)
+	for _, want := range []string{
+		`bf_aggregator_sales_applied_total 1490`,
+		`bf_aggregator_dead_letters_total 10`,
+		`bf_aggregator_apply_conflicts_total 1`,
+		`bf_aggregator_batch_records_count 2`,
+		`bf_aggregator_batch_records_sum 1500`,
+		`bf_aggregator_apply_duration_seconds_count 2`,
+		`bf_aggregator_lag_records{partition="0"} 42`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `bf_aggregator_lag_records{partition="1"}`) {
+		t.Errorf("scrape still reports the lag of released partition 1")
+	}
+}
+
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
