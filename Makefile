@@ -13,7 +13,7 @@ BIN      := $(CURDIR)/.bin
 BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
-MODULES  := gen services/api services/aggregator services/devstack test/e2e test/deploy
+MODULES  := gen services/api services/aggregator services/devstack services/loadgen test/e2e test/deploy
 GO_DIRS  := gen services test
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
@@ -68,6 +68,9 @@ lint: tools ## buf lint, format and breaking; gofmt; go vet.
 	else echo "buf breaking: no $(BREAKING_AGAINST) with schemas yet, skipped"; fi
 	@out=$$(gofmt -l $(GO_DIRS)); if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
 	go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	@# Each module also builds alone, as container builds need.
+	@for m in $(MODULES); do (cd $$m && GOWORK=off go vet ./...) || { echo "$$m does not build alone (GOWORK=off)" >&2; exit 1; }; done
+	@echo "every module builds alone (GOWORK=off)"
 
 .PHONY: build
 build: ## Build the binaries into bin/.

@@ -1,0 +1,4 @@
+// Command loadgen drives the api with a protocol-switched load.
+package main
+
+func main() {}
