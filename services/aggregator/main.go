@@ -33,13 +33,16 @@ func main() {
 	}
 }
 
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
 func run(ctx context.Context) error {
 	cfg, err := loadConfig(os.LookupEnv)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	log.Info("starting aggregator", "config", cfg)
+	log.Info("starting aggregator", "version", version, "config", cfg)
 
 	valkey, err := dialValkey(ctx, cfg, log)
 	if err != nil {
