@@ -13,7 +13,7 @@ BIN      := $(CURDIR)/.bin
 BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
-MODULES  := gen services/api services/aggregator services/devstack services/loadgen test/e2e test/deploy
+MODULES  := gen services/api services/aggregator services/devstack services/loadgen test/e2e test/deploy test/browser
 GO_DIRS  := gen services test
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
@@ -84,6 +84,7 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 test: lint checkgenerate ## Run every test against a real Kafka broker and a real Valkey/Redis.
 	scripts/test.sh
 	$(MAKE) deploy-test
+	$(MAKE) web-test
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need no external service.
@@ -91,6 +92,9 @@ test-unit: ## Run the tests that need no external service.
 
 # Kubernetes delivery: images, kustomize builds and their offline validation.
 include deploy.mk
+# The live dashboard: its build, the check that the embedded bundle is fresh,
+# and the headless-Chromium test.
+include web.mk
 
 .PHONY: clean
 clean: ## Remove build output and local state.

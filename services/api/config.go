@@ -204,3 +204,60 @@ func (e *env) level(name string, def slog.Level) slog.Level {
 	}
 	return l
 }
+
+// streamConfig holds the settings of long-lived calls (WatchSummary and the
+// dashboard) and of the per-request deadlines that let streams last. It is
+// read apart from config so each can be tested and logged on its own.
+type streamConfig struct {
+	// UnaryTimeout bounds reading a unary request and (plus
+	// PRODUCE_TIMEOUT) writing its answer.
+	UnaryTimeout time.Duration
+	// StreamWriteTimeout bounds each write of a streaming response.
+	StreamWriteTimeout time.Duration
+	// WatchInterval is the least time between two WatchSummary snapshots.
+	WatchInterval time.Duration
+	// WatchHeartbeat is the longest a WatchSummary stream stays silent.
+	WatchHeartbeat time.Duration
+	// MaxWatchers bounds the WatchSummary streams served at once.
+	MaxWatchers int
+}
+
+// loadStreamConfig reads the stream settings through getenv, as loadConfig
+// does.
+func loadStreamConfig(getenv func(string) string) (streamConfig, error) {
+	e := env{getenv: getenv}
+	cfg := streamConfig{
+		UnaryTimeout:       e.duration("UNARY_TIMEOUT", 15*time.Second),
+		StreamWriteTimeout: e.duration("STREAM_WRITE_TIMEOUT", 30*time.Second),
+		WatchInterval:      e.duration("WATCH_INTERVAL", 250*time.Millisecond),
+		WatchHeartbeat:     e.duration("WATCH_HEARTBEAT", 5*time.Second),
+		MaxWatchers:        e.int("WATCH_MAX_STREAMS", 1000),
+	}
+	if cfg.UnaryTimeout <= 0 {
+		e.fail("UNARY_TIMEOUT", "must be positive")
+	}
+	if cfg.StreamWriteTimeout <= 0 {
+		e.fail("STREAM_WRITE_TIMEOUT", "must be positive")
+	}
+	if cfg.WatchInterval < 10*time.Millisecond {
+		e.fail("WATCH_INTERVAL", "must be at least 10ms")
+	}
+	if cfg.WatchHeartbeat < cfg.WatchInterval {
+		e.fail("WATCH_HEARTBEAT", "must be at least WATCH_INTERVAL")
+	}
+	if cfg.MaxWatchers < 1 {
+		e.fail("WATCH_MAX_STREAMS", "must be positive")
+	}
+	return cfg, errors.Join(e.errs...)
+}
+
+// LogValue logs the stream settings.
+func (c streamConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("unary_timeout", c.UnaryTimeout.String()),
+		slog.String("stream_write_timeout", c.StreamWriteTimeout.String()),
+		slog.String("watch_interval", c.WatchInterval.String()),
+		slog.String("watch_heartbeat", c.WatchHeartbeat.String()),
+		slog.Int("watch_max_streams", c.MaxWatchers),
+	)
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,8 +23,10 @@ import (
 
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/lag"
 	"blackfriday.local/services/api/internal/metrics"
 	"blackfriday.local/services/api/internal/server"
+	"blackfriday.local/services/api/internal/web"
 )
 
 func main() {
@@ -42,11 +45,12 @@ const topicTimeout = 10 * time.Second
 // run serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context) error {
 	cfg, err := loadConfig(os.Getenv)
-	if err != nil {
+	streams, serr := loadStreamConfig(os.Getenv)
+	if err = errors.Join(err, serr); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	log.Info("starting api", "config", cfg)
+	log.Info("starting api", "config", cfg, "streams", streams)
 
 	m := metrics.New()
 	producer, err := ingest.New(ingest.Config{
@@ -71,14 +75,30 @@ func run(ctx context.Context) error {
 		log.Warn("SALES_SINK=discard: sales are acknowledged WITHOUT being written to Kafka; for load comparisons only")
 		recorder, kafka = ingest.Discard{}, ingest.Discard{}
 	}
+	// The dashboard's lag reads the topic's offsets with a client of its
+	// own, so it never queues behind sales in the producer's.
+	topicOffsets, err := lag.New(cfg.KafkaBrokers, cfg.KafkaTopic, kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil)))
+	if err != nil {
+		return err
+	}
+	defer topicOffsets.Close()
 	store := analytics.New(analytics.Config{
-		Addr:      cfg.ValkeyAddr,
-		Username:  cfg.ValkeyUsername,
-		Password:  cfg.ValkeyPassword,
-		KeyPrefix: cfg.ValkeyKeyPrefix,
-		Timeout:   cfg.ValkeyTimeout,
+		Addr:           cfg.ValkeyAddr,
+		Username:       cfg.ValkeyUsername,
+		Password:       cfg.ValkeyPassword,
+		KeyPrefix:      cfg.ValkeyKeyPrefix,
+		Timeout:        cfg.ValkeyTimeout,
+		Topic:          cfg.KafkaTopic,
+		Offsets:        topicOffsets,
+		WatchInterval:  streams.WatchInterval,
+		WatchHeartbeat: streams.WatchHeartbeat,
+		MaxWatchers:    streams.MaxWatchers,
 	})
 	defer store.Close()
+	dashboard, err := web.New()
+	if err != nil {
+		return err
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return fmt.Errorf("validator: %w", err)
@@ -87,6 +107,8 @@ func run(ctx context.Context) error {
 		MaxRequestBytes:    cfg.MaxRequestBytes,
 		ProduceTimeout:     cfg.ProduceTimeout,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		UnaryTimeout:       streams.UnaryTimeout,
+		StreamWriteTimeout: streams.StreamWriteTimeout,
 	}, server.Deps{
 		Recorder:  recorder,
 		Analytics: store,
@@ -95,6 +117,7 @@ func run(ctx context.Context) error {
 		Valkey:    store,
 		Logger:    log,
 		Metrics:   m,
+		Dashboard: dashboard,
 	})
 	stopMetrics, err := serveMetrics(cfg.MetricsAddr, m, log)
 	if err != nil {

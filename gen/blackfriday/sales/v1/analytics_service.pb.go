@@ -993,6 +993,586 @@ func (x *RatePoint) GetRevenueCents() int64 {
 	return 0
 }
 
+// WatchSummaryRequest is empty: every watcher receives the same snapshots. In
+// JSON: {}.
+type WatchSummaryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSummaryRequest) Reset() {
+	*x = WatchSummaryRequest{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSummaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSummaryRequest) ProtoMessage() {}
+
+func (x *WatchSummaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSummaryRequest.ProtoReflect.Descriptor instead.
+func (*WatchSummaryRequest) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{14}
+}
+
+// WatchSummaryResponse is one message of a WatchSummary stream.
+type WatchSummaryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event is a snapshot or a heartbeat.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchSummaryResponse_Snapshot
+	//	*WatchSummaryResponse_Heartbeat
+	Event         isWatchSummaryResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSummaryResponse) Reset() {
+	*x = WatchSummaryResponse{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSummaryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSummaryResponse) ProtoMessage() {}
+
+func (x *WatchSummaryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSummaryResponse.ProtoReflect.Descriptor instead.
+func (*WatchSummaryResponse) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WatchSummaryResponse) GetEvent() isWatchSummaryResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchSummaryResponse) GetSnapshot() *SummarySnapshot {
+	if x != nil {
+		if x, ok := x.Event.(*WatchSummaryResponse_Snapshot); ok {
+			return x.Snapshot
+		}
+	}
+	return nil
+}
+
+func (x *WatchSummaryResponse) GetHeartbeat() *WatchHeartbeat {
+	if x != nil {
+		if x, ok := x.Event.(*WatchSummaryResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+type isWatchSummaryResponse_Event interface {
+	isWatchSummaryResponse_Event()
+}
+
+type WatchSummaryResponse_Snapshot struct {
+	// snapshot is the state of the aggregates. The first message of every
+	// stream is a snapshot.
+	Snapshot *SummarySnapshot `protobuf:"bytes,1,opt,name=snapshot,proto3,oneof"`
+}
+
+type WatchSummaryResponse_Heartbeat struct {
+	// heartbeat says that the stream is alive and that nothing changed since
+	// the last snapshot.
+	Heartbeat *WatchHeartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+func (*WatchSummaryResponse_Snapshot) isWatchSummaryResponse_Event() {}
+
+func (*WatchSummaryResponse_Heartbeat) isWatchSummaryResponse_Event() {}
+
+// SummarySnapshot is everything a live view shows, read from the aggregates
+// at one moment.
+type SummarySnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version numbers the snapshots a server publishes: a later snapshot has a
+	// higher version. It restarts when the server does.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// read_at is when the server read the aggregates.
+	ReadAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	// summary is what GetSummary returns.
+	Summary *GetSummaryResponse `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// sales_rate is the last minute by the second, for every category, as
+	// GetSalesRate returns it for a window of 60 seconds.
+	SalesRate *GetSalesRateResponse `protobuf:"bytes,4,opt,name=sales_rate,json=salesRate,proto3" json:"sales_rate,omitempty"`
+	// rankings holds the best and worst sellers of all products (category
+	// unspecified) and then of each category, in enum order.
+	Rankings []*Ranking `protobuf:"bytes,5,rep,name=rankings,proto3" json:"rankings,omitempty"`
+	// price_history holds the electronics best sellers' price histories, as
+	// GetPriceHistory returns them for an empty request.
+	PriceHistory []*ProductPriceHistory `protobuf:"bytes,6,rep,name=price_history,json=priceHistory,proto3" json:"price_history,omitempty"`
+	// ingest counts the sales counted so far by the protocol they arrived
+	// through, most first.
+	Ingest []*IngestCount `protobuf:"bytes,7,rep,name=ingest,proto3" json:"ingest,omitempty"`
+	// lag is how far the aggregates are behind the sales topic.
+	Lag           *AggregatorLag `protobuf:"bytes,8,opt,name=lag,proto3" json:"lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SummarySnapshot) Reset() {
+	*x = SummarySnapshot{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SummarySnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SummarySnapshot) ProtoMessage() {}
+
+func (x *SummarySnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SummarySnapshot.ProtoReflect.Descriptor instead.
+func (*SummarySnapshot) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SummarySnapshot) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SummarySnapshot) GetReadAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadAt
+	}
+	return nil
+}
+
+func (x *SummarySnapshot) GetSummary() *GetSummaryResponse {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+func (x *SummarySnapshot) GetSalesRate() *GetSalesRateResponse {
+	if x != nil {
+		return x.SalesRate
+	}
+	return nil
+}
+
+func (x *SummarySnapshot) GetRankings() []*Ranking {
+	if x != nil {
+		return x.Rankings
+	}
+	return nil
+}
+
+func (x *SummarySnapshot) GetPriceHistory() []*ProductPriceHistory {
+	if x != nil {
+		return x.PriceHistory
+	}
+	return nil
+}
+
+func (x *SummarySnapshot) GetIngest() []*IngestCount {
+	if x != nil {
+		return x.Ingest
+	}
+	return nil
+}
+
+func (x *SummarySnapshot) GetLag() *AggregatorLag {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+// Ranking is both ends of one units ranking.
+type Ranking struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// category is the category ranked; unspecified ranks all products.
+	Category Category `protobuf:"varint,1,opt,name=category,proto3,enum=blackfriday.sales.v1.Category" json:"category,omitempty"`
+	// best holds up to 5 products with the most units, most first, ties by
+	// product id.
+	Best []*ProductUnits `protobuf:"bytes,2,rep,name=best,proto3" json:"best,omitempty"`
+	// worst holds up to 5 products with the fewest units, fewest first, ties
+	// by product id.
+	Worst         []*ProductUnits `protobuf:"bytes,3,rep,name=worst,proto3" json:"worst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ranking) Reset() {
+	*x = Ranking{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ranking) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ranking) ProtoMessage() {}
+
+func (x *Ranking) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ranking.ProtoReflect.Descriptor instead.
+func (*Ranking) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Ranking) GetCategory() Category {
+	if x != nil {
+		return x.Category
+	}
+	return Category_CATEGORY_UNSPECIFIED
+}
+
+func (x *Ranking) GetBest() []*ProductUnits {
+	if x != nil {
+		return x.Best
+	}
+	return nil
+}
+
+func (x *Ranking) GetWorst() []*ProductUnits {
+	if x != nil {
+		return x.Worst
+	}
+	return nil
+}
+
+// IngestCount is the number of counted sales that arrived through one
+// protocol.
+type IngestCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// protocol is connect+json, connect+proto, grpc, grpc-web, legacy-rest,
+	// legacy-grpc or unknown.
+	Protocol string `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// sales counts the sales.
+	Sales         int64 `protobuf:"varint,2,opt,name=sales,proto3" json:"sales,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestCount) Reset() {
+	*x = IngestCount{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestCount) ProtoMessage() {}
+
+func (x *IngestCount) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestCount.ProtoReflect.Descriptor instead.
+func (*IngestCount) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *IngestCount) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *IngestCount) GetSales() int64 {
+	if x != nil {
+		return x.Sales
+	}
+	return 0
+}
+
+// AggregatorLag is how many records on the sales topic are not yet in the
+// aggregates: for each partition, Kafka's end offset minus the next offset
+// the aggregator will count, which it stores atomically with the aggregates.
+type AggregatorLag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// known is false when Kafka's end offsets could not be read lately; the
+	// other fields then hold the last known values, if any.
+	Known bool `protobuf:"varint,1,opt,name=known,proto3" json:"known,omitempty"`
+	// records sums the partitions' lag.
+	Records int64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	// partitions has one entry per partition of the sales topic, in partition
+	// order.
+	Partitions []*PartitionLag `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// read_at is when Kafka's end offsets were read.
+	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AggregatorLag) Reset() {
+	*x = AggregatorLag{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AggregatorLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AggregatorLag) ProtoMessage() {}
+
+func (x *AggregatorLag) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AggregatorLag.ProtoReflect.Descriptor instead.
+func (*AggregatorLag) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AggregatorLag) GetKnown() bool {
+	if x != nil {
+		return x.Known
+	}
+	return false
+}
+
+func (x *AggregatorLag) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *AggregatorLag) GetPartitions() []*PartitionLag {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *AggregatorLag) GetReadAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadAt
+	}
+	return nil
+}
+
+// PartitionLag is the lag of one partition of the sales topic.
+type PartitionLag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partition is the partition number.
+	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// end_offset is the offset Kafka will give the partition's next record.
+	EndOffset int64 `protobuf:"varint,2,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
+	// counted_offset is the offset of the first record not yet counted.
+	CountedOffset int64 `protobuf:"varint,3,opt,name=counted_offset,json=countedOffset,proto3" json:"counted_offset,omitempty"`
+	// records is end_offset minus counted_offset, never below 0.
+	Records       int64 `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionLag) Reset() {
+	*x = PartitionLag{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionLag) ProtoMessage() {}
+
+func (x *PartitionLag) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionLag.ProtoReflect.Descriptor instead.
+func (*PartitionLag) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PartitionLag) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionLag) GetEndOffset() int64 {
+	if x != nil {
+		return x.EndOffset
+	}
+	return 0
+}
+
+func (x *PartitionLag) GetCountedOffset() int64 {
+	if x != nil {
+		return x.CountedOffset
+	}
+	return 0
+}
+
+func (x *PartitionLag) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+// WatchHeartbeat keeps a quiet stream alive.
+type WatchHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sent_at is the server's time when it sent the heartbeat.
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// version is the version of the last snapshot sent on the stream.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// stale is true while the server cannot read the aggregates: the last
+	// snapshot may be out of date.
+	Stale         bool `protobuf:"varint,3,opt,name=stale,proto3" json:"stale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchHeartbeat) Reset() {
+	*x = WatchHeartbeat{}
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchHeartbeat) ProtoMessage() {}
+
+func (x *WatchHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_blackfriday_sales_v1_analytics_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchHeartbeat.ProtoReflect.Descriptor instead.
+func (*WatchHeartbeat) Descriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchHeartbeat) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *WatchHeartbeat) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WatchHeartbeat) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
 var File_blackfriday_sales_v1_analytics_service_proto protoreflect.FileDescriptor
 
 const file_blackfriday_sales_v1_analytics_service_proto_rawDesc = "" +
@@ -1065,17 +1645,57 @@ const file_blackfriday_sales_v1_analytics_service_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x14\n" +
 	"\x05sales\x18\x02 \x01(\x03R\x05sales\x12\x14\n" +
 	"\x05units\x18\x03 \x01(\x03R\x05units\x12#\n" +
-	"\rrevenue_cents\x18\x04 \x01(\x03R\frevenueCents*R\n" +
+	"\rrevenue_cents\x18\x04 \x01(\x03R\frevenueCents\"\x15\n" +
+	"\x13WatchSummaryRequest\"\xaa\x01\n" +
+	"\x14WatchSummaryResponse\x12C\n" +
+	"\bsnapshot\x18\x01 \x01(\v2%.blackfriday.sales.v1.SummarySnapshotH\x00R\bsnapshot\x12D\n" +
+	"\theartbeat\x18\x02 \x01(\v2$.blackfriday.sales.v1.WatchHeartbeatH\x00R\theartbeatB\a\n" +
+	"\x05event\"\xec\x03\n" +
+	"\x0fSummarySnapshot\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x123\n" +
+	"\aread_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12B\n" +
+	"\asummary\x18\x03 \x01(\v2(.blackfriday.sales.v1.GetSummaryResponseR\asummary\x12I\n" +
+	"\n" +
+	"sales_rate\x18\x04 \x01(\v2*.blackfriday.sales.v1.GetSalesRateResponseR\tsalesRate\x129\n" +
+	"\brankings\x18\x05 \x03(\v2\x1d.blackfriday.sales.v1.RankingR\brankings\x12N\n" +
+	"\rprice_history\x18\x06 \x03(\v2).blackfriday.sales.v1.ProductPriceHistoryR\fpriceHistory\x129\n" +
+	"\x06ingest\x18\a \x03(\v2!.blackfriday.sales.v1.IngestCountR\x06ingest\x125\n" +
+	"\x03lag\x18\b \x01(\v2#.blackfriday.sales.v1.AggregatorLagR\x03lag\"\xb7\x01\n" +
+	"\aRanking\x12:\n" +
+	"\bcategory\x18\x01 \x01(\x0e2\x1e.blackfriday.sales.v1.CategoryR\bcategory\x126\n" +
+	"\x04best\x18\x02 \x03(\v2\".blackfriday.sales.v1.ProductUnitsR\x04best\x128\n" +
+	"\x05worst\x18\x03 \x03(\v2\".blackfriday.sales.v1.ProductUnitsR\x05worst\"?\n" +
+	"\vIngestCount\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x14\n" +
+	"\x05sales\x18\x02 \x01(\x03R\x05sales\"\xb8\x01\n" +
+	"\rAggregatorLag\x12\x14\n" +
+	"\x05known\x18\x01 \x01(\bR\x05known\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\x12B\n" +
+	"\n" +
+	"partitions\x18\x03 \x03(\v2\".blackfriday.sales.v1.PartitionLagR\n" +
+	"partitions\x123\n" +
+	"\aread_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"\x8c\x01\n" +
+	"\fPartitionLag\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1d\n" +
+	"\n" +
+	"end_offset\x18\x02 \x01(\x03R\tendOffset\x12%\n" +
+	"\x0ecounted_offset\x18\x03 \x01(\x03R\rcountedOffset\x12\x18\n" +
+	"\arecords\x18\x04 \x01(\x03R\arecords\"u\n" +
+	"\x0eWatchHeartbeat\x123\n" +
+	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05stale\x18\x03 \x01(\bR\x05stale*R\n" +
 	"\tRankOrder\x12\x1a\n" +
 	"\x16RANK_ORDER_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fRANK_ORDER_BEST\x10\x01\x12\x14\n" +
-	"\x10RANK_ORDER_WORST\x10\x022\xcb\x03\n" +
+	"\x10RANK_ORDER_WORST\x10\x022\xb6\x04\n" +
 	"\x10AnalyticsService\x12d\n" +
 	"\n" +
 	"GetSummary\x12'.blackfriday.sales.v1.GetSummaryRequest\x1a(.blackfriday.sales.v1.GetSummaryResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x0eGetTopProducts\x12+.blackfriday.sales.v1.GetTopProductsRequest\x1a,.blackfriday.sales.v1.GetTopProductsResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x0fGetPriceHistory\x12,.blackfriday.sales.v1.GetPriceHistoryRequest\x1a-.blackfriday.sales.v1.GetPriceHistoryResponse\"\x03\x90\x02\x01\x12j\n" +
-	"\fGetSalesRate\x12).blackfriday.sales.v1.GetSalesRateRequest\x1a*.blackfriday.sales.v1.GetSalesRateResponse\"\x03\x90\x02\x01B\xd7\x01\n" +
+	"\fGetSalesRate\x12).blackfriday.sales.v1.GetSalesRateRequest\x1a*.blackfriday.sales.v1.GetSalesRateResponse\"\x03\x90\x02\x01\x12i\n" +
+	"\fWatchSummary\x12).blackfriday.sales.v1.WatchSummaryRequest\x1a*.blackfriday.sales.v1.WatchSummaryResponse\"\x000\x01B\xd7\x01\n" +
 	"\x18com.blackfriday.sales.v1B\x15AnalyticsServiceProtoP\x01Z2blackfriday.local/gen/blackfriday/sales/v1;salesv1\xa2\x02\x03BSX\xaa\x02\x14Blackfriday.Sales.V1\xca\x02\x14Blackfriday\\Sales\\V1\xe2\x02 Blackfriday\\Sales\\V1\\GPBMetadata\xea\x02\x16Blackfriday::Sales::V1b\x06proto3"
 
 var (
@@ -1091,7 +1711,7 @@ func file_blackfriday_sales_v1_analytics_service_proto_rawDescGZIP() []byte {
 }
 
 var file_blackfriday_sales_v1_analytics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_blackfriday_sales_v1_analytics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_blackfriday_sales_v1_analytics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_blackfriday_sales_v1_analytics_service_proto_goTypes = []any{
 	(RankOrder)(0),                  // 0: blackfriday.sales.v1.RankOrder
 	(*GetSummaryRequest)(nil),       // 1: blackfriday.sales.v1.GetSummaryRequest
@@ -1108,43 +1728,68 @@ var file_blackfriday_sales_v1_analytics_service_proto_goTypes = []any{
 	(*GetSalesRateResponse)(nil),    // 12: blackfriday.sales.v1.GetSalesRateResponse
 	(*RateSeries)(nil),              // 13: blackfriday.sales.v1.RateSeries
 	(*RatePoint)(nil),               // 14: blackfriday.sales.v1.RatePoint
-	(Category)(0),                   // 15: blackfriday.sales.v1.Category
-	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 17: google.protobuf.Duration
+	(*WatchSummaryRequest)(nil),     // 15: blackfriday.sales.v1.WatchSummaryRequest
+	(*WatchSummaryResponse)(nil),    // 16: blackfriday.sales.v1.WatchSummaryResponse
+	(*SummarySnapshot)(nil),         // 17: blackfriday.sales.v1.SummarySnapshot
+	(*Ranking)(nil),                 // 18: blackfriday.sales.v1.Ranking
+	(*IngestCount)(nil),             // 19: blackfriday.sales.v1.IngestCount
+	(*AggregatorLag)(nil),           // 20: blackfriday.sales.v1.AggregatorLag
+	(*PartitionLag)(nil),            // 21: blackfriday.sales.v1.PartitionLag
+	(*WatchHeartbeat)(nil),          // 22: blackfriday.sales.v1.WatchHeartbeat
+	(Category)(0),                   // 23: blackfriday.sales.v1.Category
+	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 25: google.protobuf.Duration
 }
 var file_blackfriday_sales_v1_analytics_service_proto_depIdxs = []int32{
 	3,  // 0: blackfriday.sales.v1.GetSummaryResponse.categories:type_name -> blackfriday.sales.v1.CategorySummary
 	4,  // 1: blackfriday.sales.v1.GetSummaryResponse.best_seller:type_name -> blackfriday.sales.v1.ProductUnits
 	4,  // 2: blackfriday.sales.v1.GetSummaryResponse.worst_seller:type_name -> blackfriday.sales.v1.ProductUnits
-	15, // 3: blackfriday.sales.v1.CategorySummary.category:type_name -> blackfriday.sales.v1.Category
+	23, // 3: blackfriday.sales.v1.CategorySummary.category:type_name -> blackfriday.sales.v1.Category
 	4,  // 4: blackfriday.sales.v1.CategorySummary.best_seller:type_name -> blackfriday.sales.v1.ProductUnits
 	4,  // 5: blackfriday.sales.v1.CategorySummary.worst_seller:type_name -> blackfriday.sales.v1.ProductUnits
-	15, // 6: blackfriday.sales.v1.GetTopProductsRequest.category:type_name -> blackfriday.sales.v1.Category
+	23, // 6: blackfriday.sales.v1.GetTopProductsRequest.category:type_name -> blackfriday.sales.v1.Category
 	0,  // 7: blackfriday.sales.v1.GetTopProductsRequest.order:type_name -> blackfriday.sales.v1.RankOrder
 	4,  // 8: blackfriday.sales.v1.GetTopProductsResponse.products:type_name -> blackfriday.sales.v1.ProductUnits
 	9,  // 9: blackfriday.sales.v1.GetPriceHistoryResponse.products:type_name -> blackfriday.sales.v1.ProductPriceHistory
 	10, // 10: blackfriday.sales.v1.ProductPriceHistory.points:type_name -> blackfriday.sales.v1.PricePoint
-	16, // 11: blackfriday.sales.v1.PricePoint.sold_at:type_name -> google.protobuf.Timestamp
-	15, // 12: blackfriday.sales.v1.GetSalesRateRequest.category:type_name -> blackfriday.sales.v1.Category
-	17, // 13: blackfriday.sales.v1.GetSalesRateRequest.window:type_name -> google.protobuf.Duration
-	17, // 14: blackfriday.sales.v1.GetSalesRateResponse.bucket:type_name -> google.protobuf.Duration
+	24, // 11: blackfriday.sales.v1.PricePoint.sold_at:type_name -> google.protobuf.Timestamp
+	23, // 12: blackfriday.sales.v1.GetSalesRateRequest.category:type_name -> blackfriday.sales.v1.Category
+	25, // 13: blackfriday.sales.v1.GetSalesRateRequest.window:type_name -> google.protobuf.Duration
+	25, // 14: blackfriday.sales.v1.GetSalesRateResponse.bucket:type_name -> google.protobuf.Duration
 	13, // 15: blackfriday.sales.v1.GetSalesRateResponse.series:type_name -> blackfriday.sales.v1.RateSeries
-	15, // 16: blackfriday.sales.v1.RateSeries.category:type_name -> blackfriday.sales.v1.Category
+	23, // 16: blackfriday.sales.v1.RateSeries.category:type_name -> blackfriday.sales.v1.Category
 	14, // 17: blackfriday.sales.v1.RateSeries.points:type_name -> blackfriday.sales.v1.RatePoint
-	16, // 18: blackfriday.sales.v1.RatePoint.start:type_name -> google.protobuf.Timestamp
-	1,  // 19: blackfriday.sales.v1.AnalyticsService.GetSummary:input_type -> blackfriday.sales.v1.GetSummaryRequest
-	5,  // 20: blackfriday.sales.v1.AnalyticsService.GetTopProducts:input_type -> blackfriday.sales.v1.GetTopProductsRequest
-	7,  // 21: blackfriday.sales.v1.AnalyticsService.GetPriceHistory:input_type -> blackfriday.sales.v1.GetPriceHistoryRequest
-	11, // 22: blackfriday.sales.v1.AnalyticsService.GetSalesRate:input_type -> blackfriday.sales.v1.GetSalesRateRequest
-	2,  // 23: blackfriday.sales.v1.AnalyticsService.GetSummary:output_type -> blackfriday.sales.v1.GetSummaryResponse
-	6,  // 24: blackfriday.sales.v1.AnalyticsService.GetTopProducts:output_type -> blackfriday.sales.v1.GetTopProductsResponse
-	8,  // 25: blackfriday.sales.v1.AnalyticsService.GetPriceHistory:output_type -> blackfriday.sales.v1.GetPriceHistoryResponse
-	12, // 26: blackfriday.sales.v1.AnalyticsService.GetSalesRate:output_type -> blackfriday.sales.v1.GetSalesRateResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	24, // 18: blackfriday.sales.v1.RatePoint.start:type_name -> google.protobuf.Timestamp
+	17, // 19: blackfriday.sales.v1.WatchSummaryResponse.snapshot:type_name -> blackfriday.sales.v1.SummarySnapshot
+	22, // 20: blackfriday.sales.v1.WatchSummaryResponse.heartbeat:type_name -> blackfriday.sales.v1.WatchHeartbeat
+	24, // 21: blackfriday.sales.v1.SummarySnapshot.read_at:type_name -> google.protobuf.Timestamp
+	2,  // 22: blackfriday.sales.v1.SummarySnapshot.summary:type_name -> blackfriday.sales.v1.GetSummaryResponse
+	12, // 23: blackfriday.sales.v1.SummarySnapshot.sales_rate:type_name -> blackfriday.sales.v1.GetSalesRateResponse
+	18, // 24: blackfriday.sales.v1.SummarySnapshot.rankings:type_name -> blackfriday.sales.v1.Ranking
+	9,  // 25: blackfriday.sales.v1.SummarySnapshot.price_history:type_name -> blackfriday.sales.v1.ProductPriceHistory
+	19, // 26: blackfriday.sales.v1.SummarySnapshot.ingest:type_name -> blackfriday.sales.v1.IngestCount
+	20, // 27: blackfriday.sales.v1.SummarySnapshot.lag:type_name -> blackfriday.sales.v1.AggregatorLag
+	23, // 28: blackfriday.sales.v1.Ranking.category:type_name -> blackfriday.sales.v1.Category
+	4,  // 29: blackfriday.sales.v1.Ranking.best:type_name -> blackfriday.sales.v1.ProductUnits
+	4,  // 30: blackfriday.sales.v1.Ranking.worst:type_name -> blackfriday.sales.v1.ProductUnits
+	21, // 31: blackfriday.sales.v1.AggregatorLag.partitions:type_name -> blackfriday.sales.v1.PartitionLag
+	24, // 32: blackfriday.sales.v1.AggregatorLag.read_at:type_name -> google.protobuf.Timestamp
+	24, // 33: blackfriday.sales.v1.WatchHeartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: blackfriday.sales.v1.AnalyticsService.GetSummary:input_type -> blackfriday.sales.v1.GetSummaryRequest
+	5,  // 35: blackfriday.sales.v1.AnalyticsService.GetTopProducts:input_type -> blackfriday.sales.v1.GetTopProductsRequest
+	7,  // 36: blackfriday.sales.v1.AnalyticsService.GetPriceHistory:input_type -> blackfriday.sales.v1.GetPriceHistoryRequest
+	11, // 37: blackfriday.sales.v1.AnalyticsService.GetSalesRate:input_type -> blackfriday.sales.v1.GetSalesRateRequest
+	15, // 38: blackfriday.sales.v1.AnalyticsService.WatchSummary:input_type -> blackfriday.sales.v1.WatchSummaryRequest
+	2,  // 39: blackfriday.sales.v1.AnalyticsService.GetSummary:output_type -> blackfriday.sales.v1.GetSummaryResponse
+	6,  // 40: blackfriday.sales.v1.AnalyticsService.GetTopProducts:output_type -> blackfriday.sales.v1.GetTopProductsResponse
+	8,  // 41: blackfriday.sales.v1.AnalyticsService.GetPriceHistory:output_type -> blackfriday.sales.v1.GetPriceHistoryResponse
+	12, // 42: blackfriday.sales.v1.AnalyticsService.GetSalesRate:output_type -> blackfriday.sales.v1.GetSalesRateResponse
+	16, // 43: blackfriday.sales.v1.AnalyticsService.WatchSummary:output_type -> blackfriday.sales.v1.WatchSummaryResponse
+	39, // [39:44] is the sub-list for method output_type
+	34, // [34:39] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_blackfriday_sales_v1_analytics_service_proto_init() }
@@ -1153,13 +1798,17 @@ func file_blackfriday_sales_v1_analytics_service_proto_init() {
 		return
 	}
 	file_blackfriday_sales_v1_sale_proto_init()
+	file_blackfriday_sales_v1_analytics_service_proto_msgTypes[15].OneofWrappers = []any{
+		(*WatchSummaryResponse_Snapshot)(nil),
+		(*WatchSummaryResponse_Heartbeat)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blackfriday_sales_v1_analytics_service_proto_rawDesc), len(file_blackfriday_sales_v1_analytics_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -13,6 +13,8 @@ func (k keys) totals() string                     { return k.prefix + "totals" }
 func (k keys) category(c salesv1.Category) string { return k.prefix + "cat:" + categoryKey(c) }
 func (k keys) rankAll() string                    { return k.prefix + "rank:units" }
 func (k keys) price(productID string) string      { return k.prefix + "price:" + productID }
+func (k keys) offsets() string                    { return k.prefix + "offsets" }
+func (k keys) ingest() string                     { return k.prefix + "ingest" }
 
 // rank is the units ranking of one category, or of all products when c is
 // unspecified.

@@ -37,6 +37,23 @@ type Config struct {
 	KeyPrefix string
 	// Timeout bounds each query (2s when zero).
 	Timeout time.Duration
+
+	// Topic is the sales topic, whose partitions' offsets the offsets hash
+	// holds; WatchSummary reports the aggregator's lag on it.
+	Topic string
+	// Offsets reads the sales topic's offsets from Kafka for the lag; nil
+	// reports the lag as unknown.
+	Offsets TopicOffsets
+	// WatchInterval is the least time between two WatchSummary snapshots,
+	// and how often the aggregates are checked for changes while someone
+	// watches (250ms when zero).
+	WatchInterval time.Duration
+	// WatchHeartbeat is the longest a WatchSummary stream stays silent
+	// (5s when zero).
+	WatchHeartbeat time.Duration
+	// MaxWatchers bounds the WatchSummary streams served at once (1000
+	// when zero).
+	MaxWatchers int
 }
 
 // redialEvery throttles connection attempts while Valkey is down, so that
@@ -51,6 +68,8 @@ type Service struct {
 	keys    keys
 	timeout time.Duration
 	now     func() time.Time
+
+	hub *hub // feeds every WatchSummary stream
 
 	conn     atomic.Pointer[conn]
 	mu       sync.Mutex // serializes dialing
@@ -68,7 +87,7 @@ func New(cfg Config) *Service {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	return &Service{
+	s := &Service{
 		opt: rueidis.ClientOption{
 			InitAddress: []string{cfg.Addr},
 			Username:    cfg.Username,
@@ -84,6 +103,8 @@ func New(cfg Config) *Service {
 		timeout: timeout,
 		now:     time.Now,
 	}
+	s.hub = newHub(s, cfg)
+	return s
 }
 
 // client returns the Valkey client, dialing it on first use.
@@ -123,8 +144,9 @@ func (s *Service) Ping(ctx context.Context) error {
 	return storeErr(c.Do(ctx, c.B().Ping().Build()).Error())
 }
 
-// Close closes the connection, if any.
+// Close stops the WatchSummary poller and closes the connection, if any.
 func (s *Service) Close() {
+	s.hub.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true

@@ -35,6 +35,33 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// CORSAllowedOrigins lists the browser origins allowed; "*" allows any.
 	CORSAllowedOrigins []string
+	// UnaryTimeout bounds reading a unary RPC or plain HTTP request and,
+	// with ProduceTimeout added, writing its response (15s when zero).
+	// Streaming RPCs have no overall bound.
+	UnaryTimeout time.Duration
+	// StreamWriteTimeout bounds each write of a streaming response, so a
+	// client that stops reading is cut off (30s when zero).
+	StreamWriteTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers (5s when zero).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a connection left without requests this long (2m
+	// when zero). A connection carrying a stream is not idle.
+	IdleTimeout time.Duration
+}
+
+// The defaults of Config's timeouts.
+const (
+	defaultUnaryTimeout       = 15 * time.Second
+	defaultStreamWriteTimeout = 30 * time.Second
+	defaultReadHeaderTimeout  = 5 * time.Second
+	defaultIdleTimeout        = 2 * time.Minute
+)
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // Deps are the server's collaborators.
@@ -52,6 +79,9 @@ type Deps struct {
 	// Metrics counts calls by procedure, protocol and code; nil keeps them
 	// in a registry nobody scrapes.
 	Metrics *metrics.Metrics
+	// Dashboard serves the live dashboard's page at / and its files under
+	// /assets/; nil serves none.
+	Dashboard http.Handler
 }
 
 // Server is the api's HTTP server.
@@ -63,6 +93,8 @@ type Server struct {
 	valkey       Pinger
 	log          *slog.Logger
 	shuttingDown atomic.Bool
+	// drain ends every stream when Shutdown begins.
+	drain context.CancelFunc
 }
 
 // New builds the server and every route.
@@ -78,18 +110,22 @@ func New(cfg Config, deps Deps) *Server {
 		salesv1connect.AnalyticsServiceName,
 		blackfridayconnect.ProductSaleServiceName,
 	}
+	draining, drain := context.WithCancel(context.Background())
 	s := &Server{
 		health:   grpchealth.NewStaticChecker(services...),
 		services: services,
 		kafka:    deps.Kafka,
 		valkey:   deps.Valkey,
 		log:      log,
+		drain:    drain,
 	}
 
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
 		connect.WithInterceptors(
+			// Streaming calls only: unary ones pass through it.
+			streamInterceptor{errors: errs, metrics: m, draining: draining},
 			// Outermost, so it sees every call's final code.
 			metricsInterceptor(m),
 			protocolInterceptor(),
@@ -113,10 +149,17 @@ func New(cfg Config, deps Deps) *Server {
 	mux.Handle("/procesar", m.WrapHTTP("/procesar", string(ingest.ProtocolLegacyREST), rest))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if deps.Dashboard != nil {
+		mux.Handle("GET /{$}", deps.Dashboard)
+		mux.Handle("GET /assets/", deps.Dashboard)
+	}
 
 	handler := http.MaxBytesHandler(mux, cfg.MaxRequestBytes)
 	handler = corsHandler(cfg.CORSAllowedOrigins, handler)
 	handler = recoverHTTP(log, handler)
+	unary := orDefault(cfg.UnaryTimeout, defaultUnaryTimeout)
+	handler = deadlines(streamingPaths(), unary, unary+cfg.ProduceTimeout,
+		orDefault(cfg.StreamWriteTimeout, defaultStreamWriteTimeout), handler)
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -124,13 +167,11 @@ func New(cfg Config, deps Deps) *Server {
 	s.http = &http.Server{
 		Handler:   handler,
 		Protocols: protocols,
-		// Every RPC here is unary and small, and waits at most the
-		// produce timeout: bound each phase so slow or idle clients cannot
-		// hold connections and memory.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15*time.Second + cfg.ProduceTimeout,
-		IdleTimeout:       2 * time.Minute,
+		// Slow or idle clients must not hold connections and memory, but
+		// streams must last: no server-wide ReadTimeout or WriteTimeout,
+		// which would cut them. deadlines bounds each request instead.
+		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout),
+		IdleTimeout:       orDefault(cfg.IdleTimeout, defaultIdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -155,8 +196,9 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 // Serve serves on ln until Shutdown; it then returns http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 
-// Shutdown reports NOT_SERVING to health checks and readiness probes, then
-// stops accepting connections and waits, until ctx is done, for the calls in
+// Shutdown reports NOT_SERVING to health checks and readiness probes, ends
+// the streams (their clients get unavailable and reconnect), then stops
+// accepting connections and waits, until ctx is done, for the calls in
 // flight to finish.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true)
@@ -164,5 +206,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, name := range s.services {
 		s.health.SetStatus(name, grpchealth.StatusNotServing)
 	}
+	s.drain()
 	return s.http.Shutdown(ctx)
 }

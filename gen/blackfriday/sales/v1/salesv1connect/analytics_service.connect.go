@@ -45,6 +45,9 @@ const (
 	// AnalyticsServiceGetSalesRateProcedure is the fully-qualified name of the AnalyticsService's
 	// GetSalesRate RPC.
 	AnalyticsServiceGetSalesRateProcedure = "/blackfriday.sales.v1.AnalyticsService/GetSalesRate"
+	// AnalyticsServiceWatchSummaryProcedure is the fully-qualified name of the AnalyticsService's
+	// WatchSummary RPC.
+	AnalyticsServiceWatchSummaryProcedure = "/blackfriday.sales.v1.AnalyticsService/WatchSummary"
 )
 
 // AnalyticsServiceClient is a client for the blackfriday.sales.v1.AnalyticsService service.
@@ -60,6 +63,16 @@ type AnalyticsServiceClient interface {
 	// GetSalesRate returns sales, units and revenue per time bucket for each
 	// category, by the time the sales happened (sold_at).
 	GetSalesRate(context.Context, *v1.GetSalesRateRequest) (*v1.GetSalesRateResponse, error)
+	// WatchSummary streams the aggregates as they change, for live views such
+	// as the dashboard the api serves at /. The first message is a snapshot of
+	// the current state. After it, the server sends a fresh snapshot when the
+	// aggregates or the aggregator's lag change, at most a few times a second,
+	// and a heartbeat when nothing changed for a while (a few seconds).
+	//
+	// A client that reads slowly skips snapshots: it always receives the latest
+	// state, never a backlog. Every watcher receives the same snapshots. Being
+	// a stream, it is called with POST (Connect, gRPC or gRPC-Web), not GET.
+	WatchSummary(context.Context, *v1.WatchSummaryRequest) (*connect.ServerStreamForClient[v1.WatchSummaryResponse], error)
 }
 
 // NewAnalyticsServiceClient constructs a client for the blackfriday.sales.v1.AnalyticsService
@@ -101,6 +114,12 @@ func NewAnalyticsServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		watchSummary: connect.NewClient[v1.WatchSummaryRequest, v1.WatchSummaryResponse](
+			httpClient,
+			baseURL+AnalyticsServiceWatchSummaryProcedure,
+			connect.WithSchema(analyticsServiceMethods.ByName("WatchSummary")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -110,6 +129,7 @@ type analyticsServiceClient struct {
 	getTopProducts  *connect.Client[v1.GetTopProductsRequest, v1.GetTopProductsResponse]
 	getPriceHistory *connect.Client[v1.GetPriceHistoryRequest, v1.GetPriceHistoryResponse]
 	getSalesRate    *connect.Client[v1.GetSalesRateRequest, v1.GetSalesRateResponse]
+	watchSummary    *connect.Client[v1.WatchSummaryRequest, v1.WatchSummaryResponse]
 }
 
 // GetSummary calls blackfriday.sales.v1.AnalyticsService.GetSummary.
@@ -148,6 +168,11 @@ func (c *analyticsServiceClient) GetSalesRate(ctx context.Context, req *v1.GetSa
 	return nil, err
 }
 
+// WatchSummary calls blackfriday.sales.v1.AnalyticsService.WatchSummary.
+func (c *analyticsServiceClient) WatchSummary(ctx context.Context, req *v1.WatchSummaryRequest) (*connect.ServerStreamForClient[v1.WatchSummaryResponse], error) {
+	return c.watchSummary.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // AnalyticsServiceHandler is an implementation of the blackfriday.sales.v1.AnalyticsService
 // service.
 type AnalyticsServiceHandler interface {
@@ -162,6 +187,16 @@ type AnalyticsServiceHandler interface {
 	// GetSalesRate returns sales, units and revenue per time bucket for each
 	// category, by the time the sales happened (sold_at).
 	GetSalesRate(context.Context, *v1.GetSalesRateRequest) (*v1.GetSalesRateResponse, error)
+	// WatchSummary streams the aggregates as they change, for live views such
+	// as the dashboard the api serves at /. The first message is a snapshot of
+	// the current state. After it, the server sends a fresh snapshot when the
+	// aggregates or the aggregator's lag change, at most a few times a second,
+	// and a heartbeat when nothing changed for a while (a few seconds).
+	//
+	// A client that reads slowly skips snapshots: it always receives the latest
+	// state, never a backlog. Every watcher receives the same snapshots. Being
+	// a stream, it is called with POST (Connect, gRPC or gRPC-Web), not GET.
+	WatchSummary(context.Context, *v1.WatchSummaryRequest, *connect.ServerStream[v1.WatchSummaryResponse]) error
 }
 
 // NewAnalyticsServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -199,6 +234,12 @@ func NewAnalyticsServiceHandler(svc AnalyticsServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	analyticsServiceWatchSummaryHandler := connect.NewServerStreamHandlerSimple(
+		AnalyticsServiceWatchSummaryProcedure,
+		svc.WatchSummary,
+		connect.WithSchema(analyticsServiceMethods.ByName("WatchSummary")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/blackfriday.sales.v1.AnalyticsService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AnalyticsServiceGetSummaryProcedure:
@@ -209,6 +250,8 @@ func NewAnalyticsServiceHandler(svc AnalyticsServiceHandler, opts ...connect.Han
 			analyticsServiceGetPriceHistoryHandler.ServeHTTP(w, r)
 		case AnalyticsServiceGetSalesRateProcedure:
 			analyticsServiceGetSalesRateHandler.ServeHTTP(w, r)
+		case AnalyticsServiceWatchSummaryProcedure:
+			analyticsServiceWatchSummaryHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -232,4 +275,8 @@ func (UnimplementedAnalyticsServiceHandler) GetPriceHistory(context.Context, *v1
 
 func (UnimplementedAnalyticsServiceHandler) GetSalesRate(context.Context, *v1.GetSalesRateRequest) (*v1.GetSalesRateResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("blackfriday.sales.v1.AnalyticsService.GetSalesRate is not implemented"))
+}
+
+func (UnimplementedAnalyticsServiceHandler) WatchSummary(context.Context, *v1.WatchSummaryRequest, *connect.ServerStream[v1.WatchSummaryResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("blackfriday.sales.v1.AnalyticsService.WatchSummary is not implemented"))
 }
