@@ -83,6 +83,7 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 .PHONY: test
 test: lint checkgenerate ## Run every test against a real Kafka broker and a real Valkey/Redis.
 	scripts/test.sh
+	$(MAKE) fuzz-short
 	$(MAKE) deploy-test
 	$(MAKE) web-test
 
@@ -95,6 +96,8 @@ include deploy.mk
 # The live dashboard: its build, the check that the embedded bundle is fresh,
 # and the headless-Chromium test.
 include web.mk
+# The long fault suite (`make faults`) and the fuzz targets.
+include faults.mk
 
 .PHONY: clean
 clean: ## Remove build output and local state.

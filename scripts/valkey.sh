@@ -21,6 +21,11 @@
 #                       no persistence at all, data is lost on stop)
 #   VALKEY_APPENDFSYNC  always|everysec|no (default everysec), with AOF only
 #   VALKEY_EXTRA_ARGS   extra server arguments (word split), e.g. "--maxmemory 256mb"
+#   VALKEY_ACLFILE      an ACL file to load (--aclfile), e.g. one rendered by
+#                       kustomize/base/valkey/render-acl.sh
+#   VALKEY_ADMIN_USER, VALKEY_ADMIN_PASSWORD
+#                       credentials for this script's own PING and SHUTDOWN,
+#                       needed when the ACL file turns the default user off
 #   VALKEY_START_TIMEOUT seconds to wait for PONG (default 30)
 #   VALKEY_STOP_TIMEOUT  seconds to wait for a stop (default 30)
 set -euo pipefail
@@ -152,15 +157,27 @@ free_port() {
   die "could not find a free loopback port"
 }
 
+# The redis-cli arguments that authenticate as VALKEY_ADMIN_USER, if set.
+cli_auth() {
+  if [[ -n "${VALKEY_ADMIN_USER:-}" ]]; then
+    printf '%s\n' --user "$VALKEY_ADMIN_USER" --pass "${VALKEY_ADMIN_PASSWORD:-}" --no-auth-warning
+  fi
+}
+
 # PING the server on port $1; succeeds on PONG.
 ping() {
-  local port="$1" cli reply
+  local port="$1" cli reply auth=()
   cli="$(cli_bin "$(server_bin)")"
+  mapfile -t auth < <(cli_auth)
   if [[ -n "$cli" ]]; then
-    reply="$(timeout 5 "$cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null || true)"
+    reply="$(timeout 5 "$cli" -h 127.0.0.1 -p "$port" "${auth[@]}" ping 2>/dev/null || true)"
   else
     reply="$(
       exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 0
+      if [[ -n "${VALKEY_ADMIN_USER:-}" ]]; then
+        printf 'AUTH %s %s\r\n' "$VALKEY_ADMIN_USER" "${VALKEY_ADMIN_PASSWORD:-}" >&3
+        IFS= read -r -t 2 line <&3 || true
+      fi
       printf 'PING\r\n' >&3
       IFS= read -r -t 2 line <&3 || true
       printf '%s' "${line%$'\r'}"
@@ -230,6 +247,10 @@ cmd_start() {
   else
     args+=(--appendonly no)
   fi
+  if [[ -n "${VALKEY_ACLFILE:-}" ]]; then
+    [[ -r "$VALKEY_ACLFILE" ]] || die "VALKEY_ACLFILE $VALKEY_ACLFILE is not readable"
+    args+=(--aclfile "$VALKEY_ACLFILE")
+  fi
   # shellcheck disable=SC2206 # word splitting is intended
   args+=(${VALKEY_EXTRA_ARGS:-})
 
@@ -273,7 +294,9 @@ cmd_stop() {
   log "stopping server (pid $pid)"
   cli="$(cli_bin "$(server_bin)")"
   if [[ -n "$cli" ]]; then
-    timeout 10 "$cli" -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    local auth=()
+    mapfile -t auth < <(cli_auth)
+    timeout 10 "$cli" -h 127.0.0.1 -p "$port" "${auth[@]}" shutdown nosave >/dev/null 2>&1 || true
   fi
   if ! wait_gone "$pid" 2; then
     kill -TERM "$pid" 2>/dev/null || true

@@ -32,6 +32,15 @@ type config struct {
 	// HTTPAddr serves /healthz and /readyz; empty disables it.
 	HTTPAddr string
 	LogLevel slog.Level
+	// DedupWindow is how far apart (by record timestamp) two records of
+	// one sale_id may be written and still count once; zero turns dedup
+	// off.
+	DedupWindow time.Duration
+	// ReconcileInterval is how often every owned partition's offset is
+	// compared with Valkey's, to notice lost data even when idle.
+	ReconcileInterval time.Duration
+	// Kafka is the SASL and TLS configuration.
+	Kafka kafkaSecurity
 }
 
 // loadConfig reads the configuration through lookup, os.LookupEnv in
@@ -58,20 +67,40 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	}
 
 	c := config{
-		Topic:           str("KAFKA_TOPIC", "sales"),
-		DLQTopic:        str("KAFKA_DLQ_TOPIC", "sales.dlq"),
-		Group:           str("KAFKA_GROUP", "blackfriday-aggregator"),
-		TopicPartitions: int32(integer("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000)),
-		ValkeyAddr:      str("VALKEY_ADDR", "127.0.0.1:6379"),
-		ValkeyUsername:  str("VALKEY_USERNAME", ""),
-		ValkeyPassword:  str("VALKEY_PASSWORD", ""),
-		KeyPrefix:       str("VALKEY_KEY_PREFIX", "bf:"),
-		PollMaxRecords:  integer("POLL_MAX_RECORDS", 10000, 1, 1000000),
-		InstanceID:      str("KAFKA_INSTANCE_ID", ""),
-		SessionTimeout:  15 * time.Second,
-		RateTTL:         25 * time.Hour,
-		HTTPAddr:        ":8081",
+		Topic:             str("KAFKA_TOPIC", "sales"),
+		DLQTopic:          str("KAFKA_DLQ_TOPIC", "sales.dlq"),
+		Group:             str("KAFKA_GROUP", "blackfriday-aggregator"),
+		TopicPartitions:   int32(integer("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000)),
+		ValkeyAddr:        str("VALKEY_ADDR", "127.0.0.1:6379"),
+		ValkeyUsername:    str("VALKEY_USERNAME", ""),
+		ValkeyPassword:    str("VALKEY_PASSWORD", ""),
+		KeyPrefix:         str("VALKEY_KEY_PREFIX", "bf:"),
+		PollMaxRecords:    integer("POLL_MAX_RECORDS", 10000, 1, 1000000),
+		InstanceID:        str("KAFKA_INSTANCE_ID", ""),
+		SessionTimeout:    15 * time.Second,
+		RateTTL:           25 * time.Hour,
+		HTTPAddr:          ":8081",
+		DedupWindow:       10 * time.Minute,
+		ReconcileInterval: 30 * time.Second,
 	}
+	duration := func(name string, lo, hi time.Duration, example string, dst *time.Duration) {
+		v := str(name, "")
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration from %v to %v, such as %s", name, v, lo, hi, example))
+			return
+		}
+		*dst = d
+	}
+	// Past the topic's retention (7 days) a window could not be replayed.
+	duration("DEDUP_WINDOW", 0, 7*24*time.Hour, "10m (0 turns dedup off)", &c.DedupWindow)
+	duration("RECONCILE_INTERVAL", time.Second, time.Hour, "30s", &c.ReconcileInterval)
+	var kafkaErrs []error
+	c.Kafka, kafkaErrs = loadKafkaSecurity(str, lookup)
+	errs = append(errs, kafkaErrs...)
 	for _, b := range strings.Split(str("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.Brokers = append(c.Brokers, b)
@@ -114,12 +143,17 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	return c, nil
 }
 
-// LogValue renders the configuration for the start-up log, password masked.
-func (c config) LogValue() slog.Value {
-	password := ""
-	if c.ValkeyPassword != "" {
-		password = "*****"
+// mask hides a secret in the start-up log, showing only whether it is set.
+func mask(secret string) string {
+	if secret == "" {
+		return ""
 	}
+	return "*****"
+}
+
+// LogValue renders the configuration for the start-up log, passwords
+// masked.
+func (c config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("KAFKA_BROKERS", strings.Join(c.Brokers, ",")),
 		slog.String("KAFKA_TOPIC", c.Topic),
@@ -130,11 +164,21 @@ func (c config) LogValue() slog.Value {
 		slog.String("KAFKA_SESSION_TIMEOUT", c.SessionTimeout.String()),
 		slog.String("VALKEY_ADDR", c.ValkeyAddr),
 		slog.String("VALKEY_USERNAME", c.ValkeyUsername),
-		slog.String("VALKEY_PASSWORD", password),
+		slog.String("VALKEY_PASSWORD", mask(c.ValkeyPassword)),
 		slog.String("VALKEY_KEY_PREFIX", c.KeyPrefix),
 		slog.Int("POLL_MAX_RECORDS", c.PollMaxRecords),
 		slog.String("RATE_TTL", c.RateTTL.String()),
 		slog.String("HTTP_ADDR", c.HTTPAddr),
 		slog.String("LOG_LEVEL", c.LogLevel.String()),
+		slog.String("DEDUP_WINDOW", c.DedupWindow.String()),
+		slog.String("RECONCILE_INTERVAL", c.ReconcileInterval.String()),
+		slog.String("KAFKA_SASL_MECHANISM", c.Kafka.SASLMechanism),
+		slog.String("KAFKA_SASL_USERNAME", c.Kafka.SASLUsername),
+		slog.String("KAFKA_SASL_PASSWORD", mask(c.Kafka.SASLPassword)),
+		slog.Bool("KAFKA_TLS", c.Kafka.TLS),
+		slog.String("KAFKA_TLS_CA_FILE", c.Kafka.TLSCAFile),
+		slog.String("KAFKA_TLS_CERT_FILE", c.Kafka.TLSCertFile),
+		slog.String("KAFKA_TLS_KEY_FILE", c.Kafka.TLSKeyFile),
+		slog.String("KAFKA_TLS_SERVER_NAME", c.Kafka.TLSServerName),
 	)
 }

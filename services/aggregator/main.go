@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -43,6 +44,13 @@ func run(ctx context.Context) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting aggregator", "version", version, "config", cfg)
+	if cfg.Kafka.plaintextPassword() {
+		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
+	}
+	securityOpts, err := cfg.Kafka.options()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 
 	valkey, err := dialValkey(ctx, cfg, log)
 	if err != nil {
@@ -53,7 +61,7 @@ func run(ctx context.Context) error {
 	// Best effort: in production the topics are managed (Strimzi
 	// KafkaTopic); locally this saves a step.
 	topicsCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	if err := consume.EnsureTopics(topicsCtx, cfg.Brokers, cfg.TopicPartitions, cfg.Topic, cfg.DLQTopic); err != nil {
+	if err := consume.EnsureTopics(topicsCtx, append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, securityOpts...), cfg.TopicPartitions, cfg.Topic, cfg.DLQTopic); err != nil {
 		log.Warn("could not create missing topics; continuing", "err", err)
 	}
 	cancel()
@@ -63,21 +71,23 @@ func run(ctx context.Context) error {
 		return err
 	}
 	m := metrics.New()
-	clientOpts := []kgo.Opt{
+	clientOpts := slices.Concat(securityOpts, []kgo.Opt{
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.WithHooks(kprom.NewMetrics("bf_aggregator", kprom.Registerer(m.Registry()))),
-	}
+	})
 	if cfg.InstanceID != "" {
 		clientOpts = append(clientOpts, kgo.InstanceID(cfg.InstanceID))
 	}
 	consumer := consume.New(consume.Config{
-		Brokers:        cfg.Brokers,
-		Topic:          cfg.Topic,
-		DLQTopic:       cfg.DLQTopic,
-		Group:          cfg.Group,
-		MaxPollRecords: cfg.PollMaxRecords,
-		ClientOptions:  clientOpts,
-		Observer:       m,
+		Brokers:           cfg.Brokers,
+		Topic:             cfg.Topic,
+		DLQTopic:          cfg.DLQTopic,
+		Group:             cfg.Group,
+		MaxPollRecords:    cfg.PollMaxRecords,
+		ReconcileInterval: cfg.ReconcileInterval,
+		DedupWindow:       cfg.DedupWindow,
+		ClientOptions:     clientOpts,
+		Observer:          m,
 	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)
 
 	httpDone := make(chan error, 1)

@@ -36,12 +36,17 @@ type stack struct {
 	aggs map[string]*proc
 	// aggAddrs holds each aggregator's health and metrics address.
 	aggAddrs map[string]string
+	// valkeyUser and valkeyPassword authenticate the tests' own Valkey
+	// reads when the server has ACLs on; empty for the default user.
+	valkeyUser, valkeyPassword string
 }
 
 type proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
+	// out is the synchronized writer in front of log; read through it.
+	out  *lockedWriter
 	done chan struct{}
 }
 
@@ -96,11 +101,19 @@ func (s *stack) startAPI(extraEnv ...string) {
 // endpoint.
 func (s *stack) startAggregator(name string) {
 	s.t.Helper()
+	s.startAggregatorEnv(name)
+}
+
+// startAggregatorEnv starts an aggregator called name with extraEnv added
+// last (so it overrides the stack's), and waits for its health endpoint.
+func (s *stack) startAggregatorEnv(name string, extraEnv ...string) {
+	s.t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(s.t))
 	// Each named aggregator is a static group member, as a StatefulSet pod
 	// would be: a restart after SIGKILL takes its partitions back without
 	// waiting for the session to time out.
-	p := s.spawn(name, append([]string{"HTTP_ADDR=" + addr, "KAFKA_INSTANCE_ID=" + name}, s.env...))
+	env := append(append([]string{"HTTP_ADDR=" + addr, "KAFKA_INSTANCE_ID=" + name}, s.env...), extraEnv...)
+	p := s.spawn(name, env)
 	s.mu.Lock()
 	s.aggs[name] = p
 	s.aggAddrs[name] = addr
@@ -132,6 +145,7 @@ func (s *stack) spawn(name string, env []string) *proc {
 	cmd.Env = append(os.Environ(), env...)
 	p := &proc{name: name, cmd: cmd, log: &bytes.Buffer{}, done: make(chan struct{})}
 	w := &lockedWriter{buf: p.log}
+	p.out = w
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", name, err)
@@ -164,6 +178,19 @@ func (s *stack) waitHTTP(p *proc, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Fatalf("%s did not answer %s within 30s", p.name, url)
+}
+
+// aggregatorLog returns what the running aggregator called name has logged
+// so far.
+func (s *stack) aggregatorLog(name string) string {
+	s.t.Helper()
+	s.mu.Lock()
+	p := s.aggs[name]
+	s.mu.Unlock()
+	if p == nil {
+		s.t.Fatalf("no aggregator %q running", name)
+	}
+	return p.out.String()
 }
 
 // stop shuts everything down gracefully with SIGTERM.

@@ -232,7 +232,8 @@ func sellerDiff(name string, got interface {
 // docs/valkey-keys.md, and compares them with the ground truth.
 func checkValkey(ctx context.Context, t *testing.T, s *stack, tr *truth) {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.valkey}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.valkey}, DisableCache: true,
+		Username: s.valkeyUser, Password: s.valkeyPassword})
 	if err != nil {
 		t.Fatalf("valkey client: %v", err)
 	}
@@ -311,7 +312,8 @@ func waitSettled(ctx context.Context, t *testing.T, s *stack, min int64) int64 {
 // productUnits reads the global ranking straight from Valkey.
 func productUnits(ctx context.Context, t *testing.T, s *stack) map[string]int64 {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.valkey}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.valkey}, DisableCache: true,
+		Username: s.valkeyUser, Password: s.valkeyPassword})
 	if err != nil {
 		t.Fatalf("valkey client: %v", err)
 	}

@@ -84,6 +84,9 @@ type Sale struct {
 	SoldAtMillis int64
 	Protocol     string
 	Offset       int64
+	// RecordMillis is the record's timestamp (Unix ms), stamped by the
+	// producer when it wrote the sale; dedup windows are measured on it.
+	RecordMillis int64
 }
 
 // Decoder turns records into sales. It is safe for concurrent use.
@@ -168,5 +171,6 @@ func (d *Decoder) Decode(r *kgo.Record) (Sale, error) {
 		SoldAtMillis: msg.GetSoldAt().AsTime().UnixMilli(),
 		Protocol:     protocol,
 		Offset:       r.Offset,
+		RecordMillis: r.Timestamp.UnixMilli(),
 	}, nil
 }

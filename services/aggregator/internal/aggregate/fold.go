@@ -6,7 +6,6 @@ package aggregate
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -120,8 +119,11 @@ type Delta struct {
 	Next int64
 
 	DeadLetters int64
-	Totals      Stats
-	Categories  map[salesv1.Category]*CategoryDelta
+	// Duplicates counts the sales dropped as copies of sales counted
+	// before (see Dedup).
+	Duplicates int64
+	Totals     Stats
+	Categories map[salesv1.Category]*CategoryDelta
 	// Units maps product id to units sold over all categories.
 	Units map[string]int64
 	// Ingest maps ingest protocol to the sales that came through it.
@@ -130,6 +132,15 @@ type Delta struct {
 	// oldest first, at most PriceHistoryLen after Finish.
 	Prices map[string][]PricePoint
 	Rates  map[RateKey]*RateMinute
+
+	// Seen maps the dedup keys of the sales this Delta counts to their
+	// record timestamps (Unix ms), to be remembered with it; nil when
+	// dedup is off.
+	Seen map[SaleKey]int64
+	// SeenTrimBefore is the record timestamp (Unix ms) before which
+	// remembered keys can no longer match a later copy and may be
+	// forgotten; zero forgets nothing.
+	SeenTrimBefore int64
 }
 
 // NewDelta returns an empty Delta for one partition.
@@ -277,29 +288,17 @@ type DeadLetter struct {
 }
 
 // Fold decodes one partition's records, in offset order, into a finished
-// Delta and the records to dead-letter. The error is not about a record,
-// which would be a dead letter, but about the batch: a sum that does not fit
-// in an int64.
+// Delta without dedup, and the records to dead-letter. The error is not
+// about a record, which would be a dead letter, but about the batch: a sum
+// that does not fit in an int64.
 func (dec *Decoder) Fold(topic string, partition int32, records []*kgo.Record) (*Delta, []DeadLetter, error) {
-	d := NewDelta(topic, partition)
-	var dead []DeadLetter
-	for _, r := range records {
-		sale, err := dec.Decode(r)
-		if err != nil {
-			var dl *DeadLetterError
-			if !errors.As(err, &dl) {
-				return nil, nil, fmt.Errorf("decode offset %d: %w", r.Offset, err)
-			}
-			dead = append(dead, DeadLetter{Record: r, Err: dl})
-			if err := d.AddDeadLetter(r.Offset); err != nil {
-				return nil, nil, err
-			}
-			continue
-		}
-		if err := d.Add(sale); err != nil {
-			return nil, nil, err
-		}
+	b, err := dec.DecodeBatch(topic, partition, records)
+	if err != nil {
+		return nil, nil, err
 	}
-	d.Finish()
-	return d, dead, nil
+	d, err := b.Fold(Dedup{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, b.Dead, nil
 }

@@ -1,6 +1,7 @@
 // Package consume runs the aggregator's Kafka consumer group: it polls sales,
-// dead-letters the records it cannot count, folds each partition's batch and
-// applies it to Valkey exactly once, with the partition's offset.
+// dead-letters the records it cannot count, drops copies of sales it counted
+// recently (same sale_id, within the dedup window), folds each partition's
+// batch and applies it to Valkey exactly once, with the partition's offset.
 //
 // Valkey, not Kafka, is the source of truth for where each partition
 // resumes. Kafka's committed offsets are still written, after each apply, so
@@ -30,6 +31,9 @@ type Store interface {
 	Apply(ctx context.Context, d *aggregate.Delta, base int64) (store.Outcome, error)
 	// LoadOffsets returns the stored offset of each partition, -1 for none.
 	LoadOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
+	// Seen returns which of keys the partition counted recently, with the
+	// record timestamp (Unix ms) of each counted copy.
+	Seen(ctx context.Context, topic string, partition int32, keys []aggregate.SaleKey) (map[aggregate.SaleKey]int64, error)
 }
 
 // Config configures a Consumer.
@@ -42,8 +46,13 @@ type Config struct {
 	MaxPollRecords int
 	// ReconcileInterval is how often the consumer compares every owned
 	// partition's base with Valkey, to notice data loss on partitions
-	// that get no traffic. Zero means 30 seconds.
+	// that get no traffic, even when no partition gets any. Zero means 30
+	// seconds.
 	ReconcileInterval time.Duration
+	// DedupWindow is how far apart two records of one sale id may be
+	// written and still count once (see aggregate.Dedup). Zero turns
+	// dedup off.
+	DedupWindow time.Duration
 	// ClientOptions are extra franz-go options, appended last; tests use
 	// them for short timeouts and static membership.
 	ClientOptions []kgo.Opt
@@ -54,9 +63,10 @@ type Config struct {
 // Observer watches the consumer, for metrics. Its methods must be cheap and
 // safe for concurrent use.
 type Observer interface {
-	// Applied reports a batch counted: its records, the sales and dead
-	// letters among them, and how long the Valkey apply took.
-	Applied(partition int32, records int, sales, deadLetters int64, took time.Duration)
+	// Applied reports a batch counted: its records, the sales, dead
+	// letters and duplicates among them, and how long the Valkey apply
+	// took.
+	Applied(partition int32, records int, sales, deadLetters, duplicates int64, took time.Duration)
 	// Conflict reports a batch discarded because Valkey's offset differed.
 	Conflict(partition int32)
 	// Lag reports the records of a partition not yet counted.
@@ -68,10 +78,10 @@ type Observer interface {
 // noObserver ignores everything.
 type noObserver struct{}
 
-func (noObserver) Applied(int32, int, int64, int64, time.Duration) {}
-func (noObserver) Conflict(int32)                                  {}
-func (noObserver) Lag(int32, int64)                                {}
-func (noObserver) Released([]int32)                                {}
+func (noObserver) Applied(int32, int, int64, int64, int64, time.Duration) {}
+func (noObserver) Conflict(int32)                                         {}
+func (noObserver) Lag(int32, int64)                                       {}
+func (noObserver) Released([]int32)                                       {}
 
 // Consumer is one member of the aggregator's consumer group.
 type Consumer struct {
@@ -154,19 +164,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	lastReconcile := time.Now()
 	for {
-		fetches := cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		// The poll gives up after the reconcile interval, so that an idle
+		// member still notices lost data. A poll that gave up still
+		// blocks rebalances until AllowRebalance.
+		pollCtx, cancelPoll := context.WithTimeout(ctx, c.cfg.ReconcileInterval)
+		fetches := cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
+		cancelPoll()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// Whatever this poll returned is abandoned: nothing of it
 			// was applied.
 			return nil
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // an idle poll
+			}
 			c.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
 		})
 		reconcile, err := c.handle(ctx, cl, fetches)
-		if err == nil && (reconcile || time.Since(lastReconcile) >= c.cfg.ReconcileInterval) && fetches.NumRecords() > 0 {
-			// Only while this poll blocks rebalances may the consumer
-			// seek partitions it is not processing.
+		// Only while a poll blocks rebalances may the consumer seek
+		// partitions it is not processing; an empty Fetches means it did
+		// not block them.
+		if err == nil && (reconcile || time.Since(lastReconcile) >= c.cfg.ReconcileInterval) && len(fetches) > 0 {
 			err = c.reconcile(ctx, cl)
 			lastReconcile = time.Now()
 		}
@@ -295,13 +314,32 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 		c.log.Warn("records missing between the stored offset and the first fetched record",
 			"topic", topic, "partition", partition, "base", base, "first", records[0].Offset)
 	}
-	d, dead, err := c.dec.Fold(topic, partition, records)
+	decoded, err := c.dec.DecodeBatch(topic, partition, records)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s/%d at %d: %w", topic, partition, records[0].Offset, err)
+	}
+	dedup := aggregate.Dedup{Window: c.cfg.DedupWindow}
+	if dedup.Window > 0 && len(decoded.Sales) > 0 {
+		// One round trip per partition batch. The apply's compare-and-set
+		// on the offset proves nobody touched the partition, and so its
+		// dedup set, between this read and the write.
+		keys := decoded.Keys()
+		err := c.retry(ctx, "read seen sale ids", func() error {
+			var err error
+			dedup.Seen, err = c.store.Seen(ctx, topic, partition, keys)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	d, err := decoded.Fold(dedup)
 	if err != nil {
 		// Validated sales cannot overflow a batch's int64 sums, so this is
 		// a bug or hostile input; stopping is louder than stalling.
 		return nil, fmt.Errorf("fold %s/%d at %d: %w", topic, partition, records[0].Offset, err)
 	}
-	return &batch{tp: tp, base: base, records: records, delta: d, dead: dead}, nil
+	return &batch{tp: tp, base: base, records: records, delta: d, dead: decoded.Dead}, nil
 }
 
 // apply writes one batch with compare-and-set and moves the partition on. It
@@ -330,10 +368,15 @@ func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (bool, e
 			b.tp.topic: {b.tp.partition: {Epoch: last.LeaderEpoch, Offset: next}},
 		})
 		if out.Applied {
-			c.cfg.Observer.Applied(b.tp.partition, len(b.records), b.delta.Totals.Sales, b.delta.DeadLetters, took)
+			c.cfg.Observer.Applied(b.tp.partition, len(b.records), b.delta.Totals.Sales, b.delta.DeadLetters, b.delta.Duplicates, took)
 		}
 		c.log.Debug("applied batch", "topic", b.tp.topic, "partition", b.tp.partition,
-			"from", b.base, "to", next, "sales", b.delta.Totals.Sales, "dead_letters", b.delta.DeadLetters)
+			"from", b.base, "to", next, "sales", b.delta.Totals.Sales, "dead_letters", b.delta.DeadLetters,
+			"duplicates", b.delta.Duplicates)
+		if b.delta.Duplicates > 0 {
+			c.log.Info("dropped duplicate sales", "topic", b.tp.topic, "partition", b.tp.partition,
+				"duplicates", b.delta.Duplicates, "window", c.cfg.DedupWindow.String())
+		}
 		return false, nil
 	}
 	c.cfg.Observer.Conflict(b.tp.partition)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -188,6 +189,24 @@ func TestConsumerRebuildsAfterValkeyLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.produce(10, 0, "P001")
+	e.waitCaughtUp()
+	e.check()
+}
+
+// TestConsumerRebuildsIdleAfterValkeyLoss loses Valkey's data while no
+// sale flows at all: the consumer must notice on its own, from its periodic
+// reconcile, not wait for the next sale.
+func TestConsumerRebuildsIdleAfterValkeyLoss(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.dedupWindow = time.Hour
+	e.produce(1500, 71, "")
+	e.start("a", 300, nil)
+	e.waitCaughtUp()
+	e.check()
+	if err := valkeytest.Delete(t.Context(), e.valkey, e.keys.Prefix()); err != nil {
+		t.Fatal(err)
+	}
 	e.waitCaughtUp()
 	e.check()
 }

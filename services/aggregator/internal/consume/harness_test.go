@@ -50,6 +50,8 @@ type env struct {
 	admin    *kadm.Client
 	rng      *rand.Rand
 	next     int // sequence number of the next generated record
+	// dedupWindow is the consumers' DedupWindow.
+	dedupWindow time.Duration
 
 	mu    sync.Mutex
 	truth truth
@@ -64,7 +66,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(cluster.Close)
 	brokers := cluster.ListenAddrs()
-	if err := EnsureTopics(t.Context(), brokers, numPartitions, topic, dlqTopic); err != nil {
+	if err := EnsureTopics(t.Context(), []kgo.Opt{kgo.SeedBrokers(brokers...)}, numPartitions, topic, dlqTopic); err != nil {
 		t.Fatalf("EnsureTopics() = %v", err)
 	}
 	producer, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -130,6 +132,7 @@ func (e *env) start(name string, maxPoll int, st Store, opts ...kgo.Opt) *consum
 		Group:             e.group,
 		MaxPollRecords:    maxPoll,
 		ReconcileInterval: time.Second,
+		DedupWindow:       e.dedupWindow,
 		ClientOptions: append([]kgo.Opt{
 			kgo.FetchMaxWait(250 * time.Millisecond),
 			kgo.HeartbeatInterval(250 * time.Millisecond),
@@ -298,6 +301,7 @@ type truth struct {
 	prices      map[string][]string // member strings, oldest first
 	lastSold    map[string]int64
 	deadLetters int64
+	duplicates  int64
 }
 
 func newTruth() truth {
@@ -391,6 +395,9 @@ func (e *env) check() {
 	wantTotals := fields(tr.totals)
 	if tr.deadLetters > 0 {
 		wantTotals["dead_letters"] = strconv.FormatInt(tr.deadLetters, 10)
+	}
+	if tr.duplicates > 0 {
+		wantTotals["duplicates"] = strconv.FormatInt(tr.duplicates, 10)
 	}
 	if got := hash(k.Totals()); !maps.Equal(got, wantTotals) {
 		t.Errorf("%s = %v, want %v", k.Totals(), got, wantTotals)

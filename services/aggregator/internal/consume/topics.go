@@ -11,17 +11,35 @@ import (
 )
 
 // EnsureTopics creates the topics that do not exist yet, with the broker's
-// default replication factor. A topic that already exists, whatever its
-// partition count, is left alone.
-func EnsureTopics(ctx context.Context, brokers []string, partitions int32, topics ...string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// default replication factor, through a client made with opts (seed brokers,
+// SASL, TLS). A topic that already exists, whatever its partition count, is
+// left alone.
+func EnsureTopics(ctx context.Context, opts []kgo.Opt, partitions int32, topics ...string) error {
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka admin client: %w", err)
 	}
 	defer cl.Close()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, -1, nil, topics...)
+	adm := kadm.NewClient(cl)
+	// Ask first: where topics are managed (Strimzi KafkaTopic) the
+	// aggregator's Kafka user may describe its topics but not create
+	// them, and should not be refused for nothing at every start.
+	existing, err := adm.ListTopics(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("create topics %v: %w", topics, err)
+		return fmt.Errorf("describe topics %v: %w", topics, err)
+	}
+	var missing []string
+	for _, t := range topics {
+		if d, ok := existing[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, missing...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", missing, err)
 	}
 	var errs []error
 	for _, t := range resp.Sorted() {

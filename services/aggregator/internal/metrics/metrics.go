@@ -1,5 +1,6 @@
 // Package metrics exposes the aggregator's Prometheus metrics: batch sizes,
-// apply latency, lag per partition, dead letters and sales counted.
+// apply latency, lag per partition, dead letters, duplicates and sales
+// counted.
 package metrics
 
 import (
@@ -20,6 +21,7 @@ type Metrics struct {
 	apply       prometheus.Histogram
 	lag         *prometheus.GaugeVec
 	deadLetters prometheus.Counter
+	duplicates  prometheus.Counter
 	sales       prometheus.Counter
 	conflicts   prometheus.Counter
 }
@@ -46,6 +48,10 @@ func New() *Metrics {
 			Name: "bf_aggregator_dead_letters_total",
 			Help: "Records sent to the dead-letter topic and counted as such.",
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bf_aggregator_duplicates_total",
+			Help: "Sales dropped because a sale with the same sale_id was counted on the partition within DEDUP_WINDOW.",
+		}),
 		sales: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bf_aggregator_sales_applied_total",
 			Help: "Sales counted in Valkey by this process.",
@@ -55,7 +61,7 @@ func New() *Metrics {
 			Help: "Batches discarded because Valkey's stored offset was not the expected one (replays, zombies, lost data).",
 		}),
 	}
-	m.registry.MustRegister(m.batch, m.apply, m.lag, m.deadLetters, m.sales, m.conflicts,
+	m.registry.MustRegister(m.batch, m.apply, m.lag, m.deadLetters, m.duplicates, m.sales, m.conflicts,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -70,11 +76,12 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // Applied records a batch counted in Valkey.
-func (m *Metrics) Applied(_ int32, records int, sales, deadLetters int64, took time.Duration) {
+func (m *Metrics) Applied(_ int32, records int, sales, deadLetters, duplicates int64, took time.Duration) {
 	m.batch.Observe(float64(records))
 	m.apply.Observe(took.Seconds())
 	m.sales.Add(float64(sales))
 	m.deadLetters.Add(float64(deadLetters))
+	m.duplicates.Add(float64(duplicates))
 }
 
 // Conflict records a discarded batch.

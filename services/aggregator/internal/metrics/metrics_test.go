@@ -12,8 +12,8 @@ import (
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	m := New()
-	m.Applied(0, 1000, 990, 10, 3*time.Millisecond)
-	m.Applied(1, 500, 500, 0, time.Millisecond)
+	m.Applied(0, 1000, 985, 10, 5, 3*time.Millisecond)
+	m.Applied(1, 500, 500, 0, 0, time.Millisecond)
 	m.Conflict(1)
 	m.Lag(0, 42)
 	m.Lag(1, 7)
@@ -21,7 +21,8 @@ func TestMetrics(t *testing.T) {
 
 	body := scrape(t, m)
 	for _, want := range []string{
-		`bf_aggregator_sales_applied_total 1490`,
+		`bf_aggregator_sales_applied_total 1485`,
+		`bf_aggregator_duplicates_total 5`,
 		`bf_aggregator_dead_letters_total 10`,
 		`bf_aggregator_apply_conflicts_total 1`,
 		`bf_aggregator_batch_records_count 2`,

@@ -12,7 +12,8 @@
 -- KEYS, in this order:
 --   offsets hash;
 --   one key per counter hash (section H), per ranking (Z), per price history
---   (P), per price index (G) and per stream (X), in ARGV order.
+--   (P), per price index (G), per stream (X) and the dedup set (S), in ARGV
+--   order.
 -- Every key the script touches is in KEYS. Each key appears once, and each
 -- field or member once per key: the overflow checks rely on it.
 --
@@ -23,6 +24,12 @@
 --   P: n, then per sorted set: npoints (score member)*npoints
 --   G: n, then per sorted set: nmembers (score member)*nmembers
 --   X: n, then per stream: nfields (field value)*nfields
+--   S: n (0 or 1), then: trim_before nmembers (score member)*nmembers
+--
+-- Section S remembers the sale ids this batch counted (16-byte keys scored
+-- by record timestamp), for dedup, and forgets those scored before
+-- trim_before (0: none). The aggregator read this set before folding; the
+-- compare-and-set below proves nobody changed it since.
 --
 -- Returns {1, next} when applied, or {0, stored} without writing anything
 -- when the stored offset is not base (stored is -1 when there is none).
@@ -221,6 +228,15 @@ for x = 1, next_count() do
   streams[x] = e
 end
 
+local seen = {}
+for s = 1, next_count() do
+  local e = {key = next_key(), trim = next_arg(), pairs = {}}
+  for i = 1, 2 * next_count() do
+    e.pairs[i] = next_arg()
+  end
+  seen[s] = e
+end
+
 -- Read and check. HMGET and ZMSCORE double as type checks: they fail with
 -- WRONGTYPE here, before anything is written.
 for _, e in ipairs(hashes) do
@@ -291,6 +307,12 @@ end
 for _, e in ipairs(streams) do
   want_type(e.key, 'stream')
 end
+for _, e in ipairs(seen) do
+  want_type(e.key, 'zset')
+  if not is_int64(e.trim) then
+    fail(e.key .. ' trim bound ' .. tostring(e.trim) .. ' is not an int64')
+  end
+end
 
 -- Write.
 for _, e in ipairs(hashes) do
@@ -320,6 +342,14 @@ for _, e in ipairs(latest) do
 end
 for _, e in ipairs(streams) do
   redis.call('XADD', e.key, 'MAXLEN', '~', stream_maxlen, '*', unpack(e.pairs))
+end
+for _, e in ipairs(seen) do
+  if #e.pairs > 0 then
+    call_chunked(redis.call, 'ZADD', e.key, {}, e.pairs)
+  end
+  if e.trim ~= '0' then
+    redis.call('ZREMRANGEBYSCORE', e.key, '-inf', '(' .. e.trim)
+  end
 end
 redis.call('HSET', offsets_key, field, nxt)
 return {1, nxt}

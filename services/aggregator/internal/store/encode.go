@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
@@ -37,7 +38,7 @@ type hashEntry struct {
 	ttl    int64
 }
 
-func statsEntry(key string, s aggregate.Stats, deadLetters int64) hashEntry {
+func statsEntry(key string, s aggregate.Stats, deadLetters, duplicates int64) hashEntry {
 	e := hashEntry{key: key}
 	if s.Sales > 0 {
 		e.fields = append(e.fields, "sales", "units", "revenue_cents", "price_sum_cents")
@@ -47,6 +48,10 @@ func statsEntry(key string, s aggregate.Stats, deadLetters int64) hashEntry {
 	if deadLetters > 0 {
 		e.fields = append(e.fields, "dead_letters")
 		e.incrs = append(e.incrs, deadLetters)
+	}
+	if duplicates > 0 {
+		e.fields = append(e.fields, "duplicates")
+		e.incrs = append(e.incrs, duplicates)
 	}
 	return e
 }
@@ -76,11 +81,11 @@ func encode(k Keys, d *aggregate.Delta, base int64, rateTTLSeconds int64) (*call
 
 	// Section H: counter hashes.
 	var hashes []hashEntry
-	if e := statsEntry(k.Totals(), d.Totals, d.DeadLetters); len(e.fields) > 0 {
+	if e := statsEntry(k.Totals(), d.Totals, d.DeadLetters, d.Duplicates); len(e.fields) > 0 {
 		hashes = append(hashes, e)
 	}
 	for _, cat := range cats {
-		hashes = append(hashes, statsEntry(k.Category(cat), d.Categories[cat].Stats, 0))
+		hashes = append(hashes, statsEntry(k.Category(cat), d.Categories[cat].Stats, 0, 0))
 	}
 	if len(d.Ingest) > 0 {
 		e := hashEntry{key: k.Ingest()}
@@ -162,6 +167,22 @@ func encode(k Keys, d *aggregate.Delta, base int64, rateTTLSeconds int64) (*call
 		c.pair("sales", s.Sales)
 		c.pair("units", s.Units)
 		c.pair("revenue_cents", s.RevenueCents)
+	}
+
+	// Section S: the sale ids counted, remembered for dedup, and the
+	// forgetting of those too old to match a later copy.
+	if d.Seen != nil {
+		c.count(1)
+		c.key(k.Seen(d.Topic, d.Partition))
+		c.int(d.SeenTrimBefore)
+		keys := slices.SortedFunc(maps.Keys(d.Seen), func(a, b aggregate.SaleKey) int { return bytes.Compare(a[:], b[:]) })
+		c.count(len(keys))
+		for _, key := range keys {
+			c.int(d.Seen[key])
+			c.arg(string(key[:]))
+		}
+	} else {
+		c.count(0)
 	}
 	return c, nil
 }

@@ -60,6 +60,13 @@ func (k Keys) RateLog(c salesv1.Category) string {
 	return k.prefix + "ratelog:" + aggregate.CategoryName(c)
 }
 
+// Seen is the sorted set of the sale ids one partition counted recently:
+// member the 16-byte aggregate.SaleKey, score the record timestamp (Unix ms)
+// of the counted copy.
+func (k Keys) Seen(topic string, partition int32) string {
+	return k.prefix + "seen:" + OffsetField(topic, partition)
+}
+
 // OffsetField is the field of the offsets hash for one partition.
 func OffsetField(topic string, partition int32) string {
 	return topic + ":" + strconv.FormatInt(int64(partition), 10)

@@ -41,6 +41,11 @@ func Dial(ctx context.Context, o Options) (rueidis.Client, error) {
 		// The aggregator never reads through the client-side cache, and
 		// some Valkey-compatible servers lack the tracking it needs.
 		DisableCache: true,
+		// No silent retries inside the client: rueidis would retry
+		// read-only commands (the dedup ZMSCORE, the offsets HMGET) until
+		// Valkey came back, hiding an outage from the consumer's own
+		// retry loop, which logs it and turns /readyz unready.
+		DisableRetry: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to valkey at %s: %w", o.Addr, err)
@@ -116,6 +121,44 @@ func (s *Store) Apply(ctx context.Context, d *aggregate.Delta, base int64) (Outc
 		return Outcome{}, fmt.Errorf("apply %s: stored offset %q: %w", OffsetField(d.Topic, d.Partition), offset, err)
 	}
 	return Outcome{Applied: status == 1, Stored: stored}, nil
+}
+
+// Seen looks up which of keys a partition counted recently, with one
+// ZMSCORE, and returns their record timestamps (Unix ms). The answer holds
+// for a batch applied from the offset the caller believes is stored: Apply's
+// compare-and-set fails if anything touched the partition in between.
+func (s *Store) Seen(ctx context.Context, topic string, partition int32, keys []aggregate.SaleKey) (map[aggregate.SaleKey]int64, error) {
+	out := make(map[aggregate.SaleKey]int64)
+	if len(keys) == 0 {
+		return out, nil
+	}
+	members := make([]string, len(keys))
+	for i, k := range keys {
+		members[i] = string(k[:])
+	}
+	key := s.keys.Seen(topic, partition)
+	scores, err := s.client.Do(ctx, s.client.B().Zmscore().Key(key).Member(members...).Build()).ToArray()
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			return nil, fmt.Errorf("read %s: %w: %w", key, ErrGuard, err)
+		}
+		return nil, fmt.Errorf("read seen sale ids of %s: %w", OffsetField(topic, partition), err)
+	}
+	if len(scores) != len(keys) {
+		return nil, fmt.Errorf("read seen sale ids of %s: %d scores for %d keys", OffsetField(topic, partition), len(scores), len(keys))
+	}
+	for i, v := range scores {
+		// Scores are integers below 2^53, exact as doubles.
+		ms, err := v.AsFloat64()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read seen sale ids of %s: score %d: %w", OffsetField(topic, partition), i, err)
+		}
+		out[keys[i]] = int64(ms)
+	}
+	return out, nil
 }
 
 // LoadOffsets returns the stored next offset of each partition, -1 for a

@@ -581,3 +581,84 @@ func TestApplyRejectsEmptyOrBackwardsBatch(t *testing.T) {
 		t.Errorf("Apply(batch ending at 5, base 5) = nil, want an error")
 	}
 }
+
+func TestApplyRemembersSaleIDs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := t.Context()
+	key := f.keys.Seen("sales", 0)
+	seenDelta := func(first int64, trimBefore int64, ids ...string) *aggregate.Delta {
+		d := aggregate.NewDelta("sales", 0)
+		d.Seen = map[aggregate.SaleKey]int64{}
+		for i, id := range ids {
+			off := first + int64(i)
+			if err := d.Add(aggregate.Sale{Category: home, ProductID: "H1", PriceCents: 100, Quantity: 1,
+				SaleID: id, SoldAtMillis: t0, Protocol: "grpc", Offset: off}); err != nil {
+				t.Fatal(err)
+			}
+			d.Seen[aggregate.KeyOf(id)] = t0 + off*1000
+		}
+		if err := d.AddDuplicate(first + int64(len(ids))); err != nil {
+			t.Fatal(err)
+		}
+		d.SeenTrimBefore = trimBefore
+		d.Finish()
+		return d
+	}
+	f.apply(t, seenDelta(0, 0, "a", "b", "c"), -1)
+	// The second batch forgets what was counted before t0+500ms: a.
+	f.apply(t, seenDelta(4, t0+500, "d"), 4)
+
+	tests := []struct {
+		id   string
+		want int64 // record ms, 0 for not remembered
+	}{
+		{"a", 0}, {"b", t0 + 1000}, {"c", t0 + 2000}, {"d", t0 + 4000}, {"e", 0},
+	}
+	keys := make([]aggregate.SaleKey, len(tests))
+	want := map[aggregate.SaleKey]int64{}
+	for i, tt := range tests {
+		keys[i] = aggregate.KeyOf(tt.id)
+		if tt.want != 0 {
+			want[keys[i]] = tt.want
+		}
+	}
+	got, err := f.store.Seen(ctx, "sales", 0, keys)
+	if err != nil || !maps.Equal(got, want) {
+		t.Errorf("Seen(a..e) = %v, %v, want %v", got, err, want)
+	}
+	if got, err := f.store.Seen(ctx, "sales", 1, keys); err != nil || len(got) != 0 {
+		t.Errorf("Seen(partition 1) = %v, %v, want nothing: dedup is per partition", got, err)
+	}
+	if got := f.hash(t, f.keys.Totals())["duplicates"]; got != "2" {
+		t.Errorf("HGET %s duplicates = %q, want 2", f.keys.Totals(), got)
+	}
+	// The members are the raw 16-byte keys.
+	n, err := f.client.Do(ctx, f.client.B().Zcard().Key(key).Build()).AsInt64()
+	if err != nil || n != 3 {
+		t.Errorf("ZCARD %s = %d, %v, want 3", key, n, err)
+	}
+
+	// A conflicting batch remembers nothing either.
+	before := f.snapshot(t)
+	if out := f.apply(t, seenDelta(20, t0+99000, "x"), 3); out.Applied {
+		t.Fatalf("Apply(stale base) = %+v, want a conflict", out)
+	}
+	if after := f.snapshot(t); !reflect.DeepEqual(after, before) {
+		t.Errorf("a conflicting Apply() wrote %v, want %v", after, before)
+	}
+
+	// A dedup set of the wrong type is refused before anything is written.
+	f.do(t, f.client.B().Del().Key(key).Build())
+	f.do(t, f.client.B().Set().Key(key).Value("x").Build())
+	if _, err := f.store.Seen(ctx, "sales", 0, keys); !errors.Is(err, ErrGuard) {
+		t.Errorf("Seen() on a string key = %v, want ErrGuard", err)
+	}
+	before = f.snapshot(t)
+	if _, err := f.store.Apply(ctx, seenDelta(6, 0, "y"), 6); !errors.Is(err, ErrGuard) {
+		t.Errorf("Apply() with a string dedup key = %v, want ErrGuard", err)
+	}
+	if after := f.snapshot(t); !reflect.DeepEqual(after, before) {
+		t.Errorf("a refused Apply() wrote %v, want %v", after, before)
+	}
+}
