@@ -122,6 +122,7 @@ func startLoad(t *testing.T, s *stack, seed uint64, opts loadOptions) *load {
 	}
 	l.retryUntil.Store(time.Now().Add(time.Hour).UnixNano())
 	cs := callers(s)
+	l.warmUp(cs[0])
 	for i := range opts.clients {
 		c := cs[i%len(cs)]
 		l.wg.Go(func() {
@@ -136,6 +137,37 @@ func startLoad(t *testing.T, s *stack, seed uint64, opts loadOptions) *load {
 	}
 	t.Cleanup(l.stop)
 	return l
+}
+
+// warmUp records one sale, retrying it with the same sale_id until it is
+// acknowledged: a broker that has just started may need seconds to create
+// the topic, elect leaders and hand out a producer id, and the load after
+// it expects every call to succeed. The dedup window counts the sale once
+// however many attempts were written.
+func (l *load) warmUp(c caller) {
+	l.t.Helper()
+	sale := l.gen.next()
+	sale.SaleId = "warmup-" + randomID()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		id, err := c.record(ctx, sale)
+		cancel()
+		l.mu.Lock()
+		l.calls++
+		l.mu.Unlock()
+		if err == nil {
+			l.mu.Lock()
+			l.counted[id]++
+			l.mu.Unlock()
+			l.tr.acked(sale, c.name)
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("warm-up RecordSale never succeeded within 90s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // send records one sale. An uncertain outcome is retried with the same
