@@ -84,6 +84,7 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 test: lint checkgenerate ## Run every test against a real Kafka broker and a real Valkey/Redis.
 	scripts/test.sh
 	$(MAKE) fuzz-short
+	$(MAKE) fuzz-api-short API_FUZZTIME=10s
 	$(MAKE) deploy-test
 	$(MAKE) web-test
 
@@ -98,6 +99,8 @@ include deploy.mk
 include web.mk
 # The long fault suite (`make faults`) and the fuzz targets.
 include faults.mk
+# The api's security targets: fuzzing, the overload run, the hostile-input tests.
+include api-security.mk
 
 .PHONY: clean
 clean: ## Remove build output and local state.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,30 @@ type config struct {
 	// SalesSink is "kafka", or "discard" for the load comparison's no-op
 	// baseline, which acknowledges sales without writing them.
 	SalesSink string
+	// Kafka is the SASL and TLS configuration (KAFKA_SASL_*, KAFKA_TLS*),
+	// read exactly as the aggregator reads it.
+	Kafka kafkaSecurity
+	// WriteTokensFile names a file of accepted bearer tokens, one a line,
+	// mounted from a Secret; WriteTokens lists more, comma-separated (for
+	// development: a token in the environment is visible to anyone who can
+	// read the pod's spec). Either turns authentication of write RPCs on.
+	WriteTokensFile string
+	WriteTokens     string
+	// ReadAuth makes the read RPCs require a token too.
+	ReadAuth bool
+	// LegacyWriteAuth makes the course's API require a token when
+	// authentication is on (the default); false leaves it open.
+	LegacyWriteAuth bool
+	// MaxInflightWrites and MaxInflightBytes bound the write calls served at
+	// once and the request bytes they hold; beyond them calls are shed with
+	// resource_exhausted before their body is read.
+	MaxInflightWrites int
+	MaxInflightBytes  int64
+	// ReadHeaderTimeout bounds reading a request's headers: a client that
+	// dribbles them is cut off.
+	ReadHeaderTimeout time.Duration
+	// MaxConnections bounds the client connections open at once.
+	MaxConnections int
 }
 
 // loadConfig reads the configuration through getenv, applying defaults to
@@ -51,12 +76,44 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ValkeyTimeout:        e.duration("VALKEY_TIMEOUT", 2*time.Second),
 		ProduceTimeout:       e.duration("PRODUCE_TIMEOUT", 3*time.Second),
 		MaxBufferedRecords:   e.int("MAX_BUFFERED_RECORDS", 10000),
-		MaxRequestBytes:      e.bytes("MAX_REQUEST_BYTES", 4<<20),
+		MaxRequestBytes:      e.bytes("MAX_REQUEST_BYTES", 1<<20),
 		ShutdownTimeout:      e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
-		CORSAllowedOrigins:   e.list("CORS_ALLOWED_ORIGINS", "*"),
+		CORSAllowedOrigins:   e.origins("CORS_ALLOWED_ORIGINS", "*"),
 		LogLevel:             e.level("LOG_LEVEL", slog.LevelInfo),
 		MetricsAddr:          e.optional("METRICS_ADDR", ":9090"),
 		SalesSink:            e.string("SALES_SINK", "kafka"),
+		WriteTokensFile:      e.string("WRITE_TOKENS_FILE", ""),
+		// Tokens are taken as they are; auth.Load trims each.
+		WriteTokens:       getenv("WRITE_TOKENS"),
+		ReadAuth:          e.bool("READ_AUTH", false),
+		LegacyWriteAuth:   e.bool("LEGACY_WRITE_AUTH", true),
+		MaxInflightWrites: e.int("MAX_INFLIGHT_WRITES", 1024),
+		MaxInflightBytes:  e.bytes("MAX_INFLIGHT_BYTES", 64<<20),
+		ReadHeaderTimeout: e.duration("READ_HEADER_TIMEOUT", 5*time.Second),
+		MaxConnections:    e.int("MAX_CONNECTIONS", 1024),
+	}
+	// The aggregator's reader, given the api's: the same variables, the same
+	// rules, the same messages.
+	var kafkaErrs []error
+	cfg.Kafka, kafkaErrs = loadKafkaSecurity(e.string, func(name string) (string, bool) {
+		v := getenv(name)
+		return v, v != ""
+	})
+	e.errs = append(e.errs, kafkaErrs...)
+	if cfg.ReadAuth && cfg.WriteTokensFile == "" && strings.TrimSpace(cfg.WriteTokens) == "" {
+		e.fail("READ_AUTH", "needs tokens: set WRITE_TOKENS_FILE (or WRITE_TOKENS)")
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		e.fail("READ_HEADER_TIMEOUT", "must be positive")
+	}
+	if cfg.MaxConnections < 1 {
+		e.fail("MAX_CONNECTIONS", "must be positive")
+	}
+	if cfg.MaxInflightWrites < 1 {
+		e.fail("MAX_INFLIGHT_WRITES", "must be positive")
+	}
+	if cfg.MaxInflightBytes < cfg.MaxRequestBytes {
+		e.fail("MAX_INFLIGHT_BYTES", "must be at least MAX_REQUEST_BYTES, or no compressed request could ever be admitted")
 	}
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
@@ -81,12 +138,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return cfg, errors.Join(e.errs...)
 }
 
-// LogValue logs the configuration with the password masked.
-func (c config) LogValue() slog.Value {
-	password := ""
-	if c.ValkeyPassword != "" {
-		password = "****"
+// mask hides a secret in the start-up log, showing only whether it is set.
+func mask(secret string) string {
+	if secret == "" {
+		return ""
 	}
+	return "****"
+}
+
+// LogValue logs the configuration with the secrets masked.
+func (c config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Int("port", c.Port),
 		slog.Any("kafka_brokers", c.KafkaBrokers),
@@ -95,7 +156,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("kafka_linger", c.KafkaLinger.String()),
 		slog.String("valkey_addr", c.ValkeyAddr),
 		slog.String("valkey_username", c.ValkeyUsername),
-		slog.String("valkey_password", password),
+		slog.String("valkey_password", mask(c.ValkeyPassword)),
 		slog.String("valkey_key_prefix", c.ValkeyKeyPrefix),
 		slog.String("valkey_timeout", c.ValkeyTimeout.String()),
 		slog.String("produce_timeout", c.ProduceTimeout.String()),
@@ -106,6 +167,22 @@ func (c config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.String("sales_sink", c.SalesSink),
+		slog.String("kafka_sasl_mechanism", c.Kafka.SASLMechanism),
+		slog.String("kafka_sasl_username", c.Kafka.SASLUsername),
+		slog.String("kafka_sasl_password", mask(c.Kafka.SASLPassword)),
+		slog.Bool("kafka_tls", c.Kafka.TLS),
+		slog.String("kafka_tls_ca_file", c.Kafka.TLSCAFile),
+		slog.String("kafka_tls_cert_file", c.Kafka.TLSCertFile),
+		slog.String("kafka_tls_key_file", c.Kafka.TLSKeyFile),
+		slog.String("kafka_tls_server_name", c.Kafka.TLSServerName),
+		slog.String("write_tokens_file", c.WriteTokensFile),
+		slog.String("write_tokens", mask(strings.TrimSpace(c.WriteTokens))),
+		slog.Bool("read_auth", c.ReadAuth),
+		slog.Bool("legacy_write_auth", c.LegacyWriteAuth),
+		slog.Int("max_inflight_writes", c.MaxInflightWrites),
+		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.String("read_header_timeout", c.ReadHeaderTimeout.String()),
+		slog.Int("max_connections", c.MaxConnections),
 	)
 }
 
@@ -143,6 +220,46 @@ func (e *env) list(name, def string) []string {
 		}
 	}
 	return out
+}
+
+// origins reads the CORS allowlist: "*", "off" (no cross-origin calls at
+// all), or origins such as https://dashboard.example.com, comma-separated.
+// An origin is a scheme and a host with an optional port, exactly as a
+// browser sends it: a path or a trailing slash would never match, so it is
+// refused here rather than silently blocking every call.
+func (e *env) origins(name, def string) []string {
+	if strings.EqualFold(e.string(name, def), "off") {
+		return nil
+	}
+	out := e.list(name, def)
+	if len(out) == 0 {
+		e.fail(name, `must list origins, "*" or "off"`)
+		return []string{"*"}
+	}
+	for _, o := range out {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			e.fail(name, fmt.Sprintf("holds %q: want an origin such as https://dashboard.example.com (scheme and host, no path)", o))
+		}
+	}
+	return out
+}
+
+func (e *env) bool(name string, def bool) bool {
+	v := e.string(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("is not true or false: %q", v))
+		return def
+	}
+	return b
 }
 
 func (e *env) int(name string, def int) int {

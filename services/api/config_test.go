@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,12 +20,17 @@ func TestLoadConfig(t *testing.T) {
 		ValkeyTimeout:        2 * time.Second,
 		ProduceTimeout:       3 * time.Second,
 		MaxBufferedRecords:   10000,
-		MaxRequestBytes:      4 << 20,
+		MaxRequestBytes:      1 << 20,
 		ShutdownTimeout:      10 * time.Second,
 		CORSAllowedOrigins:   []string{"*"},
 		LogLevel:             slog.LevelInfo,
 		MetricsAddr:          ":9090",
 		SalesSink:            "kafka",
+		LegacyWriteAuth:      true,
+		MaxInflightWrites:    1024,
+		MaxInflightBytes:     64 << 20,
+		ReadHeaderTimeout:    5 * time.Second,
+		MaxConnections:       1024,
 	}
 	tests := []struct {
 		name string
@@ -38,6 +44,10 @@ func TestLoadConfig(t *testing.T) {
 			"VALKEY_KEY_PREFIX": "x:", "VALKEY_TIMEOUT": "1s", "PRODUCE_TIMEOUT": "2s", "MAX_BUFFERED_RECORDS": "5",
 			"MAX_REQUEST_BYTES": "1MiB", "SHUTDOWN_TIMEOUT": "30s", "CORS_ALLOWED_ORIGINS": "https://a.example,https://b.example",
 			"LOG_LEVEL": "DEBUG", "METRICS_ADDR": "127.0.0.1:9191", "SALES_SINK": "discard",
+			"KAFKA_SASL_MECHANISM": "scram-sha-512", "KAFKA_SASL_USERNAME": "api", "KAFKA_SASL_PASSWORD": " pass word ",
+			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": "/ca.crt", "KAFKA_TLS_SERVER_NAME": "kafka.example",
+			"WRITE_TOKENS_FILE": "/etc/api-tokens/tokens", "WRITE_TOKENS": "t1", "READ_AUTH": "true",
+			"LEGACY_WRITE_AUTH": "false", "MAX_INFLIGHT_WRITES": "64", "MAX_INFLIGHT_BYTES": "8MiB", "READ_HEADER_TIMEOUT": "2s", "MAX_CONNECTIONS": "300",
 		}, func(c *config) {
 			*c = config{
 				Port: 9000, KafkaBrokers: []string{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
@@ -46,8 +56,15 @@ func TestLoadConfig(t *testing.T) {
 				MaxRequestBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
 				CORSAllowedOrigins: []string{"https://a.example", "https://b.example"}, LogLevel: slog.LevelDebug,
 				MetricsAddr: "127.0.0.1:9191", SalesSink: "discard",
+				Kafka: kafkaSecurity{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "api", SASLPassword: " pass word ",
+					TLS: true, TLSCAFile: "/ca.crt", TLSServerName: "kafka.example"},
+				WriteTokensFile: "/etc/api-tokens/tokens", WriteTokens: "t1", ReadAuth: true,
+				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20, ReadHeaderTimeout: 2 * time.Second, MaxConnections: 300,
 			}
 		}},
+		{"CORS off", map[string]string{"CORS_ALLOWED_ORIGINS": "OFF"}, func(c *config) { c.CORSAllowedOrigins = nil }},
+		{"CORS with port", map[string]string{"CORS_ALLOWED_ORIGINS": "http://localhost:5173"},
+			func(c *config) { c.CORSAllowedOrigins = []string{"http://localhost:5173"} }},
 		{"metrics off", map[string]string{"METRICS_ADDR": "off"}, func(c *config) { c.MetricsAddr = "" }},
 		{"plain byte count", map[string]string{"MAX_REQUEST_BYTES": "1000"}, func(c *config) { c.MaxRequestBytes = 1000 }},
 	}
@@ -58,7 +75,7 @@ func TestLoadConfig(t *testing.T) {
 			want := defaults
 			want.KafkaBrokers = append([]string(nil), defaults.KafkaBrokers...)
 			tt.edit(&want)
-			if err != nil || slog.AnyValue(got).String() != slog.AnyValue(want).String() || got.ValkeyPassword != want.ValkeyPassword {
+			if err != nil || !reflect.DeepEqual(got, want) {
 				t.Errorf("loadConfig(%v) = %+v, %v, want %+v", tt.env, got, err, want)
 			}
 		})
@@ -69,6 +86,15 @@ func TestLoadConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
 		"PORT":                   "http",
+		"KAFKA_SASL_MECHANISM":   "GSSAPI",
+		"KAFKA_TLS":              "yes please",
+		"CORS_ALLOWED_ORIGINS":   "https://dashboard.example/",
+		"READ_AUTH":              "true", // without tokens
+		"LEGACY_WRITE_AUTH":      "maybe",
+		"MAX_INFLIGHT_WRITES":    "0",
+		"READ_HEADER_TIMEOUT":    "0s",
+		"MAX_CONNECTIONS":        "-1",
+		"MAX_INFLIGHT_BYTES":     "1KiB", // below MAX_REQUEST_BYTES
 		"SALES_SINK":             "null",
 		"KAFKA_TOPIC_PARTITIONS": "0",
 		"PRODUCE_TIMEOUT":        "3",
@@ -93,17 +119,57 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 }
 
+func TestLoadConfigCORSOrigins(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string
+		ok    bool
+	}{
+		{"*", true},
+		{"https://api.blackfriday.example.com", true},
+		{"https://a.example, http://localhost:8080", true},
+		{"https://*.blackfriday.example.com", true},
+		{" , ", false},
+		{"api.blackfriday.example.com", false},
+		{"https://api.blackfriday.example.com/", false},
+		{"https://api.blackfriday.example.com/dashboard", false},
+		{"ftp://files.example", false},
+		{"https://user@a.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			_, err := loadConfig(func(k string) string {
+				return map[string]string{"CORS_ALLOWED_ORIGINS": tt.value}[k]
+			})
+			if (err == nil) != tt.ok {
+				t.Errorf("loadConfig(CORS_ALLOWED_ORIGINS=%q) = %v, want ok %v", tt.value, err, tt.ok)
+			}
+		})
+	}
+}
+
 func TestConfigLogMasksSecrets(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{"VALKEY_PASSWORD": "hunter2"}[k]
+		return map[string]string{
+			"VALKEY_PASSWORD": "hunter2", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "api",
+			"KAFKA_SASL_PASSWORD": "kafka-secret", "WRITE_TOKENS": "token-0123456789abcdef",
+		}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", cfg)
-	if strings.Contains(b.String(), "hunter2") || !strings.Contains(b.String(), `"valkey_password":"****"`) {
-		t.Errorf("logged config = %s, want the password masked", b.String())
+	for _, secret := range []string{"hunter2", "kafka-secret", "token-0123456789abcdef"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("logged config = %s, want %q masked", b.String(), secret)
+		}
+	}
+	for _, want := range []string{`"valkey_password":"****"`, `"kafka_sasl_password":"****"`, `"write_tokens":"****"`, `"kafka_sasl_username":"api"`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("logged config = %s, want it to hold %s", b.String(), want)
+		}
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"blackfriday.local/services/api/internal/analytics"
+	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/lag"
 	"blackfriday.local/services/api/internal/metrics"
@@ -31,7 +34,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx)
+	err := run(ctx, os.Getenv)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "api:", err)
@@ -42,15 +45,36 @@ func main() {
 // topicTimeout bounds the best-effort topic creation at start.
 const topicTimeout = 10 * time.Second
 
-// run serves until ctx is done, then shuts down gracefully.
-func run(ctx context.Context) error {
-	cfg, err := loadConfig(os.Getenv)
-	streams, serr := loadStreamConfig(os.Getenv)
+// run serves until ctx is done, then shuts down gracefully. It reads its
+// configuration through getenv (os.Getenv, or a test's map).
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := loadConfig(getenv)
+	streams, serr := loadStreamConfig(getenv)
 	if err = errors.Join(err, serr); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting api", "config", cfg, "streams", streams)
+	if cfg.Kafka.plaintextPassword() {
+		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
+	}
+	kafkaSecurity, err := cfg.Kafka.options()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	tokens, err := auth.Load(cfg.WriteTokensFile, cfg.WriteTokens)
+	if err != nil {
+		return fmt.Errorf("config: WRITE_TOKENS_FILE or WRITE_TOKENS: %w", err)
+	}
+	switch {
+	case tokens.Len() == 0:
+		log.Warn("write RPCs are not authenticated: anyone who reaches the port can record sales (set WRITE_TOKENS_FILE in production)")
+	case strings.TrimSpace(cfg.WriteTokens) != "":
+		log.Warn("WRITE_TOKENS holds bearer tokens in the environment; in production mount them from a Secret with WRITE_TOKENS_FILE")
+	}
+	if tokens.Len() > 0 {
+		log.Info("write RPCs need a bearer token", "tokens", tokens.Len(), "read_auth", cfg.ReadAuth, "legacy_write_auth", cfg.LegacyWriteAuth)
+	}
 
 	m := metrics.New()
 	producer, err := ingest.New(ingest.Config{
@@ -61,6 +85,7 @@ func run(ctx context.Context) error {
 		MaxBufferedRecords: cfg.MaxBufferedRecords,
 		Linger:             cfg.KafkaLinger,
 		Hooks:              []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))},
+		ClientOpts:         kafkaSecurity,
 	}, log)
 	if err != nil {
 		return err
@@ -77,7 +102,8 @@ func run(ctx context.Context) error {
 	}
 	// The dashboard's lag reads the topic's offsets with a client of its
 	// own, so it never queues behind sales in the producer's.
-	topicOffsets, err := lag.New(cfg.KafkaBrokers, cfg.KafkaTopic, kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil)))
+	topicOffsets, err := lag.New(cfg.KafkaBrokers, cfg.KafkaTopic,
+		append(slices.Clone(kafkaSecurity), kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil)))...)
 	if err != nil {
 		return err
 	}
@@ -107,6 +133,13 @@ func run(ctx context.Context) error {
 		MaxRequestBytes:    cfg.MaxRequestBytes,
 		ProduceTimeout:     cfg.ProduceTimeout,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		WriteTokens:        tokens,
+		ReadAuth:           cfg.ReadAuth,
+		LegacyOpen:         !cfg.LegacyWriteAuth,
+		MaxInflightWrites:  cfg.MaxInflightWrites,
+		MaxInflightBytes:   cfg.MaxInflightBytes,
+		ReadHeaderTimeout:  cfg.ReadHeaderTimeout,
+		MaxConnections:     cfg.MaxConnections,
 		UnaryTimeout:       streams.UnaryTimeout,
 		StreamWriteTimeout: streams.StreamWriteTimeout,
 	}, server.Deps{

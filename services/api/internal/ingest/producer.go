@@ -47,6 +47,9 @@ type Config struct {
 
 	// Hooks observe the Kafka client, for metrics.
 	Hooks []kgo.Hook
+	// ClientOpts are more franz-go options, such as SASL and TLS. They
+	// apply to every connection of the client, topic creation's included.
+	ClientOpts []kgo.Opt
 }
 
 // Producer writes sales to the sales topic: idempotently, with acks=all,
@@ -98,7 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		kgo.WithLogger(kgoLogger{log}),
 		kgo.WithHooks(cfg.Hooks...),
 	}
-	client, err := kgo.NewClient(opts...)
+	client, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}

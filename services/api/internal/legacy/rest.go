@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -46,6 +47,12 @@ func (s *Service) RESTHandler(toConnect func(error) *connect.Error, maxBytes int
 				return
 			}
 		}
+		if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			// The course's clients never compressed; nothing here would
+			// decompress, so say so rather than fail to parse.
+			writeJSON(w, http.StatusUnsupportedMediaType, restError{Error: connect.CodeInvalidArgument.String(), Message: "Content-Encoding is not supported: send the body uncompressed"})
+			return
+		}
 		sale, err := decodeVenta(http.MaxBytesReader(w, r.Body, maxBytes))
 		if err != nil {
 			var tooLarge *http.MaxBytesError
@@ -79,9 +86,24 @@ func (s *Service) writeError(w http.ResponseWriter, toConnect func(error) *conne
 	if errors.As(err, &se) {
 		body.SaleID = se.SaleID
 	}
-	status := httpStatus(ce.Code())
+	writeRESTError(w, ce, body)
+}
+
+// WriteRESTError answers a course REST call with ce, in the course API's
+// error shape: the status Connect uses for the code, and a JSON body
+// {"error":code,"message":…}. The server's edge uses it for the calls it
+// refuses before they reach the handler (no token, overload).
+func WriteRESTError(w http.ResponseWriter, ce *connect.Error) {
+	writeRESTError(w, ce, restError{Error: ce.Code().String(), Message: ce.Message()})
+}
+
+func writeRESTError(w http.ResponseWriter, ce *connect.Error, body restError) {
+	status := HTTPStatus(ce.Code())
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
+	}
+	if v := ce.Meta().Get("WWW-Authenticate"); v != "" {
+		w.Header().Set("WWW-Authenticate", v)
 	}
 	writeJSON(w, status, body)
 }
@@ -98,9 +120,9 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// httpStatus is the HTTP status for a Connect code, as the Connect protocol
+// HTTPStatus is the HTTP status for a Connect code, as the Connect protocol
 // maps them, so course clients see the statuses Connect JSON clients see.
-func httpStatus(code connect.Code) int {
+func HTTPStatus(code connect.Code) int {
 	switch code {
 	case connect.CodeCanceled:
 		return 499
@@ -135,9 +157,8 @@ func decodeVenta(body io.Reader) (*salesv1.Sale, error) {
 	dec.UseNumber()
 	var fields map[string]any
 	if err := dec.Decode(&fields); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, err
+		if readErr := bodyReadError(err); readErr != nil {
+			return nil, readErr
 		}
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
@@ -149,13 +170,25 @@ func decodeVenta(body io.Reader) (*salesv1.Sale, error) {
 		return nil, &FieldError{Message: "body must be a JSON object"}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, err
+		if readErr := bodyReadError(err); readErr != nil {
+			return nil, readErr
 		}
 		return nil, &FieldError{Message: "body must hold a single JSON object"}
 	}
 	return ventaFromJSON(fields)
+}
+
+// bodyReadError returns the errors that are not about the JSON: the body was
+// too large (*http.MaxBytesError), or the server refused to read more of it
+// (a *connect.Error, such as its byte budget running out). Both are passed
+// on as they are.
+func bodyReadError(err error) error {
+	var tooLarge *http.MaxBytesError
+	var refused *connect.Error
+	if errors.As(err, &tooLarge) || errors.As(err, &refused) {
+		return err
+	}
+	return nil
 }
 
 // ventaFromJSON converts the decoded course fields into a sale, reporting the

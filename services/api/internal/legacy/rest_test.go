@@ -2,9 +2,12 @@ package legacy
 
 import (
 	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
@@ -123,5 +126,37 @@ func TestCategoryByName(t *testing.T) {
 		if got, err := categoryByName(name); !errors.Is(err, ErrInvalid) {
 			t.Errorf("categoryByName(%q) = %v, %v, want an invalid categoria", name, got, err)
 		}
+	}
+}
+
+// failingReader fails every read with err.
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestDecodeVentaReadErrors passes on the errors that are not about the
+// JSON: a body over the size cap, and a read the server refused (its byte
+// budget ran out); any other read failure is the client's.
+func TestDecodeVentaReadErrors(t *testing.T) {
+	t.Parallel()
+	refused := connect.NewError(connect.CodeResourceExhausted, errors.New("busy"))
+	tooLarge := &http.MaxBytesError{Limit: 10}
+	tests := []struct {
+		name string
+		body io.Reader
+		want error
+	}{
+		{"refused at once", failingReader{refused}, refused},
+		{"too large at once", failingReader{tooLarge}, tooLarge},
+		{"refused after the object", io.MultiReader(strings.NewReader(`{"categoria":1}`), failingReader{refused}), refused},
+	}
+	for _, tt := range tests {
+		if _, err := decodeVenta(tt.body); !errors.Is(err, tt.want) {
+			t.Errorf("decodeVenta(%s) = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	_, err := decodeVenta(failingReader{errors.New("connection reset")})
+	if fe := new(FieldError); !errors.As(err, &fe) {
+		t.Errorf("decodeVenta(a reset connection) = %v, want a FieldError", err)
 	}
 }

@@ -57,6 +57,11 @@ func (m *Metrics) Gauge(name, help string, f func() float64) {
 	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
 
+// Counter registers a counter whose value f reads at scrape time.
+func (m *Metrics) Counter(name, help string, f func() float64) {
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
@@ -70,7 +75,7 @@ func (m *Metrics) WrapHTTP(procedure, protocol string, next http.Handler) http.H
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		m.Observe(procedure, protocol, codeOfStatus(sw.status), time.Since(start))
+		m.Observe(procedure, protocol, CodeOfStatus(sw.status), time.Since(start))
 	})
 }
 
@@ -89,19 +94,26 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// codeOfStatus names an HTTP status the way Connect names codes.
-func codeOfStatus(status int) string {
+// CodeOfStatus names an HTTP status the way Connect names codes (the
+// Connect protocol's mapping, plus the statuses of the course's REST API).
+func CodeOfStatus(status int) string {
 	switch status {
 	case http.StatusOK:
 		return "ok"
-	case http.StatusBadRequest:
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
 		return "invalid_argument"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "permission_denied"
+	case http.StatusConflict:
+		return "aborted"
 	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
 		return "resource_exhausted"
-	case http.StatusMethodNotAllowed, http.StatusNotFound:
+	case http.StatusMethodNotAllowed, http.StatusNotFound, http.StatusNotImplemented:
 		return "unimplemented"
-	case http.StatusUnsupportedMediaType:
-		return "invalid_argument"
+	case 499:
+		return "canceled"
 	case http.StatusServiceUnavailable:
 		return "unavailable"
 	case http.StatusGatewayTimeout:

@@ -72,3 +72,17 @@ func scrape(t *testing.T, m *Metrics) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+func TestCodeOfStatus(t *testing.T) {
+	t.Parallel()
+	tests := map[int]string{
+		200: "ok", 400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "unimplemented",
+		405: "unimplemented", 409: "aborted", 413: "resource_exhausted", 415: "invalid_argument", 429: "resource_exhausted",
+		499: "canceled", 500: "internal", 501: "unimplemented", 503: "unavailable", 504: "deadline_exceeded", 418: "http_418",
+	}
+	for status, want := range tests {
+		if got := CodeOfStatus(status); got != want {
+			t.Errorf("CodeOfStatus(%d) = %q, want %q", status, got, want)
+		}
+	}
+}

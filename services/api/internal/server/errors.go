@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	"blackfriday.local/services/api/internal/analytics"
+	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/legacy"
 )
@@ -27,6 +28,21 @@ type errorMapper struct {
 	logDown     string
 	closed      string
 }
+
+// RetryAfterKey is the response metadata (an HTTP header) that tells a
+// client refused for overload how many seconds to wait before retrying.
+const RetryAfterKey = "Retry-After"
+
+// AuthenticateKey is the response metadata (an HTTP header) that tells a
+// client refused with unauthenticated how to authenticate (RFC 6750).
+const AuthenticateKey = "WWW-Authenticate"
+
+// The WWW-Authenticate challenges: for a call without a token, and for one
+// with a token that is not accepted.
+const (
+	challenge        = `Bearer realm="blackfriday"`
+	challengeInvalid = `Bearer realm="blackfriday", error="invalid_token"`
+)
 
 func newErrorMapper(produceTimeout time.Duration, log *slog.Logger) *errorMapper {
 	within := produceTimeout.String()
@@ -68,6 +84,19 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.logDown))
 	case errors.Is(err, ingest.ErrClosed):
 		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.closed))
+	case errors.Is(err, errTooManyCalls):
+		ce = connect.NewError(connect.CodeResourceExhausted, errors.New("server is at its limit of write calls in flight; retry with backoff"))
+		ce.Meta().Set(RetryAfterKey, "1")
+	case errors.Is(err, errTooManyBytes):
+		ce = connect.NewError(connect.CodeResourceExhausted, errors.New("server is at its limit of request bytes in flight; retry with backoff"))
+		ce.Meta().Set(RetryAfterKey, "1")
+	case errors.Is(err, auth.ErrNoToken):
+		ce = connect.NewError(connect.CodeUnauthenticated, errors.New("this call needs a bearer token: send the header Authorization: Bearer <token>"))
+		ce.Meta().Set(AuthenticateKey, challenge)
+	case errors.Is(err, auth.ErrBadToken):
+		// The token is not quoted, here or in any log.
+		ce = connect.NewError(connect.CodeUnauthenticated, errors.New("the bearer token is not accepted"))
+		ce.Meta().Set(AuthenticateKey, challengeInvalid)
 	case errors.Is(err, legacy.ErrInvalid):
 		// The message is built from the request alone.
 		ce = connect.NewError(connect.CodeInvalidArgument, errors.New(err.Error()))

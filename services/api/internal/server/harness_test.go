@@ -21,6 +21,7 @@ import (
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/metrics"
 )
 
 const topic = "sales"
@@ -45,6 +46,16 @@ type options struct {
 	analytics salesv1connect.AnalyticsServiceHandler
 	valkey    Pinger
 	cluster   []kfake.Opt
+	// server overrides the server's limits and policies: CORS, tokens,
+	// in-flight limits, timeouts. Its MaxRequestBytes, ProduceTimeout and
+	// (when nil) CORSAllowedOrigins are filled in.
+	server Config
+	// metrics, when set, is the server's registry.
+	metrics *metrics.Metrics
+	// log, when set, receives the server's logs.
+	log *slog.Logger
+	// dashboard, when set, serves / and /assets/.
+	dashboard http.Handler
 }
 
 func testLogger() *slog.Logger {
@@ -64,6 +75,9 @@ func newHarness(tb testing.TB, o options) *harness {
 	h := &harness{cluster: cluster, addrs: cluster.ListenAddrs()}
 
 	log := testLogger()
+	if o.log != nil {
+		log = o.log
+	}
 	pc := o.produce
 	pc.Brokers, pc.Topic, pc.Partitions = h.addrs, topic, 6
 	if pc.ProduceTimeout == 0 {
@@ -98,17 +112,20 @@ func newHarness(tb testing.TB, o options) *harness {
 	if maxBytes == 0 {
 		maxBytes = 4 << 20
 	}
-	h.srv = New(Config{
-		MaxRequestBytes:    maxBytes,
-		ProduceTimeout:     pc.ProduceTimeout,
-		CORSAllowedOrigins: []string{"*"},
-	}, Deps{
+	cfg := o.server
+	cfg.MaxRequestBytes, cfg.ProduceTimeout = maxBytes, pc.ProduceTimeout
+	if cfg.CORSAllowedOrigins == nil {
+		cfg.CORSAllowedOrigins = []string{"*"}
+	}
+	h.srv = New(cfg, Deps{
 		Recorder:  rec,
 		Analytics: an,
 		Validator: validator,
 		Kafka:     h.producer,
 		Valkey:    valkey,
 		Logger:    log,
+		Metrics:   o.metrics,
+		Dashboard: o.dashboard,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,6 +135,10 @@ func newHarness(tb testing.TB, o options) *harness {
 	served := make(chan error, 1)
 	go func() { served <- h.srv.Serve(ln) }()
 	tb.Cleanup(func() {
+		// A connection the default transport dialed but never used is
+		// "new" to the server, and Shutdown waits 5s before it counts
+		// such a connection as idle; closing it here keeps the wait out.
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := h.srv.Shutdown(ctx); err != nil {

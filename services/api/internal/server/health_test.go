@@ -127,34 +127,101 @@ func containsName[T ~string](names []T, want string) bool {
 	return false
 }
 
+// TestCORS checks the browser rules with an explicit allowlist, as in
+// production: an allowed origin gets the CORS headers on preflights (Connect,
+// gRPC-Web and the course's REST, with a bearer token) and on actual calls,
+// with the sale's metadata exposed; any other origin gets none, so the
+// browser keeps the answer from its page. CORS off gives no header to any
+// origin; "*" gives them to all.
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, options{})
-	tests := []struct {
+	const allowed = "https://api.blackfriday.example.com"
+	allowlist := newHarness(t, options{server: Config{CORSAllowedOrigins: []string{allowed, "http://localhost:5173"}}})
+	off := newHarness(t, options{server: Config{CORSAllowedOrigins: []string{}}})
+	any := newHarness(t, options{})
+	preflights := []struct {
+		name    string
 		path    string
 		headers string
 	}{
-		{salesv1connect.SalesServiceRecordSaleProcedure, "connect-protocol-version,content-type"},
-		{salesv1connect.SalesServiceRecordSaleProcedure, "content-type,x-grpc-web,x-user-agent"},
-		{"/venta", "content-type"},
+		// Browsers send the header names sorted and in lower case.
+		{"Connect", salesv1connect.SalesServiceRecordSaleProcedure, "authorization,connect-protocol-version,content-type"},
+		{"Connect with timeout", salesv1connect.SalesServiceRecordSaleProcedure, "connect-protocol-version,connect-timeout-ms,content-type"},
+		{"gRPC-Web", salesv1connect.SalesServiceRecordSaleProcedure, "authorization,content-type,x-grpc-web,x-user-agent"},
+		{"gRPC-Web stream", salesv1connect.AnalyticsServiceWatchSummaryProcedure, "content-type,grpc-timeout,x-grpc-web,x-user-agent"},
+		{"REST", "/venta", "authorization,content-type"},
+	}
+	tests := []struct {
+		name      string
+		h         *harness
+		origin    string
+		wantAllow string // the Access-Control-Allow-Origin wanted; "" for none
+	}{
+		{"allowed origin", allowlist, allowed, allowed},
+		{"other allowed origin", allowlist, "http://localhost:5173", "http://localhost:5173"},
+		{"disallowed origin", allowlist, "https://evil.example", ""},
+		{"allowed host, other scheme", allowlist, "http://api.blackfriday.example.com", ""},
+		{"allowed host as a suffix", allowlist, "https://api.blackfriday.example.com.evil.example", ""},
+		{"CORS off", off, allowed, ""},
+		{"any origin", any, "https://evil.example", "*"},
 	}
 	for _, tt := range tests {
-		req, err := http.NewRequest(http.MethodOptions, h.url+tt.path, nil)
-		if err != nil {
-			t.Fatal(err)
+		for _, p := range preflights {
+			t.Run(tt.name+"/preflight "+p.name, func(t *testing.T) {
+				t.Parallel()
+				req, err := http.NewRequest(http.MethodOptions, tt.h.url+p.path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Origin", tt.origin)
+				req.Header.Set("Access-Control-Request-Method", "POST")
+				req.Header.Set("Access-Control-Request-Headers", p.headers)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				got := resp.Header.Get("Access-Control-Allow-Origin")
+				if got != tt.wantAllow {
+					t.Errorf("preflight %s from %s: Access-Control-Allow-Origin = %q, want %q", p.name, tt.origin, got, tt.wantAllow)
+				}
+				methods, headers := resp.Header.Get("Access-Control-Allow-Methods"), resp.Header.Get("Access-Control-Allow-Headers")
+				if tt.wantAllow == "" {
+					if methods != "" || headers != "" {
+						t.Errorf("preflight %s from %s allows %q, %q, want no CORS header", p.name, tt.origin, methods, headers)
+					}
+					return
+				}
+				if !strings.Contains(methods, "POST") || !strings.EqualFold(strings.ReplaceAll(headers, " ", ""), p.headers) {
+					t.Errorf("preflight %s from %s = %d, methods %q, headers %q, want POST and %s", p.name, tt.origin, resp.StatusCode, methods, headers, p.headers)
+				}
+			})
 		}
-		req.Header.Set("Origin", "https://dashboard.example")
-		req.Header.Set("Access-Control-Request-Method", "POST")
-		req.Header.Set("Access-Control-Request-Headers", tt.headers)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
-			!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") {
-			t.Errorf("preflight %s with %s = %d %v, want 204 allowing any origin", tt.path, tt.headers, resp.StatusCode, resp.Header)
-		}
+		t.Run(tt.name+"/actual call", func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(http.MethodPost, tt.h.url+salesv1connect.SalesServiceRecordSaleProcedure,
+				strings.NewReader(`{"sale":{"category":"CATEGORY_HOME","productId":"P1","priceCents":1,"quantity":0}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Origin", tt.origin)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got, exposed := resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Expose-Headers")
+			if got != tt.wantAllow {
+				t.Errorf("POST RecordSale from %s: Access-Control-Allow-Origin = %q, want %q", tt.origin, got, tt.wantAllow)
+			}
+			if tt.wantAllow != "" && !(strings.Contains(exposed, "Sale-Id") && strings.Contains(exposed, "Www-Authenticate")) {
+				t.Errorf("POST RecordSale from %s exposes %q, want Sale-Id and WWW-Authenticate among them", tt.origin, exposed)
+			}
+			if tt.wantAllow == "" && exposed != "" {
+				t.Errorf("POST RecordSale from %s exposes %q, want no CORS header", tt.origin, exposed)
+			}
+		})
 	}
 }
 

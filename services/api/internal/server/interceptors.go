@@ -20,6 +20,7 @@ func metricsInterceptor(m *metrics.Metrics) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
+			markObserved(ctx)
 			resp, err := next(ctx, req)
 			code := "ok"
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
+	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/legacy"
 	"blackfriday.local/services/api/internal/metrics"
@@ -34,7 +35,24 @@ type Config struct {
 	// ProduceTimeout is the producer's, quoted in error messages.
 	ProduceTimeout time.Duration
 	// CORSAllowedOrigins lists the browser origins allowed; "*" allows any.
+	// Empty turns CORS off: no cross-origin browser call is allowed (rs/cors
+	// would read an empty list as "*", so it is never given one).
 	CORSAllowedOrigins []string
+	// WriteTokens, when it holds any token, makes every write RPC (and, with
+	// ReadAuth, every read RPC but health) require one of them as a bearer
+	// token. Nil or empty: no authentication, for development.
+	WriteTokens *auth.Tokens
+	// ReadAuth makes AnalyticsService and reflection require a token too.
+	ReadAuth bool
+	// LegacyOpen leaves the course's API (REST and gRPC) open even when
+	// WriteTokens is set, for course clients that cannot send a header.
+	LegacyOpen bool
+	// MaxInflightWrites bounds the write calls served at once; beyond it
+	// calls are answered resource_exhausted at once (1024 when zero).
+	MaxInflightWrites int
+	// MaxInflightBytes bounds the request bytes that the write calls in
+	// flight read and hold (64 MiB when zero).
+	MaxInflightBytes int64
 	// UnaryTimeout bounds reading a unary RPC or plain HTTP request and,
 	// with ProduceTimeout added, writing its response (15s when zero).
 	// Streaming RPCs have no overall bound.
@@ -47,6 +65,9 @@ type Config struct {
 	// IdleTimeout closes a connection left without requests this long (2m
 	// when zero). A connection carrying a stream is not idle.
 	IdleTimeout time.Duration
+	// MaxConnections bounds the client connections open at once; one
+	// beyond it is closed as soon as it is accepted (1024 when zero).
+	MaxConnections int
 }
 
 // The defaults of Config's timeouts.
@@ -55,9 +76,12 @@ const (
 	defaultStreamWriteTimeout = 30 * time.Second
 	defaultReadHeaderTimeout  = 5 * time.Second
 	defaultIdleTimeout        = 2 * time.Minute
+	defaultMaxInflightWrites  = 1024
+	defaultMaxInflightBytes   = 64 << 20
+	defaultMaxConnections     = 1024
 )
 
-func orDefault(v, def time.Duration) time.Duration {
+func orDefault[T int | int64 | time.Duration](v, def T) T {
 	if v <= 0 {
 		return def
 	}
@@ -95,6 +119,11 @@ type Server struct {
 	shuttingDown atomic.Bool
 	// drain ends every stream when Shutdown begins.
 	drain context.CancelFunc
+	// maxConns and conns bound and count the client connections.
+	maxConns int64
+	conns    connCounts
+	// adm admits the write calls.
+	adm *admission
 }
 
 // New builds the server and every route.
@@ -118,11 +147,21 @@ func New(cfg Config, deps Deps) *Server {
 		valkey:   deps.Valkey,
 		log:      log,
 		drain:    drain,
+		maxConns: int64(orDefault(cfg.MaxConnections, defaultMaxConnections)),
 	}
+	m.Gauge("bf_api_connections", "Client connections open.", func() float64 { return float64(s.conns.open.Load()) })
+	m.Gauge("bf_api_connections_limit", "The most client connections open at once (MAX_CONNECTIONS).", func() float64 { return float64(s.maxConns) })
+	m.Counter("bf_api_connections_refused_total", "Client connections closed at once because MAX_CONNECTIONS were open.",
+		func() float64 { return float64(s.conns.refused.Load()) })
 
+	policy := &authPolicy{tokens: cfg.WriteTokens, reads: cfg.ReadAuth, legacyOpen: cfg.LegacyOpen}
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
+		// connect-go compresses every answer a client accepts gzip for;
+		// an ingest answer is a few dozen bytes, which gzip only makes
+		// longer, at a CPU cost that counts under load.
+		connect.WithCompressMinBytes(1024),
 		connect.WithInterceptors(
 			// Streaming calls only: unary ones pass through it.
 			streamInterceptor{errors: errs, metrics: m, draining: draining},
@@ -130,23 +169,38 @@ func New(cfg Config, deps Deps) *Server {
 			metricsInterceptor(m),
 			protocolInterceptor(),
 			errorInterceptor(errs),
+			// Before anything costs work: stamping, validation, Kafka.
+			authInterceptor{policy: policy},
 			stampInterceptor(time.Now),
 			validate.NewInterceptor(validate.WithValidator(deps.Validator)),
 		),
 	)
+	adm := newAdmission(
+		int64(orDefault(cfg.MaxInflightWrites, defaultMaxInflightWrites)),
+		orDefault(cfg.MaxInflightBytes, defaultMaxInflightBytes),
+		cfg.MaxRequestBytes, policy, errs, m)
+	s.adm = adm
+	m.Gauge("bf_api_inflight_writes", "Write calls being served (at most MAX_INFLIGHT_WRITES).", func() float64 { return float64(adm.calls.Load()) })
+	m.Gauge("bf_api_inflight_request_bytes", "Request bytes held by the write calls in flight (at most MAX_INFLIGHT_BYTES).",
+		func() float64 { return float64(adm.bytes.Load()) })
 	course := legacy.New(deps.Recorder, deps.Validator)
 	rest := course.RESTHandler(errs.toConnect, cfg.MaxRequestBytes)
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
 
 	mux := http.NewServeMux()
-	mux.Handle(salesv1connect.NewSalesServiceHandler(&salesService{rec: deps.Recorder, errors: errs}, opts))
+	// The ingest handlers: admission first, and codecs that reject what
+	// the schema does not allow (codec.go).
+	salesPath, salesHandler := salesv1connect.NewSalesServiceHandler(&salesService{rec: deps.Recorder, errors: errs}, opts, codecOptions(true))
+	mux.Handle(salesPath, adm.rpcHandler(salesHandler))
+	coursePath, courseHandler := blackfridayconnect.NewProductSaleServiceHandler(course, opts, codecOptions(false))
+	mux.Handle(coursePath, adm.rpcHandler(courseHandler))
+	for _, path := range []string{pathVenta, pathProcesar} {
+		mux.Handle(path, m.WrapHTTP(path, string(ingest.ProtocolLegacyREST), adm.restHandler(path, legacy.WriteRESTError, rest)))
+	}
 	mux.Handle(salesv1connect.NewAnalyticsServiceHandler(deps.Analytics, opts))
-	mux.Handle(blackfridayconnect.NewProductSaleServiceHandler(course, opts))
 	mux.Handle(grpchealth.NewHandler(s.health, opts))
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts))
-	mux.Handle("/venta", m.WrapHTTP("/venta", string(ingest.ProtocolLegacyREST), rest))
-	mux.Handle("/procesar", m.WrapHTTP("/procesar", string(ingest.ProtocolLegacyREST), rest))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if deps.Dashboard != nil {
@@ -155,7 +209,9 @@ func New(cfg Config, deps Deps) *Server {
 	}
 
 	handler := http.MaxBytesHandler(mux, cfg.MaxRequestBytes)
-	handler = corsHandler(cfg.CORSAllowedOrigins, handler)
+	if len(cfg.CORSAllowedOrigins) > 0 {
+		handler = corsHandler(cfg.CORSAllowedOrigins, handler)
+	}
 	handler = recoverHTTP(log, handler)
 	unary := orDefault(cfg.UnaryTimeout, defaultUnaryTimeout)
 	handler = deadlines(streamingPaths(), unary, unary+cfg.ProduceTimeout,
@@ -179,13 +235,17 @@ func New(cfg Config, deps Deps) *Server {
 }
 
 // corsHandler lets browsers call the Connect, gRPC-Web and REST APIs from the
-// allowed origins.
+// allowed origins, with a bearer token (Authorization) when authentication is
+// on. A request from any other origin gets no CORS header, so the browser
+// keeps the answer from the page. No cookies are involved (credentials stay
+// off): the token is sent explicitly, so a page from another origin cannot
+// borrow a user's session.
 func corsHandler(origins []string, next http.Handler) http.Handler {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: connectcors.AllowedHeaders(),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), SaleIDKey, SaleRecordedKey),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), SaleIDKey, SaleRecordedKey, AuthenticateKey, RetryAfterKey),
 		MaxAge:         7200,
 	}).Handler(next)
 }
@@ -193,8 +253,11 @@ func corsHandler(origins []string, next http.Handler) http.Handler {
 // Handler returns the server's root handler.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-// Serve serves on ln until Shutdown; it then returns http.ErrServerClosed.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+// Serve serves on ln, at most MaxConnections at once, until Shutdown; it
+// then returns http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(newConnLimit(ln, s.maxConns, &s.conns))
+}
 
 // Shutdown reports NOT_SERVING to health checks and readiness probes, ends
 // the streams (their clients get unavailable and reconnect), then stops

@@ -1,0 +1,50 @@
+# api-security.mk: the api's side of issue 5 (docs/security.md,
+# docs/reliability-api.md). Included by the Makefile.
+#
+#   make fuzz-api-short   each api fuzz target for API_FUZZTIME (20s), from the
+#                         seed corpora in testdata/fuzz (make test)
+#   make fuzz-api         the same for API_FUZZ_LONGTIME (10m)
+#   make overload-api     the overload test at full length (OVERLOAD_DURATION=30s)
+#                         against a real Kafka broker and Valkey started here;
+#                         strict latency bounds; figures in .run/overload-api/
+#   make test-api-security  the api's security and hostile-input tests alone
+#                         (in process, kfake; no service needed)
+
+API_FUZZTIME      ?= 20s
+API_FUZZ_LONGTIME ?= 10m
+# package:target, one per fuzz target of the api (module services/api).
+API_FUZZ := ./internal/server:FuzzRecordSaleJSON ./internal/server:FuzzRecordSaleProto \
+            ./internal/legacy:FuzzDecodeVenta ./internal/legacy:FuzzPriceCents
+OVERLOAD_DURATION ?= 30s
+OVERLOAD_DIR      := $(CURDIR)/.run/overload-api
+
+.PHONY: fuzz-api-short
+fuzz-api-short: ## Run each api fuzz target for API_FUZZTIME (20s).
+	@for t in $(API_FUZZ); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name ($$pkg) for $(API_FUZZTIME)"; \
+	  (cd services/api && go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(API_FUZZTIME) $$pkg) || exit 1; \
+	done
+
+.PHONY: fuzz-api
+fuzz-api: ## Run each api fuzz target for API_FUZZ_LONGTIME (10m).
+	@$(MAKE) --no-print-directory fuzz-api-short API_FUZZTIME=$(API_FUZZ_LONGTIME)
+
+.PHONY: overload-api
+overload-api: ## The api overload test at full length (OVERLOAD_DURATION=30s), strict bounds; run it on a quiet machine.
+	@mkdir -p $(OVERLOAD_DIR)
+	@export BF_RUN_DIR=$(OVERLOAD_DIR); \
+	trap 'scripts/testenv.sh down >/dev/null 2>&1 || true' EXIT; \
+	scripts/testenv.sh up >/dev/null || exit 1; \
+	source $(OVERLOAD_DIR)/testenv.env; \
+	echo "overload-api: OVERLOAD_DURATION=$(OVERLOAD_DURATION), load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $(OVERLOAD_DIR)/overload.log"; \
+	rc=0; OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/overload.json \
+	  go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $(OVERLOAD_DIR)/overload.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |ok|FAIL)|overload_test.go:[0-9]+: ' $(OVERLOAD_DIR)/overload.log | grep -v 'waiting for the aggregates' || true; \
+	echo "figures: $(OVERLOAD_DIR)/overload.json"; \
+	exit $$rc
+
+.PHONY: test-api-security
+test-api-security: ## The api's security and hostile-input tests (in process, no service needed).
+	cd services/api && go test -count=1 -race \
+	  -run 'Hostile|Load|Check|UnknownFields|SlowHeaders|Inflight|MaxConnections|MetricsCount|CapsBound|Auth|ReadAuth|LegacyOpen|CORS|Codec|Fits32|Kafka|Fuzz' ./...
