@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"blackfriday.local/services/loadgen/internal/compare"
+	"blackfriday.local/services/loadgen/internal/progress"
+	"blackfriday.local/services/loadgen/internal/protocol"
+	"blackfriday.local/services/loadgen/internal/report"
+)
+
+func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg compare.Config
+	var protocols, out, benchFile, progressMode string
+	fs.StringVar(&cfg.APIBin, "api-bin", "bin/api", "the api binary")
+	fs.StringVar(&cfg.AggregatorBin, "aggregator-bin", "bin/aggregator", "the aggregator binary")
+	fs.StringVar(&cfg.Kafka, "kafka", os.Getenv("BF_TEST_KAFKA_BROKERS"), "the real Kafka broker (default $BF_TEST_KAFKA_BROKERS)")
+	fs.StringVar(&cfg.Valkey, "valkey", os.Getenv("BF_TEST_VALKEY_ADDR"), "the Valkey/Redis server (default $BF_TEST_VALKEY_ADDR)")
+	fs.IntVar(&cfg.KafkaPID, "kafka-pid", 0, "the broker's process id, for its CPU per call")
+	fs.IntVar(&cfg.ValkeyPID, "valkey-pid", 0, "the Valkey server's process id, for its CPU while draining")
+	fs.StringVar(&protocols, "protocols", "", "comma-separated protocols (default all: "+protocolList()+")")
+	fs.IntVar(&cfg.Reps, "reps", 3, "repetitions")
+	fs.DurationVar(&cfg.Warmup, "warmup", 500*time.Millisecond, "warm-up of each run")
+	fs.DurationVar(&cfg.Duration, "duration", 1500*time.Millisecond, "measured window of each run")
+	fs.DurationVar(&cfg.BrokerWarmup, "broker-warmup", 8*time.Second, "load on the real api before measuring, to warm the broker's JVM")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 128, "closed-loop callers, the same for every protocol")
+	var sweep string
+	fs.StringVar(&sweep, "sweep", "32,512", "comma-separated extra concurrencies at which gRPC runs once on each api (empty: none)")
+	fs.IntVar(&cfg.OpenMaxInFlight, "max-inflight", 512, "open loop: most calls in flight")
+	fs.IntVar(&cfg.Batch, "batch", protocol.DefaultBatch, "sales per RecordSales call of the batch protocol")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open-loop calls/s for every protocol; 0 takes half the slowest unary protocol's saturation")
+	fs.Float64Var(&cfg.MaxOtherLoad, "max-other-load", 0.25, "measure a run again when other processes took more than this many cores during it (0: never)")
+	fs.IntVar(&cfg.Retries, "retries", 2, "how many times to measure a disturbed run again")
+	fs.DurationVar(&cfg.Freshness, "freshness", 10*time.Second, "how long to probe freshness (0 skips it)")
+	fs.DurationVar(&cfg.PollInterval, "poll", 5*time.Millisecond, "how often the freshness probe reads GetSummary")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the sales")
+	fs.StringVar(&cfg.WorkDir, "work", ".run/compare", "where the ground-truth files and the services' logs go")
+	fs.StringVar(&out, "out", "docs/results", "where results.json, results.md and the charts go")
+	fs.StringVar(&cfg.Meta.Command, "command", "", "the command that reproduces the run, for the report")
+	fs.StringVar(&cfg.Meta.Kafka, "kafka-version", "", "the broker's version, for the report")
+	fs.StringVar(&cfg.Meta.Valkey, "valkey-version", "", "the Valkey/Redis version, for the report")
+	fs.StringVar(&cfg.Meta.Revision, "revision", "", "the source revision, for the report")
+	fs.StringVar(&benchFile, "bench", "", "`go test -bench` output to include (the allocation target)")
+	fs.StringVar(&progressMode, "progress", "auto", "progress bar: auto, on or off")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if cfg.Kafka == "" || cfg.Valkey == "" {
+		return errors.New("compare: -kafka and -valkey (or BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR) must name a real broker and server; scripts/compare.sh starts them")
+	}
+	for _, c := range strings.Split(sweep, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			return fmt.Errorf("-sweep %q: want positive integers", sweep)
+		}
+		cfg.Sweep = append(cfg.Sweep, n)
+	}
+	if protocols != "" {
+		for _, p := range strings.Split(protocols, ",") {
+			name, err := protocol.Parse(strings.TrimSpace(p))
+			if err != nil {
+				return err
+			}
+			cfg.Protocols = append(cfg.Protocols, name)
+		}
+	}
+	if cfg.Meta.Command == "" {
+		cfg.Meta.Command = "loadgen compare " + strings.Join(args, " ")
+	}
+	if benchFile != "" {
+		b, err := os.ReadFile(benchFile)
+		if err != nil {
+			return err
+		}
+		cfg.Bench = report.ParseBench(string(b))
+	}
+	cfg.Log = stderr
+	switch progressMode {
+	case "on":
+		cfg.Progress = progress.New(stderr)
+	case "auto":
+		if f, ok := stderr.(*os.File); ok {
+			cfg.Progress = progress.ForTerminal(f)
+		}
+	}
+	for _, p := range []*string{&cfg.APIBin, &cfg.AggregatorBin} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	res, err := compare.Run(ctx, cfg)
+	if res != nil && len(res.Runs) > 0 {
+		if werr := report.Write(res, out); werr != nil {
+			err = errors.Join(err, werr)
+		} else {
+			fmt.Fprintf(stdout, "compare: wrote %s\n", filepath.Join(out, report.MarkdownFile))
+			printTargets(stdout, report.Summarize(res))
+		}
+	}
+	return err
+}
+
+func printTargets(w io.Writer, s *report.Summary) {
+	for _, t := range s.Targets {
+		verdict := "not measured"
+		if t.Pass != nil {
+			verdict = "MISSED"
+			if *t.Pass {
+				verdict = "met"
+			}
+		}
+		val := "–"
+		if t.Value.Valid() {
+			val = fmt.Sprintf("%.3g [%.3g–%.3g] %s", t.Value.Median, t.Value.Min, t.Value.Max, t.Unit)
+		}
+		fmt.Fprintf(w, "  %-50s %-9s %-34s %s\n", t.Name, t.Goal, val, verdict)
+	}
+}
+
+func runReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("in", "docs/results/"+report.JSONFile, "the results of a comparison")
+	out := fs.String("out", "docs/results", "where to write results.md and the charts")
+	benchFile := fs.String("bench", "", "`go test -bench` output to include instead of the one in the results")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	res, err := report.Load(*in)
+	if err != nil {
+		return err
+	}
+	if *benchFile != "" {
+		b, err := os.ReadFile(*benchFile)
+		if err != nil {
+			return err
+		}
+		res.Bench = report.ParseBench(string(b))
+	}
+	if err := report.Write(res, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "report: wrote %s\n", filepath.Join(*out, report.MarkdownFile))
+	printTargets(stdout, report.Summarize(res))
+	return nil
+}
+
+func runBenchRatio(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen benchratio", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("in", "-", "`go test -bench` output (- for stdin)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var b []byte
+	var err error
+	if *in == "-" {
+		b, err = io.ReadAll(stdin)
+	} else {
+		b, err = os.ReadFile(*in)
+	}
+	if err != nil {
+		return err
+	}
+	lines := report.ParseBench(string(b))
+	allocs := report.BenchAllocs(lines)
+	if len(allocs) == 0 {
+		return errors.New("benchratio: no BenchmarkRecordSale/<protocol>/{kafka,noop} lines in the input")
+	}
+	fmt.Fprintf(stdout, "\nBenchmarkRecordSale, real producer (%s) vs no-op recorder, medians over -count runs:\n", allocs[0].Backend)
+	fmt.Fprintf(stdout, "  %-40s %12s %12s %14s %10s %12s %12s %10s\n", "protocol", "allocs real", "allocs noop", "allocs diff", "target", "µs/op real", "µs/op noop", "noop÷real")
+	for _, a := range allocs {
+		verdict := "met"
+		if a.Diff.Median > 40 {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(stdout, "  %-40s %12.0f %12.0f %14.0f %10s %12.1f %12.1f %10.2f\n", a.Protocol, a.Real.Median, a.Noop.Median, a.Diff.Median,
+			"≤40 "+verdict, a.RealNs.Median/1000, a.NoopNs.Median/1000, a.NoopNs.Median/a.RealNs.Median)
+	}
+	// Batch against unary gRPC, in sales per second.
+	backend := allocs[0].Backend
+	var unary, batch []float64
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l.Name, "BenchmarkRecordSale/grpc/"+backend) && l.NsPerOp > 0:
+			unary = append(unary, 1e9/l.NsPerOp)
+		case strings.HasPrefix(l.Name, "BenchmarkRecordSales/grpc/"+backend) && l.Metrics["sales/op"] > 0:
+			batch = append(batch, l.Metrics["sales/op"]*1e9/l.NsPerOp)
+		}
+	}
+	if len(unary) > 0 && len(batch) > 0 {
+		u, bt := report.StatOf(unary), report.StatOf(batch)
+		fmt.Fprintf(stdout, "\nRecordSales (batch) vs RecordSale over gRPC, one caller, in process: %.0f vs %.0f sales/s = %.1f× (target ≥ 20× is measured end to end by make compare)\n",
+			bt.Median, u.Median, bt.Median/u.Median)
+	}
+	var par = map[string][]float64{}
+	for _, l := range lines {
+		if strings.HasPrefix(l.Name, "BenchmarkRecordSaleParallel/grpc/") && l.NsPerOp > 0 {
+			sink := strings.Split(strings.TrimPrefix(l.Name, "BenchmarkRecordSaleParallel/grpc/"), "-")[0]
+			par[sink] = append(par[sink], 1e9/l.NsPerOp)
+		}
+	}
+	if len(par[backend]) > 0 && len(par["noop"]) > 0 {
+		k, n := report.StatOf(par[backend]), report.StatOf(par["noop"])
+		fmt.Fprintf(stdout, "RecordSale over gRPC, 16×GOMAXPROCS callers, in process: %s %.0f vs no-op %.0f calls/s = %.2f (in-process durable ingest efficiency)\n",
+			backend, k.Median, n.Median, k.Median/n.Median)
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"blackfriday.local/services/loadgen/internal/load"
+	"blackfriday.local/services/loadgen/internal/protocol"
+	"blackfriday.local/services/loadgen/internal/report"
+)
+
+// The integration tests run the real api and aggregator binaries against the
+// real Kafka broker and Valkey server that scripts/testenv.sh starts
+// (BF_TEST_KAFKA_BROKERS, BF_TEST_VALKEY_ADDR). Without them they skip,
+// except under CI=true, where they fail.
+
+func services(t *testing.T) (kafka, valkey string) {
+	t.Helper()
+	kafka, valkey = os.Getenv("BF_TEST_KAFKA_BROKERS"), os.Getenv("BF_TEST_VALKEY_ADDR")
+	if kafka != "" && valkey != "" {
+		return kafka, valkey
+	}
+	msg := "BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR must name a real Kafka and Valkey (scripts/testenv.sh up starts them)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return "", ""
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the api and the aggregator once for the package's tests.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "bf-loadgen-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./services/api", "./services/aggregator")
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// stack is an api and an aggregator on their own topic and key prefix.
+type stack struct {
+	url    string
+	apiPID int
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	kafka, valkey := services(t)
+	bin := binaries(t)
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	env := []string{
+		"KAFKA_BROKERS=" + kafka, "KAFKA_TOPIC=loadgen-" + id, "KAFKA_DLQ_TOPIC=loadgen-" + id + ".dlq",
+		"KAFKA_GROUP=loadgen-" + id, "VALKEY_ADDR=" + valkey, "VALKEY_KEY_PREFIX=loadgen:" + id + ":",
+		"METRICS_ADDR=off", "LOG_LEVEL=warn",
+	}
+	apiPort, aggPort := freePort(t), freePort(t)
+	s := &stack{url: "http://127.0.0.1:" + strconv.Itoa(apiPort)}
+	api := spawn(t, filepath.Join(bin, "api"), append(env, "PORT="+strconv.Itoa(apiPort)))
+	s.apiPID = api.Process.Pid
+	spawn(t, filepath.Join(bin, "aggregator"), append(env, "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(aggPort)))
+	waitOK(t, s.url+"/readyz")
+	waitOK(t, "http://127.0.0.1:"+strconv.Itoa(aggPort)+"/healthz")
+	return s
+}
+
+func spawn(t *testing.T, bin string, env []string) *exec.Cmd {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("%s did not stop within 20s of SIGTERM", filepath.Base(bin))
+		}
+		if t.Failed() {
+			t.Logf("---- %s output ----\n%s", filepath.Base(bin), out.String())
+		}
+	})
+	return cmd
+}
+
+func waitOK(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer 200 within 60s", url)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestLoadgenAgainstRealStack runs the load generator briefly over every
+// protocol, closed and open loop, against the real api writing to the real
+// broker, then checks that the aggregates equal the ground-truth files
+// exactly.
+func TestLoadgenAgainstRealStack(t *testing.T) {
+	s := startStack(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	var truths []string
+	for i, name := range protocol.Names() {
+		for _, mode := range []string{"closed", "open"} {
+			if mode == "open" && name == protocol.Batch {
+				continue
+			}
+			base := filepath.Join(dir, fmt.Sprintf("%s-%s", name, mode))
+			args := []string{"-target", s.url, "-protocol", string(name), "-duration", "300ms", "-warmup", "100ms",
+				"-seed", strconv.Itoa(i + 1), "-truth", base + ".csv", "-out", base + ".json",
+				"-server-pid", strconv.Itoa(s.apiPID), "-progress", "off"}
+			if mode == "open" {
+				args = append(args, "-rate", "200", "-concurrency", "50")
+			} else {
+				args = append(args, "-concurrency", "4")
+			}
+			if name == protocol.Batch {
+				args = append(args, "-batch", "100")
+			}
+			var stdout, stderr bytes.Buffer
+			if err := run(ctx, args, &stdout, &stderr); err != nil {
+				t.Fatalf("loadgen %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+			}
+			truths = append(truths, base+".csv")
+			b, err := os.ReadFile(base + ".json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res load.Result
+			if err := json.Unmarshal(b, &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Calls == 0 || len(res.Errors) > 0 || res.TruthAcked == 0 || res.TruthUnknown != 0 {
+				t.Errorf("%s %s: %d calls, errors %v, truth %d acknowledged and %d unknown; want calls, no errors, all acknowledged",
+					name, mode, res.Calls, res.Errors, res.TruthAcked, res.TruthUnknown)
+			}
+			if res.CPU.ServerUSPerCall <= 0 || res.ServerPeakRSS <= 0 || res.Wire.RequestBytesPerCall <= 0 {
+				t.Errorf("%s %s: server CPU %v µs/call, peak RSS %d, request %v B/call; want all measured",
+					name, mode, res.CPU.ServerUSPerCall, res.ServerPeakRSS, res.Wire.RequestBytesPerCall)
+			}
+			t.Logf("%s %s: %.0f sales/s, p99 %.2f ms, %.0f+%.0f B/call", name, mode, res.SalesPerS, res.Latency.P99,
+				res.Wire.RequestBytesPerCall, res.Wire.ResponseBytesPerCall)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"verify", "-target", s.url, "-truth", strings.Join(truths, ","), "-timeout", "90s"}, &stdout, &stderr); err != nil {
+		t.Fatalf("loadgen verify: %v", err)
+	}
+	t.Log(strings.TrimSpace(stdout.String()))
+}
+
+// TestCompareSmall runs `loadgen compare` end to end at a small scale: both
+// apis, every phase, the aggregator's drain, the freshness probe, the exact
+// check and the report.
+func TestCompareSmall(t *testing.T) {
+	kafka, valkey := services(t)
+	bin := binaries(t)
+	out, work := t.TempDir(), t.TempDir()
+	args := []string{"compare",
+		"-api-bin", filepath.Join(bin, "api"), "-aggregator-bin", filepath.Join(bin, "aggregator"),
+		"-kafka", kafka, "-valkey", valkey, "-protocols", "connect-json,grpc,batch",
+		"-reps", "2", "-duration", "300ms", "-warmup", "100ms", "-concurrency", "8", "-batch", "50",
+		"-sweep", "2", "-freshness", "3s", "-broker-warmup", "400ms", "-work", work, "-out", out, "-progress", "off", "-command", "go test"}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("loadgen compare: %v\n%s", err, stderr.String())
+	}
+	res, err := report.Load(filepath.Join(out, report.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Verification.OK || res.Verification.Sales == 0 {
+		t.Errorf("verification = %+v, want the aggregates to match", res.Verification)
+	}
+	if res.Drain == nil || res.Drain.RatePerS <= 0 || res.Freshness == nil || res.Freshness.Samples == 0 {
+		t.Errorf("drain %+v, freshness %+v, want both measured", res.Drain, res.Freshness)
+	}
+	// 2 reps × (3 protocols × 2 sinks closed + 2 open) + sweep 2 + freshness 1.
+	if want := 2*(3*2+2) + 2 + 1; len(res.Runs) != want {
+		t.Errorf("%d runs, want %d", len(res.Runs), want)
+	}
+	for _, name := range []string{report.MarkdownFile, report.ThroughputFile, report.LatencyFile, report.BytesFile} {
+		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", name, err)
+		}
+	}
+	t.Log(stdout.String())
+}

@@ -1,0 +1,207 @@
+package protocol_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+	"blackfriday.local/services/loadgen/internal/fakeapi"
+	"blackfriday.local/services/loadgen/internal/protocol"
+	"blackfriday.local/services/loadgen/internal/sales"
+)
+
+// TestEveryProtocol sends sales over every protocol to a fake api and checks
+// that each arrives intact, over the HTTP version the protocol uses, and
+// that the bytes on the wire are counted.
+func TestEveryProtocol(t *testing.T) {
+	t.Parallel()
+	gen := sales.New(1, 50)
+	for _, name := range protocol.Names() {
+		t.Run(string(name), func(t *testing.T) {
+			t.Parallel()
+			srv := fakeapi.New(t)
+			batch := 1
+			if name == protocol.Batch {
+				batch = 7
+			}
+			c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: name, Batch: batch, Conns: 2, DialTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var sent []*salesv1.Sale
+			for call := range 3 {
+				s := make([]*salesv1.Sale, c.Batch())
+				gen.Sales(s, uint64(call*100))
+				reply := c.Send(context.Background(), s)
+				if reply.Code != "ok" || reply.Err != nil {
+					t.Fatalf("Send() = %+v, want ok", reply)
+				}
+				for i := range s {
+					if !reply.Acked(i) {
+						t.Errorf("Acked(%d) = false, want true", i)
+					}
+				}
+				sent = append(sent, s...)
+			}
+			got := srv.Received()
+			if len(got) != len(sent) {
+				t.Fatalf("server received %d sales, want %d", len(got), len(sent))
+			}
+			wantMajor := 1
+			if name.HTTP2() {
+				wantMajor = 2
+			}
+			for i, r := range got {
+				if !proto.Equal(r.Sale, sent[i]) {
+					t.Errorf("sale %d arrived as %v, want %v", i, r.Sale, sent[i])
+				}
+				if r.HTTPMajor != wantMajor {
+					t.Errorf("sale %d came over HTTP/%d, want HTTP/%d", i, r.HTTPMajor, wantMajor)
+				}
+			}
+			w := c.Wire().Totals()
+			if w.Sent < int64(3*20*c.Batch()) || w.Received < 3*20 || w.Conns < 1 {
+				t.Errorf("wire totals %+v, want every call's bytes counted", w)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	srv := fakeapi.New(t)
+	// Fail every sale of product ELE-0001 as unavailable.
+	srv.Fail = func(s *salesv1.Sale) connect.Code {
+		if s.GetProductId() == "BAD" {
+			return connect.CodeUnavailable
+		}
+		return 0
+	}
+	good := &salesv1.Sale{Category: 1, ProductId: "GOOD", PriceCents: 100, Quantity: 1}
+	bad := &salesv1.Sale{Category: 1, ProductId: "BAD", PriceCents: 100, Quantity: 1}
+	for _, name := range []protocol.Name{protocol.ConnectJSON, protocol.GRPC, protocol.GRPCWeb, protocol.LegacyREST, protocol.LegacyGRPC} {
+		c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := c.Send(context.Background(), []*salesv1.Sale{bad}); r.Code != "unavailable" || r.Acked(0) {
+			t.Errorf("%s: Send(bad) = %+v, want unavailable and not acknowledged", name, r)
+		}
+		c.Close()
+	}
+	// A batch reports its failed sales one by one.
+	c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: protocol.Batch, Batch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := c.Send(context.Background(), []*salesv1.Sale{good, bad, good})
+	if r.Code != "ok" || !r.Acked(0) || r.Acked(1) || !r.Acked(2) || r.ItemCodes[1] != "unavailable" {
+		t.Errorf("Send(good, bad, good) = %+v, want the second failed as unavailable", r)
+	}
+	// A server that is not there is unavailable.
+	down, err := protocol.New(protocol.Config{Target: "http://127.0.0.1:1", Protocol: protocol.LegacyREST})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := down.Send(context.Background(), []*salesv1.Sale{good}); r.Code != "unavailable" {
+		t.Errorf("Send to a closed port = %+v, want unavailable", r)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     protocol.Config
+		wantErr string
+		batch   int
+	}{
+		{"batch default", protocol.Config{Protocol: protocol.Batch}, "", protocol.DefaultBatch},
+		{"unary default", protocol.Config{Protocol: protocol.GRPC}, "", 1},
+		{"batch over connect", protocol.Config{Protocol: protocol.ConnectJSON, Batch: 10}, "", 10},
+		{"legacy batch", protocol.Config{Protocol: protocol.LegacyREST, Batch: 10}, "one sale per call", 0},
+		{"too big", protocol.Config{Protocol: protocol.GRPC, Batch: 1001}, "at most 1000", 0},
+		{"unknown", protocol.Config{Protocol: "soap"}, "unknown protocol", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := protocol.New(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("New(%+v) error = %v, want %q", tt.cfg, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Batch() != tt.batch {
+				t.Errorf("Batch() = %d, want %d", c.Batch(), tt.batch)
+			}
+		})
+	}
+}
+
+func TestVentaBody(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		sale *salesv1.Sale
+		want string
+	}{
+		{&salesv1.Sale{Category: 1, ProductId: "P7", PriceCents: 53288, Quantity: 13},
+			`{"categoria":"Electronica","producto_id":"P7","precio":532.88,"cantidad_vendida":13}`},
+		{&salesv1.Sale{Category: 4, ProductId: "B-1", PriceCents: 5, Quantity: 1},
+			`{"categoria":"Belleza","producto_id":"B-1","precio":0.05,"cantidad_vendida":1}`},
+	}
+	for _, tt := range tests {
+		if got := string(protocol.VentaBody(nil, tt.sale)); got != tt.want {
+			t.Errorf("VentaBody(%v) = %s, want %s", tt.sale, got, tt.want)
+		}
+	}
+}
+
+func TestNotWritten(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[string]bool{
+		"invalid_argument": true, "resource_exhausted": true,
+		"unavailable": false, "deadline_exceeded": false, "internal": false, "canceled": false,
+	} {
+		if got := protocol.NotWritten(code); got != want {
+			t.Errorf("NotWritten(%q) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	for _, name := range []protocol.Name{protocol.LegacyREST, protocol.ConnectJSON} {
+		c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: name, Token: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := c.Send(context.Background(), []*salesv1.Sale{{Category: 1, ProductId: "P", PriceCents: 1, Quantity: 1}})
+		if r.Code != "unauthenticated" && !strings.HasPrefix(r.Code, "http_401") {
+			t.Errorf("%s: Send to a 401 server = %+v, want unauthenticated", name, r)
+		}
+		if h := <-got; h != "Bearer s3cret" {
+			t.Errorf("%s: Authorization = %q, want Bearer s3cret", name, h)
+		}
+		c.Close()
+	}
+}
