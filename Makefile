@@ -85,6 +85,7 @@ test: lint checkgenerate ## Run every test against a real Kafka broker and a rea
 	scripts/test.sh
 	$(MAKE) fuzz-short
 	$(MAKE) fuzz-api-short API_FUZZTIME=10s
+	$(MAKE) k6-check
 	$(MAKE) deploy-test
 	$(MAKE) web-test
 
@@ -101,6 +102,8 @@ include web.mk
 include faults.mk
 # The api's security targets: fuzzing, the overload run, the hostile-input tests.
 include api-security.mk
+# The JSON-vs-gRPC comparison (`make compare`) and the handler benchmarks (`make bench`).
+include compare.mk
 
 .PHONY: clean
 clean: ## Remove build output and local state.
