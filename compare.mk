@@ -7,7 +7,7 @@
 COMPARE_RESULTS ?= docs/results
 
 .PHONY: compare
-compare: ## Compare every protocol end to end (~3 min; COMPARE_REPS, COMPARE_DURATION… make it longer).
+compare: ## Compare every protocol end to end against a real broker, write docs/results/ (~3½ min; COMPARE_REPS=5 COMPARE_DURATION=10s for longer).
 	scripts/compare.sh
 
 # Benchmarks to run, and how long each.

@@ -49,6 +49,7 @@ cleanup() {
   local rc=$?
   if [[ -n "$started_env" ]]; then
     BF_RUN_DIR="$started_env" scripts/testenv.sh down >/dev/null 2>&1 || echo "compare: could not stop the test services in $started_env" >&2
+    rmdir "$started_env" 2>/dev/null || true
   fi
   rm -rf "$bin"
   exit "$rc"
