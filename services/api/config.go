@@ -52,6 +52,15 @@ type config struct {
 	// resource_exhausted before their body is read.
 	MaxInflightWrites int
 	MaxInflightBytes  int64
+	// AdmissionMode is "adaptive" (the write-call limit follows the
+	// latency of the calls admitted, between AdmissionMinWrites and
+	// MaxInflightWrites) or "fixed" (MaxInflightWrites).
+	AdmissionMode string
+	// AdmissionTargetLatency is the adaptive limit's target: the 90th
+	// percentile of admitted write calls' latency it keeps them near.
+	AdmissionTargetLatency time.Duration
+	// AdmissionMinWrites is the adaptive limit's floor.
+	AdmissionMinWrites int
 	// ReadHeaderTimeout bounds reading a request's headers: a client that
 	// dribbles them is cut off.
 	ReadHeaderTimeout time.Duration
@@ -89,9 +98,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LegacyWriteAuth:   e.bool("LEGACY_WRITE_AUTH", true),
 		MaxInflightWrites: e.int("MAX_INFLIGHT_WRITES", 1024),
 		MaxInflightBytes:  e.bytes("MAX_INFLIGHT_BYTES", 64<<20),
-		ReadHeaderTimeout: e.duration("READ_HEADER_TIMEOUT", 5*time.Second),
-		MaxConnections:    e.int("MAX_CONNECTIONS", 1024),
+		// docs/reliability-api.md#overload has the runs behind these.
+		AdmissionMode:          e.string("ADMISSION_MODE", "adaptive"),
+		AdmissionTargetLatency: e.duration("ADMISSION_TARGET_LATENCY", 50*time.Millisecond),
+		ReadHeaderTimeout:      e.duration("READ_HEADER_TIMEOUT", 5*time.Second),
+		MaxConnections:         e.int("MAX_CONNECTIONS", 1024),
 	}
+	// The floor defaults to 64 calls, or MAX_INFLIGHT_WRITES if that is
+	// lower.
+	cfg.AdmissionMinWrites = e.int("ADMISSION_MIN_WRITES", min(64, max(cfg.MaxInflightWrites, 1)))
 	// The aggregator's reader, given the api's: the same variables, the same
 	// rules, the same messages.
 	var kafkaErrs []error
@@ -111,6 +126,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.MaxInflightWrites < 1 {
 		e.fail("MAX_INFLIGHT_WRITES", "must be positive")
+	}
+	if cfg.AdmissionMode != "adaptive" && cfg.AdmissionMode != "fixed" {
+		e.fail("ADMISSION_MODE", "must be adaptive or fixed")
+	}
+	if cfg.AdmissionTargetLatency <= 0 {
+		e.fail("ADMISSION_TARGET_LATENCY", "must be positive")
+	}
+	if cfg.AdmissionMinWrites < 1 || cfg.AdmissionMinWrites > cfg.MaxInflightWrites {
+		e.fail("ADMISSION_MIN_WRITES", "must be between 1 and MAX_INFLIGHT_WRITES")
 	}
 	if cfg.MaxInflightBytes < cfg.MaxRequestBytes {
 		e.fail("MAX_INFLIGHT_BYTES", "must be at least MAX_REQUEST_BYTES, or no compressed request could ever be admitted")
@@ -181,6 +205,9 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("legacy_write_auth", c.LegacyWriteAuth),
 		slog.Int("max_inflight_writes", c.MaxInflightWrites),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.String("admission_mode", c.AdmissionMode),
+		slog.String("admission_target_latency", c.AdmissionTargetLatency.String()),
+		slog.Int("admission_min_writes", c.AdmissionMinWrites),
 		slog.String("read_header_timeout", c.ReadHeaderTimeout.String()),
 		slog.Int("max_connections", c.MaxConnections),
 	)

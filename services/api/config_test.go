@@ -11,26 +11,29 @@ import (
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	defaults := config{
-		Port:                 8080,
-		KafkaBrokers:         []string{"127.0.0.1:9092"},
-		KafkaTopic:           "sales",
-		KafkaTopicPartitions: 6,
-		ValkeyAddr:           "127.0.0.1:6379",
-		ValkeyKeyPrefix:      "bf:",
-		ValkeyTimeout:        2 * time.Second,
-		ProduceTimeout:       3 * time.Second,
-		MaxBufferedRecords:   10000,
-		MaxRequestBytes:      1 << 20,
-		ShutdownTimeout:      10 * time.Second,
-		CORSAllowedOrigins:   []string{"*"},
-		LogLevel:             slog.LevelInfo,
-		MetricsAddr:          ":9090",
-		SalesSink:            "kafka",
-		LegacyWriteAuth:      true,
-		MaxInflightWrites:    1024,
-		MaxInflightBytes:     64 << 20,
-		ReadHeaderTimeout:    5 * time.Second,
-		MaxConnections:       1024,
+		Port:                   8080,
+		KafkaBrokers:           []string{"127.0.0.1:9092"},
+		KafkaTopic:             "sales",
+		KafkaTopicPartitions:   6,
+		ValkeyAddr:             "127.0.0.1:6379",
+		ValkeyKeyPrefix:        "bf:",
+		ValkeyTimeout:          2 * time.Second,
+		ProduceTimeout:         3 * time.Second,
+		MaxBufferedRecords:     10000,
+		MaxRequestBytes:        1 << 20,
+		ShutdownTimeout:        10 * time.Second,
+		CORSAllowedOrigins:     []string{"*"},
+		LogLevel:               slog.LevelInfo,
+		MetricsAddr:            ":9090",
+		SalesSink:              "kafka",
+		LegacyWriteAuth:        true,
+		MaxInflightWrites:      1024,
+		MaxInflightBytes:       64 << 20,
+		AdmissionMode:          "adaptive",
+		AdmissionTargetLatency: 50 * time.Millisecond,
+		AdmissionMinWrites:     64,
+		ReadHeaderTimeout:      5 * time.Second,
+		MaxConnections:         1024,
 	}
 	tests := []struct {
 		name string
@@ -48,6 +51,7 @@ func TestLoadConfig(t *testing.T) {
 			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": "/ca.crt", "KAFKA_TLS_SERVER_NAME": "kafka.example",
 			"WRITE_TOKENS_FILE": "/etc/api-tokens/tokens", "WRITE_TOKENS": "t1", "READ_AUTH": "true",
 			"LEGACY_WRITE_AUTH": "false", "MAX_INFLIGHT_WRITES": "64", "MAX_INFLIGHT_BYTES": "8MiB", "READ_HEADER_TIMEOUT": "2s", "MAX_CONNECTIONS": "300",
+			"ADMISSION_MODE": "fixed", "ADMISSION_TARGET_LATENCY": "20ms", "ADMISSION_MIN_WRITES": "16",
 		}, func(c *config) {
 			*c = config{
 				Port: 9000, KafkaBrokers: []string{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
@@ -59,7 +63,9 @@ func TestLoadConfig(t *testing.T) {
 				Kafka: kafkaSecurity{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "api", SASLPassword: " pass word ",
 					TLS: true, TLSCAFile: "/ca.crt", TLSServerName: "kafka.example"},
 				WriteTokensFile: "/etc/api-tokens/tokens", WriteTokens: "t1", ReadAuth: true,
-				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20, ReadHeaderTimeout: 2 * time.Second, MaxConnections: 300,
+				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20,
+				AdmissionMode: "fixed", AdmissionTargetLatency: 20 * time.Millisecond, AdmissionMinWrites: 16,
+				ReadHeaderTimeout: 2 * time.Second, MaxConnections: 300,
 			}
 		}},
 		{"CORS off", map[string]string{"CORS_ALLOWED_ORIGINS": "OFF"}, func(c *config) { c.CORSAllowedOrigins = nil }},
@@ -67,6 +73,8 @@ func TestLoadConfig(t *testing.T) {
 			func(c *config) { c.CORSAllowedOrigins = []string{"http://localhost:5173"} }},
 		{"metrics off", map[string]string{"METRICS_ADDR": "off"}, func(c *config) { c.MetricsAddr = "" }},
 		{"plain byte count", map[string]string{"MAX_REQUEST_BYTES": "1000"}, func(c *config) { c.MaxRequestBytes = 1000 }},
+		{"adaptive floor follows a small ceiling", map[string]string{"MAX_INFLIGHT_WRITES": "16"},
+			func(c *config) { c.MaxInflightWrites, c.AdmissionMinWrites = 16, 16 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,23 +93,26 @@ func TestLoadConfig(t *testing.T) {
 func TestLoadConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
-		"PORT":                   "http",
-		"KAFKA_SASL_MECHANISM":   "GSSAPI",
-		"KAFKA_TLS":              "yes please",
-		"CORS_ALLOWED_ORIGINS":   "https://dashboard.example/",
-		"READ_AUTH":              "true", // without tokens
-		"LEGACY_WRITE_AUTH":      "maybe",
-		"MAX_INFLIGHT_WRITES":    "0",
-		"READ_HEADER_TIMEOUT":    "0s",
-		"MAX_CONNECTIONS":        "-1",
-		"MAX_INFLIGHT_BYTES":     "1KiB", // below MAX_REQUEST_BYTES
-		"SALES_SINK":             "null",
-		"KAFKA_TOPIC_PARTITIONS": "0",
-		"PRODUCE_TIMEOUT":        "3",
-		"MAX_BUFFERED_RECORDS":   "-1",
-		"MAX_REQUEST_BYTES":      "4MB",
-		"SHUTDOWN_TIMEOUT":       "soon",
-		"LOG_LEVEL":              "chatty",
+		"PORT":                     "http",
+		"KAFKA_SASL_MECHANISM":     "GSSAPI",
+		"KAFKA_TLS":                "yes please",
+		"CORS_ALLOWED_ORIGINS":     "https://dashboard.example/",
+		"READ_AUTH":                "true", // without tokens
+		"LEGACY_WRITE_AUTH":        "maybe",
+		"MAX_INFLIGHT_WRITES":      "0",
+		"READ_HEADER_TIMEOUT":      "0s",
+		"MAX_CONNECTIONS":          "-1",
+		"MAX_INFLIGHT_BYTES":       "1KiB", // below MAX_REQUEST_BYTES
+		"SALES_SINK":               "null",
+		"KAFKA_TOPIC_PARTITIONS":   "0",
+		"PRODUCE_TIMEOUT":          "3",
+		"MAX_BUFFERED_RECORDS":     "-1",
+		"MAX_REQUEST_BYTES":        "4MB",
+		"SHUTDOWN_TIMEOUT":         "soon",
+		"LOG_LEVEL":                "chatty",
+		"ADMISSION_MODE":           "gradient",
+		"ADMISSION_TARGET_LATENCY": "0s",
+		"ADMISSION_MIN_WRITES":     "2000", // above MAX_INFLIGHT_WRITES
 	}
 	for name, value := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -27,6 +27,7 @@ import (
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/lag"
+	"blackfriday.local/services/api/internal/limit"
 	"blackfriday.local/services/api/internal/metrics"
 	"blackfriday.local/services/api/internal/server"
 	"blackfriday.local/services/api/internal/web"
@@ -129,6 +130,12 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("validator: %w", err)
 	}
+	// The write-call limit: adaptive below MAX_INFLIGHT_WRITES, or fixed
+	// at it.
+	var adaptive *limit.Config
+	if cfg.AdmissionMode == "adaptive" {
+		adaptive = &limit.Config{Min: int64(cfg.AdmissionMinWrites), Target: cfg.AdmissionTargetLatency}
+	}
 	srv := server.New(server.Config{
 		MaxRequestBytes:    cfg.MaxRequestBytes,
 		ProduceTimeout:     cfg.ProduceTimeout,
@@ -138,6 +145,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		LegacyOpen:         !cfg.LegacyWriteAuth,
 		MaxInflightWrites:  cfg.MaxInflightWrites,
 		MaxInflightBytes:   cfg.MaxInflightBytes,
+		AdaptiveWrites:     adaptive,
 		ReadHeaderTimeout:  cfg.ReadHeaderTimeout,
 		MaxConnections:     cfg.MaxConnections,
 		UnaryTimeout:       streams.UnaryTimeout,

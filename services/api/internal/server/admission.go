@@ -35,18 +35,23 @@ var (
 //   - with authentication on, a call without an accepted bearer token is
 //     refused at once (unauthenticated), so it never costs a body read, a
 //     decode or a slot below;
-//   - at most maxCalls calls are served at once, and the request bytes they
-//     read and hold add up to at most maxBytes. A call beyond either limit
-//     is answered resource_exhausted as soon as its headers are read: it
-//     is never queued, so under overload the calls admitted keep their
+//   - at most limit.Limit() calls are served at once, and the request bytes
+//     they read and hold add up to at most maxBytes. A call beyond either
+//     limit is answered resource_exhausted as soon as its headers are read:
+//     it is never queued, so under overload the calls admitted keep their
 //     latency and the others learn at once that they should back off.
+//
+// The call limit is MaxInflightWrites (limit.Fixed), or an adaptive limit
+// below it (limit.Adaptive) that admission feeds with the latency of every
+// call it let in, so that under overload it admits only as many as are
+// answered near the target latency.
 //
 // Both limits bound memory whatever the load: the Kafka buffer bounds what
 // admitted calls produce, and admission bounds the calls themselves and
 // their bodies. A compressed body reserves MaxRequestBytes up front, since
 // its decompressed size is unknown until it is read.
 type admission struct {
-	maxCalls   int64
+	limit      limiter
 	maxBytes   int64
 	maxRequest int64
 	calls      atomic.Int64
@@ -62,15 +67,28 @@ type admission struct {
 	over *connect.Error
 }
 
-func newAdmission(maxCalls, maxBytes, maxRequest int64, policy *authPolicy, errs *errorMapper, m *metrics.Metrics) *admission {
+// limiter decides how many write calls may be served at once: limit.Fixed
+// or *limit.Adaptive.
+type limiter interface {
+	// Limit is the most calls that may be served at once; one atomic load
+	// at most, since every call asks.
+	Limit() int64
+	// Observe learns that a call admitted with inflight calls served
+	// (itself included) ended at end, latency after it arrived.
+	Observe(end time.Time, latency time.Duration, inflight int64)
+}
+
+func newAdmission(calls limiter, maxBytes, maxRequest int64, policy *authPolicy, errs *errorMapper, m *metrics.Metrics) *admission {
 	a := &admission{
-		maxCalls: maxCalls, maxBytes: maxBytes, maxRequest: maxRequest,
+		limit: calls, maxBytes: maxBytes, maxRequest: maxRequest,
 		auth: policy, metrics: m, refusals: map[error]*refusal{},
 	}
 	for _, err := range []error{errTooManyCalls, errTooManyBytes, auth.ErrNoToken, auth.ErrBadToken} {
 		a.refusals[err] = newRefusal(errs.toConnect(err))
 	}
 	a.over = errs.toConnect(errTooManyBytes)
+	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once: MAX_INFLIGHT_WRITES, or below it the adaptive limit (ADMISSION_MODE=adaptive).",
+		func() float64 { return float64(calls.Limit()) })
 	return a
 }
 
@@ -94,7 +112,8 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		protocol := httpProtocol(r)
-		if err := a.admit(r, r.URL.Path); err != nil {
+		inflight, err := a.admit(r, r.URL.Path)
+		if err != nil {
 			rf := a.refusals[err]
 			rf.writeRPC(w, r)
 			a.metrics.Observe(r.URL.Path, string(protocol), rf.code, time.Since(start))
@@ -104,8 +123,10 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 		flag := new(atomic.Bool)
 		sw := &outcomeWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), observedKey{}, flag)))
+		code, end := sw.code(), time.Now()
+		a.observe(start, end, inflight, code)
 		if !flag.Load() {
-			a.metrics.Observe(r.URL.Path, string(protocol), sw.code(), time.Since(start))
+			a.metrics.Observe(r.URL.Path, string(protocol), code, end.Sub(start))
 		}
 	})
 }
@@ -114,45 +135,64 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 // course's JSON shape. Its metrics come from metrics.WrapHTTP around it.
 func (a *admission) restHandler(procedure string, reject func(http.ResponseWriter, *connect.Error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.admit(r, procedure); err != nil {
+		start := time.Now()
+		inflight, err := a.admit(r, procedure)
+		if err != nil {
 			reject(w, a.refusals[err].ce)
 			return
 		}
 		defer a.release(r)
-		next.ServeHTTP(w, r)
+		sw := &outcomeWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		a.observe(start, time.Now(), inflight, sw.code())
 	})
 }
 
 // admit checks the token and takes a call slot and, for a compressed body,
-// its byte reservation; it replaces r.Body with a metered one. On success
-// the caller must call release.
-func (a *admission) admit(r *http.Request, procedure string) error {
+// its byte reservation; it replaces r.Body with a metered one. It returns
+// the calls in flight with this one. On success the caller must call
+// release.
+func (a *admission) admit(r *http.Request, procedure string) (int64, error) {
 	if err := a.auth.check(procedure, r.Header.Get("Authorization")); err != nil {
-		return err
+		return 0, err
 	}
-	if a.calls.Add(1) > a.maxCalls {
+	inflight := a.calls.Add(1)
+	if inflight > a.limit.Limit() {
 		a.calls.Add(-1)
-		return errTooManyCalls
+		return 0, errTooManyCalls
 	}
 	body := &meteredBody{ReadCloser: r.Body, a: a}
 	if compressed(r) {
 		if !a.reserve(a.maxRequest) {
 			a.calls.Add(-1)
-			return errTooManyBytes
+			return 0, errTooManyBytes
 		}
 		body.reserved = a.maxRequest
 	}
 	body.over = a.over
 	r.Body = body
-	return nil
+	return inflight, nil
 }
 
-// release gives back what admit took, once the handler has returned.
+// release gives back what admit took, once the handler has returned (or
+// panicked).
 func (a *admission) release(r *http.Request) {
 	if body, ok := r.Body.(*meteredBody); ok {
 		a.bytes.Add(-(body.charged + body.reserved))
 	}
 	a.calls.Add(-1)
+}
+
+// observe tells the limiter how long an admitted call took, if that says
+// something about load: a success, or a failure that waited on Kafka
+// (unavailable, deadline_exceeded: a slow or absent broker held the slot
+// that long). A call refused for its content answers without doing the
+// work, so its latency would only flatter the limiter.
+func (a *admission) observe(start, end time.Time, inflight int64, code string) {
+	switch code {
+	case "ok", "unavailable", "deadline_exceeded":
+		a.limit.Observe(end, end.Sub(start), inflight)
+	}
 }
 
 // reserve takes n bytes of the budget, or reports that they are not there.
