@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,10 @@ type Producer struct {
 	timeout    time.Duration
 	breaker    *breaker
 	closed     atomic.Bool
+	// deadlines are the calls' shared deadline contexts.
+	deadlines *deadlines
+	// waiters are reusable single-sale calls (see Record).
+	waiters sync.Pool
 
 	// Header values are shared read-only by every record.
 	contentType []byte
@@ -110,9 +115,15 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		topic:       cfg.Topic,
 		partitions:  cfg.Partitions,
 		timeout:     cfg.ProduceTimeout,
+		deadlines:   newDeadlines(min(max(cfg.ProduceTimeout/100, time.Millisecond), 10*time.Millisecond)),
 		contentType: []byte(ContentTypeProtobuf),
 		schema:      []byte(SchemaSale),
 		protocols:   map[Protocol][]byte{},
+	}
+	p.waiters.New = func() any {
+		w := &waiter{done: make(chan error, 1)}
+		w.promise = w.deliver
+		return w
 	}
 	for _, proto := range protocols() {
 		p.protocols[proto] = []byte(proto)
@@ -136,9 +147,114 @@ func orDefault[T comparable](v, def T) T {
 // must be complete (see Stamp) and valid. Errors wrap ErrBufferFull,
 // ErrNotWritten, ErrUnconfirmed, ErrSalesLogDown, ErrClosed or the caller's
 // context error, inside a *SaleError.
+//
+// It is RecordAll for one sale, on the path every unary call takes: the
+// record, its buffer and the call's result channel are reused from call to
+// call, and the deadlines are shared, so that a call allocates next to
+// nothing beyond what franz-go does.
 func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
-	errs := p.RecordAll(ctx, []*salesv1.Sale{sale})
-	return errs[0]
+	if p.closed.Load() {
+		return &SaleError{SaleID: sale.GetSaleId(), Err: ErrClosed}
+	}
+	probe, err := p.breaker.allow()
+	if err != nil {
+		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
+	}
+	recordCtx, waitCtx := p.callDeadlines(ctx)
+	w := p.waiters.Get().(*waiter)
+	if err := p.fill(w, sale, p.protocolHeader(ProtocolFrom(ctx))); err != nil {
+		p.waiters.Put(w)
+		p.breaker.done(probe, outcomeNeutral)
+		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
+	}
+	p.client.TryProduce(recordCtx, &w.rec, w.promise)
+
+	learned := outcomeNeutral
+	select {
+	case err = <-w.done:
+		// franz-go is done with the record: the waiter is free again.
+		w.rec = kgo.Record{}
+		p.waiters.Put(w)
+		err = p.classify(err)
+		switch {
+		case err == nil:
+			learned = outcomeSuccess
+		case errors.Is(err, ErrNotWritten):
+			learned = outcomeFailure
+		}
+	case <-waitCtx.Done():
+		// franz-go failed the record a moment ago if it was unsent, so
+		// it was sent: it may yet be written. The waiter stays with the
+		// record; its promise still has room to deliver.
+		err, learned = ErrUnconfirmed, outcomeFailure
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.breaker.done(probe, learned)
+	if err != nil {
+		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
+	}
+	return nil
+}
+
+// waiter is one single-sale call: the record it produces, the buffer that
+// holds its key and value, and where its promise delivers.
+type waiter struct {
+	rec     kgo.Record
+	headers [3]kgo.RecordHeader
+	buf     []byte
+	done    chan error
+	promise func(*kgo.Record, error)
+}
+
+func (w *waiter) deliver(_ *kgo.Record, err error) { w.done <- err }
+
+// maxReusedBuffer bounds the buffer a waiter keeps between calls.
+const maxReusedBuffer = 4 << 10
+
+// fill makes w's record the sale's, as newRecord does.
+func (p *Producer) fill(w *waiter, sale *salesv1.Sale, protocol []byte) error {
+	if cap(w.buf) > maxReusedBuffer {
+		w.buf = nil
+	}
+	buf := append(w.buf[:0], sale.GetProductId()...)
+	n := len(buf)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, sale)
+	if err != nil {
+		return fmt.Errorf("encode sale: %w", err)
+	}
+	w.buf = buf
+	w.headers = [3]kgo.RecordHeader{
+		{Key: HeaderContentType, Value: p.contentType},
+		{Key: HeaderSchema, Value: p.schema},
+		{Key: HeaderIngestProtocol, Value: protocol},
+	}
+	// A grown buffer leaves the key in the old array, which is as good.
+	w.rec = kgo.Record{Topic: p.topic, Key: buf[:n:n], Value: buf[n:], Headers: w.headers[:]}
+	return nil
+}
+
+// callDeadlines returns the contexts for a call made with ctx: the one its
+// records carry and the one it waits on for their acknowledgements.
+//
+// Records carry the deadline but not the caller's cancellation: franz-go
+// fails every buffered record of a partition behind a cancelled one, so one
+// client hanging up would fail other clients' sales. A record whose caller
+// left is written if it can be; its sale_id makes that visible.
+//
+// franz-go fails the records it has not sent once their deadline passes;
+// giving it a moment before ours lets those sales be reported as certainly
+// not written, rather than as unconfirmed.
+func (p *Producer) callDeadlines(ctx context.Context) (records, wait context.Context) {
+	deadline := time.Now().Add(p.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	recordDeadline := deadline
+	if grace := p.timeout / 20; time.Until(deadline) > 2*grace {
+		recordDeadline = deadline.Add(-grace)
+	}
+	return p.deadlines.context(recordDeadline), p.deadlines.context(deadline)
 }
 
 // RecordAll writes sales in order and waits for each acknowledgement, all
@@ -163,24 +279,7 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 		return fail(err)
 	}
 
-	deadline := time.Now().Add(p.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	// Records carry the deadline but not the caller's cancellation: franz-go
-	// fails every buffered record of a partition behind a cancelled one, so
-	// one client hanging up would fail other clients' sales. A record whose
-	// caller left is written if it can be; its sale_id makes that visible.
-	//
-	// franz-go fails the records it has not sent once their deadline passes;
-	// giving it a moment before ours lets those sales be reported as
-	// certainly not written, rather than as unconfirmed.
-	recordDeadline := deadline
-	if grace := p.timeout / 20; time.Until(deadline) > 2*grace {
-		recordDeadline = deadline.Add(-grace)
-	}
-	recordCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), recordDeadline)
-	pending := newCountdown(len(sales), cancel)
+	recordCtx, waitCtx := p.callDeadlines(ctx)
 	results := make(chan result, len(sales))
 	protocol := p.protocolHeader(ProtocolFrom(ctx))
 
@@ -190,21 +289,17 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 		rec, err := p.newRecord(sale, protocol)
 		if err != nil {
 			errs[i], answered[i] = err, true
-			pending.done()
 			continue
 		}
 		p.client.TryProduce(recordCtx, rec, func(_ *kgo.Record, err error) {
 			// The channel has room for every result, so the promise never
 			// blocks franz-go's promise goroutine, even after we returned.
 			results <- result{i, err}
-			pending.done()
 		})
 		waiting++
 	}
 
 	learned := outcomeNeutral
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 wait:
 	for ; waiting > 0; waiting-- {
 		select {
@@ -217,7 +312,7 @@ wait:
 				learned = outcomeFailure
 			}
 			errs[r.index], answered[r.index] = err, true
-		case <-timer.C:
+		case <-waitCtx.Done():
 			// franz-go failed the unsent records a moment ago, so the
 			// ones still unanswered were sent: they may yet be written.
 			markUnanswered(answered, errs, ErrUnconfirmed)
@@ -237,25 +332,6 @@ wait:
 		}
 	}
 	return errs
-}
-
-// countdown releases the records' context once every record is answered, so
-// that its deadline never outlives the records and never cuts them short.
-type countdown struct {
-	n       atomic.Int32
-	release context.CancelFunc
-}
-
-func newCountdown(n int, release context.CancelFunc) *countdown {
-	c := &countdown{release: release}
-	c.n.Store(int32(n))
-	return c
-}
-
-func (c *countdown) done() {
-	if c.n.Add(-1) == 0 {
-		c.release()
-	}
 }
 
 // result is one record's promise.
