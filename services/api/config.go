@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"blackfriday.local/services/api/internal/ingest"
 )
 
 // config is the api's configuration, read once from the environment.
@@ -17,17 +19,20 @@ type config struct {
 	KafkaTopic           string
 	KafkaTopicPartitions int32
 	KafkaLinger          time.Duration
-	ValkeyAddr           string
-	ValkeyUsername       string
-	ValkeyPassword       string
-	ValkeyKeyPrefix      string
-	ValkeyTimeout        time.Duration
-	ProduceTimeout       time.Duration
-	MaxBufferedRecords   int
-	MaxRequestBytes      int64
-	ShutdownTimeout      time.Duration
-	CORSAllowedOrigins   []string
-	LogLevel             slog.Level
+	// KafkaCompression is the producer's batch compression: none,
+	// snappy, lz4, zstd or gzip.
+	KafkaCompression   string
+	ValkeyAddr         string
+	ValkeyUsername     string
+	ValkeyPassword     string
+	ValkeyKeyPrefix    string
+	ValkeyTimeout      time.Duration
+	ProduceTimeout     time.Duration
+	MaxBufferedRecords int
+	MaxRequestBytes    int64
+	ShutdownTimeout    time.Duration
+	CORSAllowedOrigins []string
+	LogLevel           slog.Level
 	// MetricsAddr serves /metrics; METRICS_ADDR=off disables it.
 	MetricsAddr string
 	// SalesSink is "kafka", or "discard" for the load comparison's no-op
@@ -78,6 +83,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		KafkaTopic:           e.string("KAFKA_TOPIC", "sales"),
 		KafkaTopicPartitions: int32(e.int("KAFKA_TOPIC_PARTITIONS", 6)),
 		KafkaLinger:          e.duration("KAFKA_LINGER", 0),
+		KafkaCompression:     e.string("KAFKA_COMPRESSION", "snappy"),
 		ValkeyAddr:           e.string("VALKEY_ADDR", "127.0.0.1:6379"),
 		ValkeyUsername:       e.string("VALKEY_USERNAME", ""),
 		ValkeyPassword:       e.string("VALKEY_PASSWORD", ""),
@@ -117,6 +123,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.errs = append(e.errs, kafkaErrs...)
 	if cfg.ReadAuth && cfg.WriteTokensFile == "" && strings.TrimSpace(cfg.WriteTokens) == "" {
 		e.fail("READ_AUTH", "needs tokens: set WRITE_TOKENS_FILE (or WRITE_TOKENS)")
+	}
+	if _, err := ingest.ParseCompression(cfg.KafkaCompression); err != nil {
+		e.fail("KAFKA_COMPRESSION", err.Error())
 	}
 	if cfg.ReadHeaderTimeout <= 0 {
 		e.fail("READ_HEADER_TIMEOUT", "must be positive")
@@ -178,6 +187,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("kafka_topic", c.KafkaTopic),
 		slog.Int("kafka_topic_partitions", int(c.KafkaTopicPartitions)),
 		slog.String("kafka_linger", c.KafkaLinger.String()),
+		slog.String("kafka_compression", c.KafkaCompression),
 		slog.String("valkey_addr", c.ValkeyAddr),
 		slog.String("valkey_username", c.ValkeyUsername),
 		slog.String("valkey_password", mask(c.ValkeyPassword)),

@@ -15,6 +15,7 @@ func TestLoadConfig(t *testing.T) {
 		KafkaBrokers:           []string{"127.0.0.1:9092"},
 		KafkaTopic:             "sales",
 		KafkaTopicPartitions:   6,
+		KafkaCompression:       "snappy",
 		ValkeyAddr:             "127.0.0.1:6379",
 		ValkeyKeyPrefix:        "bf:",
 		ValkeyTimeout:          2 * time.Second,
@@ -43,7 +44,7 @@ func TestLoadConfig(t *testing.T) {
 		{"defaults", nil, func(*config) {}},
 		{"everything set", map[string]string{
 			"PORT": "9000", "KAFKA_BROKERS": "k1:9092, k2:9092,", "KAFKA_TOPIC": "s2", "KAFKA_TOPIC_PARTITIONS": "12",
-			"KAFKA_LINGER": "5ms", "VALKEY_ADDR": "v:6379", "VALKEY_USERNAME": "api", "VALKEY_PASSWORD": "secret",
+			"KAFKA_LINGER": "5ms", "KAFKA_COMPRESSION": "lz4", "VALKEY_ADDR": "v:6379", "VALKEY_USERNAME": "api", "VALKEY_PASSWORD": "secret",
 			"VALKEY_KEY_PREFIX": "x:", "VALKEY_TIMEOUT": "1s", "PRODUCE_TIMEOUT": "2s", "MAX_BUFFERED_RECORDS": "5",
 			"MAX_REQUEST_BYTES": "1MiB", "SHUTDOWN_TIMEOUT": "30s", "CORS_ALLOWED_ORIGINS": "https://a.example,https://b.example",
 			"LOG_LEVEL": "DEBUG", "METRICS_ADDR": "127.0.0.1:9191", "SALES_SINK": "discard",
@@ -55,7 +56,7 @@ func TestLoadConfig(t *testing.T) {
 		}, func(c *config) {
 			*c = config{
 				Port: 9000, KafkaBrokers: []string{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
-				KafkaLinger: 5 * time.Millisecond, ValkeyAddr: "v:6379", ValkeyUsername: "api", ValkeyPassword: "secret",
+				KafkaLinger: 5 * time.Millisecond, KafkaCompression: "lz4", ValkeyAddr: "v:6379", ValkeyUsername: "api", ValkeyPassword: "secret",
 				ValkeyKeyPrefix: "x:", ValkeyTimeout: time.Second, ProduceTimeout: 2 * time.Second, MaxBufferedRecords: 5,
 				MaxRequestBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
 				CORSAllowedOrigins: []string{"https://a.example", "https://b.example"}, LogLevel: slog.LevelDebug,
@@ -96,6 +97,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		"PORT":                     "http",
 		"KAFKA_SASL_MECHANISM":     "GSSAPI",
 		"KAFKA_TLS":                "yes please",
+		"KAFKA_COMPRESSION":        "brotli",
 		"CORS_ALLOWED_ORIGINS":     "https://dashboard.example/",
 		"READ_AUTH":                "true", // without tokens
 		"LEGACY_WRITE_AUTH":        "maybe",

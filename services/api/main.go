@@ -78,6 +78,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	m := metrics.New()
+	compression, err := ingest.ParseCompression(cfg.KafkaCompression)
+	if err != nil {
+		return err
+	}
 	producer, err := ingest.New(ingest.Config{
 		Brokers:            cfg.KafkaBrokers,
 		Topic:              cfg.KafkaTopic,
@@ -85,6 +89,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		ProduceTimeout:     cfg.ProduceTimeout,
 		MaxBufferedRecords: cfg.MaxBufferedRecords,
 		Linger:             cfg.KafkaLinger,
+		Compression:        compression,
 		Hooks:              []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))},
 		ClientOpts:         kafkaSecurity,
 	}, log)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,9 @@ type Config struct {
 	// straight to latency; concurrent calls still batch behind the request
 	// in flight without it.
 	Linger time.Duration
+	// Compression is the codec batches are compressed with (see
+	// ParseCompression); nil leaves franz-go's default, snappy.
+	Compression *kgo.CompressionCodec
 
 	// BreakerThreshold is the number of consecutive delivery failures that
 	// opens the circuit breaker (5 when zero).
@@ -92,6 +96,11 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.ProducerLinger(cfg.Linger),
+	}
+	if cfg.Compression != nil {
+		opts = append(opts, kgo.ProducerBatchCompression(*cfg.Compression))
+	}
+	opts = append(opts,
 		// The broker may take this long to gather acks; beyond it a call
 		// has long given up.
 		kgo.ProduceRequestTimeout(max(cfg.ProduceTimeout, 100*time.Millisecond)),
@@ -102,10 +111,10 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		// After an outage, partitions wait for fresh metadata before they
 		// produce again; the default 5s between refreshes would keep
 		// failing calls that long after Kafka is back.
-		kgo.MetadataMinAge(500 * time.Millisecond),
+		kgo.MetadataMinAge(500*time.Millisecond),
 		kgo.WithLogger(kgoLogger{log}),
 		kgo.WithHooks(cfg.Hooks...),
-	}
+	)
 	client, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -132,6 +141,27 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		log.Warn("sales log circuit breaker", "from", from.String(), "to", to.String())
 	})
 	return p, nil
+}
+
+// ParseCompression returns the batch codec a name stands for: none, snappy,
+// lz4, zstd or gzip.
+func ParseCompression(name string) (*kgo.CompressionCodec, error) {
+	var c kgo.CompressionCodec
+	switch strings.ToLower(name) {
+	case "none":
+		c = kgo.NoCompression()
+	case "snappy":
+		c = kgo.SnappyCompression()
+	case "lz4":
+		c = kgo.Lz4Compression()
+	case "zstd":
+		c = kgo.ZstdCompression()
+	case "gzip":
+		c = kgo.GzipCompression()
+	default:
+		return nil, fmt.Errorf("unknown compression %q: want none, snappy, lz4, zstd or gzip", name)
+	}
+	return &c, nil
 }
 
 // orDefault returns v, or def when v is the zero value.
