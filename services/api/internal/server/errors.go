@@ -61,10 +61,11 @@ func newErrorMapper(produceTimeout time.Duration, log *slog.Logger) *errorMapper
 // sale_id even when the server assigned it.
 const SaleIDKey = "Sale-Id"
 
-// SaleRecordedKey is the response metadata telling a client whether a failed
-// sale was written: "no" means certainly not (retrying cannot count it
-// twice); "unknown" means Kafka may still have it (retry with the same
-// sale_id, or count it as uncertain).
+// SaleRecordedKey is the response metadata telling a client whether this
+// attempt at a failed sale was written: "no" means certainly not (an earlier
+// attempt with the same sale_id that was answered "unknown" may still have
+// been, which is why retries keep the sale_id); "unknown" means Kafka may
+// still have it (retry with the same sale_id, or count it as uncertain).
 const SaleRecordedKey = "Sale-Recorded"
 
 // toConnect maps err to the Connect error the client sees.
