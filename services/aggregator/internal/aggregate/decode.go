@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"buf.build/go/protovalidate"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
@@ -90,17 +87,12 @@ type Sale struct {
 }
 
 // Decoder turns records into sales. It is safe for concurrent use.
-type Decoder struct {
-	validator protovalidate.Validator
-}
+type Decoder struct{}
 
-// NewDecoder returns a Decoder with its own protovalidate validator.
+// NewDecoder returns a Decoder. It cannot fail today; the error is kept so
+// that a decoder needing set-up does not change its callers.
 func NewDecoder() (*Decoder, error) {
-	v, err := protovalidate.New(protovalidate.WithMessages(&salesv1.Sale{}))
-	if err != nil {
-		return nil, fmt.Errorf("build validator: %w", err)
-	}
-	return &Decoder{validator: v}, nil
+	return &Decoder{}, nil
 }
 
 // Decode checks a record's headers, decodes and validates its sale. A record
@@ -112,38 +104,50 @@ func NewDecoder() (*Decoder, error) {
 // aggregator whose clock is behind the api's, reaches the same verdict, so
 // the sold_at "not in the future" rule can never count a sale on one pass
 // and dead-letter it on another.
+//
+// The decoding and the rules are hand-written (wire.go, validate.go) for
+// speed; the tests hold them to proto.Unmarshal and protovalidate.
 func (d *Decoder) Decode(r *kgo.Record) (Sale, error) {
-	var contentType, schema, protocol string
-	var haveContentType, haveSchema bool
+	var s Sale
+	err := d.decode(r, &s)
+	return s, err
+}
+
+func (d *Decoder) decode(r *kgo.Record, out *Sale) error {
+	var haveContentType, haveSchema, contentTypeOK, schemaOK bool
+	var contentType, schema []byte
+	protocol := ProtocolUnknown
 	for _, h := range r.Headers {
 		switch h.Key {
 		case HeaderContentType:
-			contentType, haveContentType = string(h.Value), true
+			contentType, haveContentType = h.Value, true
+			contentTypeOK = string(h.Value) == ContentTypeProtobuf
 		case HeaderSchema:
-			schema, haveSchema = string(h.Value), true
+			schema, haveSchema = h.Value, true
+			schemaOK = string(h.Value) == SchemaSale
 		case HeaderIngestProtocol:
-			protocol = string(h.Value)
+			protocol = protocolName(h.Value)
 		}
 	}
-	if !haveContentType || contentType != ContentTypeProtobuf {
-		return Sale{}, deadLetter(ReasonContentType, fmt.Errorf("content-type %q, want %q", contentType, ContentTypeProtobuf))
+	if !haveContentType || !contentTypeOK {
+		return deadLetter(ReasonContentType, fmt.Errorf("content-type %q, want %q", contentType, ContentTypeProtobuf))
 	}
-	if !haveSchema || schema != SchemaSale {
-		return Sale{}, deadLetter(ReasonSchema, fmt.Errorf("schema %q, want %q", schema, SchemaSale))
+	if !haveSchema || !schemaOK {
+		return deadLetter(ReasonSchema, fmt.Errorf("schema %q, want %q", schema, SchemaSale))
 	}
 
-	var msg salesv1.Sale
-	if err := proto.Unmarshal(r.Value, &msg); err != nil {
-		return Sale{}, deadLetter(ReasonUndecodable, err)
+	var msg wireSale
+	if err := parseSale(r.Value, &msg); err != nil {
+		return deadLetter(ReasonUndecodable, err)
 	}
 	// The api fills these in, so their absence is checked first and named
 	// precisely; protovalidate would report an empty sale_id as a pattern
 	// mismatch.
-	if msg.GetSaleId() == "" {
-		return Sale{}, deadLetter(ReasonMissingSaleID, nil)
+	if len(msg.saleID) == 0 {
+		return deadLetter(ReasonMissingSaleID, nil)
 	}
-	if msg.GetSoldAt() == nil {
-		return Sale{}, deadLetter(ReasonMissingSoldAt, nil)
+	if !msg.hasSoldAt {
+		return deadLetter(ReasonMissingSoldAt, nil)
 	}
 	now := r.Timestamp
 	if now.UnixMilli() <= 0 {
@@ -151,26 +155,40 @@ func (d *Decoder) Decode(r *kgo.Record) (Sale, error) {
 		// clock rather than reject a sale the api could have accepted.
 		now = time.Now()
 	}
-	nowPB := timestamppb.New(now)
-	err := d.validator.Validate(&msg, protovalidate.WithNowFunc(func() *timestamppb.Timestamp { return nowPB }))
-	if err != nil {
-		// A compilation or runtime error would be a bug in the rules rather
-		// than in the record, but the record still cannot be counted and
-		// must not stall the partition, so every failure dead-letters.
-		return Sale{}, deadLetter(ReasonInvalid, err)
+	if err := validateSale(&msg, now); err != nil {
+		return deadLetter(ReasonInvalid, err)
 	}
-	if !knownProtocol(protocol) {
-		protocol = ProtocolUnknown
-	}
-	return Sale{
-		Category:     msg.GetCategory(),
-		ProductID:    msg.GetProductId(),
-		PriceCents:   msg.GetPriceCents(),
-		Quantity:     int64(msg.GetQuantity()),
-		SaleID:       msg.GetSaleId(),
-		SoldAtMillis: msg.GetSoldAt().AsTime().UnixMilli(),
+	*out = Sale{
+		Category:     salesv1.Category(msg.category),
+		ProductID:    string(msg.productID),
+		PriceCents:   msg.priceCents,
+		Quantity:     int64(msg.quantity),
+		SaleID:       string(msg.saleID),
+		SoldAtMillis: time.Unix(msg.seconds, int64(msg.nanos)).UnixMilli(),
 		Protocol:     protocol,
 		Offset:       r.Offset,
 		RecordMillis: r.Timestamp.UnixMilli(),
-	}, nil
+	}
+	return nil
+}
+
+// protocolName returns the ingest protocol a header value names, as one of
+// a fixed set of strings, so that the ingest hash cannot grow and no string
+// is allocated per record.
+func protocolName(v []byte) string {
+	switch string(v) {
+	case "connect+json":
+		return "connect+json"
+	case "connect+proto":
+		return "connect+proto"
+	case "grpc":
+		return "grpc"
+	case "grpc-web":
+		return "grpc-web"
+	case "legacy-rest":
+		return "legacy-rest"
+	case "legacy-grpc":
+		return "legacy-grpc"
+	}
+	return ProtocolUnknown
 }

@@ -18,12 +18,15 @@ import (
 // topic. Whatever the record, Decode must not panic and must either return a
 // sale that obeys every rule the api enforces, or a dead-letter error; and a
 // batch of it must fold without error into exactly one sale or one dead
-// letter. The seed corpus is in testdata/fuzz/FuzzDecode.
+// letter. It must also reach the verdict proto.Unmarshal and protovalidate
+// reach (the decoder's former implementation, referenceDecoder). The seed
+// corpus is in testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	dec, err := NewDecoder()
 	if err != nil {
 		f.Fatalf("NewDecoder() = %v", err)
 	}
+	ref := newReferenceDecoder(f)
 	valid, err := proto.Marshal(&salesv1.Sale{
 		Category: salesv1.Category_CATEGORY_ELECTRONICS, ProductId: "P1", PriceCents: 19999, Quantity: 2,
 		SaleId: "0197c0de-0000-7000-8000-000000000001", SoldAt: timestamppb.New(soldAt),
@@ -47,6 +50,7 @@ func FuzzDecode(f *testing.F) {
 				{Key: HeaderIngestProtocol, Value: []byte(protocol)},
 			},
 		}
+		sameVerdict(t, dec, ref, r)
 		s, decodeErr := dec.Decode(r)
 		var dl *DeadLetterError
 		switch {
