@@ -34,6 +34,9 @@ DEPLOY_OUT   := $(BIN)/deploy-test
 OVERLAYS     := dev staging prod
 # Optional components every overlay is also validated with ("<env>-all").
 OPTIONAL_COMPONENTS := ingress-nginx keda-lag-autoscaler load-job service-monitor
+# And after them in prod, whose Kafka takes only authenticated clients: the
+# lag autoscaler's KafkaUser and TriggerAuthentication. test/deploy lists the same.
+PROD_OPTIONAL_COMPONENTS := keda-kafka-auth
 KUBECONFORM_FLAGS = -strict -summary -n 2 -kubernetes-version $(K8S_VERSION) \
   -schema-location $(SCHEMA_DIR)/kubernetes \
   -schema-location '$(SCHEMA_DIR)/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json'
@@ -67,13 +70,14 @@ deploy-build: deploy-tools ## kustomize build every overlay, alone and with ever
 	@for env in $(OVERLAYS); do \
 	  $(KUSTOMIZE) build kustomize/overlays/$$env > $(DEPLOY_OUT)/$$env.yaml; \
 	  echo "kustomize build kustomize/overlays/$$env: $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env.yaml) objects"; \
+	  comps="$(OPTIONAL_COMPONENTS)"; if [ $$env = prod ]; then comps="$$comps $(PROD_OPTIONAL_COMPONENTS)"; fi; \
 	  w=$(DEPLOY_OUT)/wrap/$$env-all; mkdir -p $$w; \
 	  { echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; \
 	    echo 'resources: [../../../../kustomize/overlays/'$$env']'; echo 'components:'; \
-	    for c in $(OPTIONAL_COMPONENTS); do echo "  - ../../../../kustomize/components/$$c"; done; \
+	    for c in $$comps; do echo "  - ../../../../kustomize/components/$$c"; done; \
 	    echo 'images: [{name: blackfriday/loadgen, newTag: $(TAG)}]'; } > $$w/kustomization.yaml; \
 	  $(KUSTOMIZE) build $$w > $(DEPLOY_OUT)/$$env-all.yaml; \
-	  echo "kustomize build $$env + $(OPTIONAL_COMPONENTS): $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env-all.yaml) objects"; \
+	  echo "kustomize build $$env + $$comps: $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env-all.yaml) objects"; \
 	done
 
 .PHONY: deploy-validate
@@ -112,7 +116,7 @@ images-push: images ## Push the images built by `make images`.
 	@for svc in $(IMAGES); do $(DOCKER) push $(REGISTRY)/blackfriday/$$svc:$(TAG) || exit 1; done
 
 .PHONY: deploy-secrets
-deploy-secrets: ## Create the Secrets (random passwords) in NAMESPACE if missing; never rotates.
+deploy-secrets: ## Create the Secrets (random passwords, one write token) in NAMESPACE if missing; never rotates.
 	@command -v kubectl >/dev/null || { echo "deploy-secrets: kubectl not found" >&2; exit 1; }
 	kubectl get namespace $(NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(NAMESPACE)
 	@pw() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }; \
@@ -122,7 +126,11 @@ deploy-secrets: ## Create the Secrets (random passwords) in NAMESPACE if missing
 	    --from-literal=probe-password=$$(pw) --from-literal=admin-password=$$(pw); fi; \
 	if kubectl -n $(NAMESPACE) get secret grafana-admin >/dev/null 2>&1; then echo "secret grafana-admin exists, kept"; else \
 	  kubectl -n $(NAMESPACE) create secret generic grafana-admin \
-	    --from-literal=admin-user=admin --from-literal=admin-password=$$(pw); fi
+	    --from-literal=admin-user=admin --from-literal=admin-password=$$(pw); fi; \
+	if kubectl -n $(NAMESPACE) get secret api-write-tokens >/dev/null 2>&1; then echo "secret api-write-tokens exists, kept"; else \
+	  kubectl -n $(NAMESPACE) create secret generic api-write-tokens \
+	    --from-literal=tokens="$$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"; \
+	  echo "the clients' write token: kubectl -n $(NAMESPACE) get secret api-write-tokens -o jsonpath='{.data.tokens}' | base64 -d"; fi
 
 .PHONY: deploy-apply
 deploy-apply: deploy-tools ## Apply overlay ENV (dev, staging or prod) to the current kubectl context.

@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/yannh/kubeconform/pkg/validator"
 
 	m "blackfriday.local/test/deploy/internal/manifest"
+	"blackfriday.local/test/deploy/internal/policy"
 	"blackfriday.local/test/deploy/internal/schema"
 )
 
@@ -26,6 +28,13 @@ var optionalComponents = []string{
 	"components/service-monitor",
 }
 
+// overlayComponents are the optional components an overlay needs on top of
+// the others: prod's Kafka takes only authenticated clients, so KEDA's
+// trigger needs its own KafkaUser there. deploy.mk lists the same.
+var overlayComponents = map[string][]string{
+	"prod": {"components/keda-kafka-auth"},
+}
+
 // variants lists every build the checks cover.
 func variants() []m.Variant {
 	var vs []m.Variant
@@ -35,11 +44,23 @@ func variants() []m.Variant {
 			m.Variant{
 				Name:       env + "-all",
 				Dir:        "overlays/" + env,
-				Components: optionalComponents,
+				Components: append(slices.Clone(optionalComponents), overlayComponents[env]...),
 				Images:     map[string]string{"blackfriday/loadgen": "0.1.0"},
 			})
 	}
 	return vs
+}
+
+// production reports whether a variant is a production build, which
+// follows the production rules too.
+func production(v m.Variant) bool { return v.Dir == "overlays/prod" }
+
+// check applies the policy rules the variant must follow.
+func check(v m.Variant, objs []m.Object) []policy.Violation {
+	if production(v) {
+		return policy.CheckProduction(objs)
+	}
+	return policy.Check(objs)
 }
 
 // repoRoot is the repository's top directory.

@@ -15,7 +15,8 @@ import (
 )
 
 // TestBuildsFollowPolicy builds every overlay, alone and with every optional
-// component, and applies every policy rule to every object.
+// component, and applies every policy rule to every object (prod's builds
+// the production rules too).
 func TestBuildsFollowPolicy(t *testing.T) {
 	t.Parallel()
 	for _, v := range variants() {
@@ -26,11 +27,11 @@ func TestBuildsFollowPolicy(t *testing.T) {
 				t.Fatalf("Build(%s) = %d objects, want the whole system (30 or more)", v.Name, len(objs))
 			}
 			var got []string
-			for _, viol := range policy.Check(objs) {
+			for _, viol := range check(v, objs) {
 				got = append(got, viol.String())
 			}
 			if len(got) > 0 {
-				t.Errorf("policy.Check(%s) = %d violations, want none:%s", v.Name, len(got), joinLines(got))
+				t.Errorf("check(%s) = %d violations, want none:%s", v.Name, len(got), joinLines(got))
 			}
 		})
 	}
@@ -70,6 +71,36 @@ func TestBaseHasPlaceholderTags(t *testing.T) {
 	want := []string{"Deployment/aggregator", "Deployment/api"}
 	if !slices.Equal(images, want) {
 		t.Errorf("policy.Check(base) image-tag violations on %v, want %v", images, want)
+	}
+}
+
+// TestOnlyProdIsProduction shows that the production rules are real: dev
+// and staging, open on purpose, fail them (no write tokens; dev's CORS is *
+// and its Kafka open), while prod passes them (TestBuildsFollowPolicy).
+func TestOnlyProdIsProduction(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  string
+		want []string
+	}{
+		{"dev", []string{"cors Deployment/api", "kafka-auth Kafka/blackfriday", "write-auth Deployment/api"}},
+		{"staging", []string{"kafka-auth Kafka/blackfriday", "write-auth Deployment/api"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Parallel()
+			objs := build(t, tree(t), m.Variant{Name: tt.env, Dir: "overlays/" + tt.env})
+			var got []string
+			for _, v := range policy.CheckProduction(objs) {
+				if s := v.Rule + " " + v.Object; !slices.Contains(got, s) {
+					got = append(got, s)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("policy.CheckProduction(%s) broke %q, want %q", tt.env, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -15,7 +15,8 @@ const schemaRule = "schema"
 // TestSeededMistakesAreRejected seeds one mistake at a time into a source
 // file of kustomize/ (in memory), builds the variant that contains it, and
 // checks that the validation rejects it with the expected rule, and names
-// the object.
+// the object. A case without a file seeds nothing: its variant, a wrong
+// composition, is the mistake.
 func TestSeededMistakesAreRejected(t *testing.T) {
 	t.Parallel()
 	const (
@@ -24,7 +25,18 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 	)
 	dev := m.Variant{Name: "dev", Dir: "overlays/dev"}
 	prod := m.Variant{Name: "prod", Dir: "overlays/prod"}
-	prodAll := variants()[5]
+	devAll, prodAll := variants()[1], variants()[5]
+	// The lag autoscaler on prod without the component that gives it
+	// credentials for prod's authenticated Kafka.
+	prodKEDA := m.Variant{Name: "prod-keda", Dir: "overlays/prod", Components: []string{"components/keda-lag-autoscaler"}}
+	const (
+		writeTokens = "components/write-tokens/kustomization.yaml"
+		tokensMount = "components/write-tokens/deployment.yaml"
+		prodKust    = "overlays/prod/kustomization.yaml"
+		kedaAuth    = "components/keda-kafka-auth/kustomization.yaml"
+		kedaTA      = "components/keda-kafka-auth/trigger-authentication.yaml"
+		kedaUser    = "components/keda-kafka-auth/kafka-user.yaml"
+	)
 	tests := []struct {
 		name       string
 		file       string
@@ -46,6 +58,8 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		{"typo in the KEDA ScaledObject", "components/keda-lag-autoscaler/scaledobject.yaml", "maxReplicaCount:", "maxReplicasCount:", prodAll, schemaRule, "ScaledObject/aggregator"},
 		{"typo in a ServiceMonitor", "components/service-monitor/servicemonitors.yaml", "  endpoints:\n    - port: metrics", "  endpoint:\n    - port: metrics", prodAll, schemaRule, "ServiceMonitor/api"},
 		{"typo in a NetworkPolicy", "components/network-policies/valkey.yaml", "  policyTypes:", "  policyType:", prod, schemaRule, "NetworkPolicy/valkey"},
+		{"typo in the KEDA TriggerAuthentication", kedaTA, "  secretTargetRef:", "  secretTargetRefs:", prodAll, schemaRule, "TriggerAuthentication/keda-lag-reader"},
+		{"typo in a KafkaUser", kedaUser, "  authorization:", "  authorisation:", prodAll, schemaRule, "KafkaUser/keda-lag-reader"},
 
 		// Policies.
 		{"missing readiness probe", apiDeploy, "readinessProbe:", "readinesProbe:", prod, policy.RuleProbes, "Deployment/api"},
@@ -71,21 +85,42 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		{"writable root filesystem", apiDeploy, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", prod, policy.RuleSecurityContext, "Deployment/api"},
 		{"privilege escalation", aggDeploy, "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", prod, policy.RuleSecurityContext, "Deployment/aggregator"},
 		{"component object outside the namespace", "components/high-availability/kustomization.yaml", "namespace: blackfriday\n", "", prod, policy.RuleNamespace, "PodDisruptionBudget/aggregator"},
+
+		// Production: write tokens from a Secret, CORS allowlist, Kafka.
+		{"prod without write tokens", prodKust, "  - ../../components/write-tokens\n", "", prod, policy.RuleWriteAuth, "Deployment/api"},
+		{"tokens file on a ConfigMap volume", tokensMount, "          secret:\n            secretName: api-write-tokens", "          configMap:\n            name: api-write-tokens", prod, policy.RuleWriteAuth, "Deployment/api"},
+		{"tokens volume mounted writable", tokensMount, "readOnly: true", "readOnly: false", prod, policy.RuleWriteAuth, "Deployment/api"},
+		{"WRITE_TOKENS_FILE outside the Secret volume", writeTokens, "WRITE_TOKENS_FILE=/etc/api-tokens/tokens", "WRITE_TOKENS_FILE=/etc/tokens", prod, policy.RuleWriteAuth, "Deployment/api"},
+		{"Secret volume without the tokens file", tokensMount, "path: tokens", "path: token", prod, policy.RuleWriteAuth, "Deployment/api"},
+		{"course API's write auth left to the default", writeTokens, "      - LEGACY_WRITE_AUTH=false\n", "", prod, policy.RuleWriteAuth, "Deployment/api"},
+		{"tokens in the api's env file", "base/api/env", "LOG_LEVEL=info\n", "LOG_LEVEL=info\nWRITE_TOKENS=hunter2hunter2hunter2\n", prod, policy.RulePlaintextSecret, "ConfigMap/api-env-"},
+		{"CORS * in prod", prodKust, "CORS_ALLOWED_ORIGINS=https://api.blackfriday.example.com", "CORS_ALLOWED_ORIGINS=*", prod, policy.RuleCORS, "Deployment/api"},
+		{"prod CORS falling back to the base's *", prodKust, "      - CORS_ALLOWED_ORIGINS=https://api.blackfriday.example.com\n", "", prod, policy.RuleCORS, "Deployment/api"},
+		{"prod Kafka without authentication", prodKust, "  - ../../components/kafka-users\n", "", prod, policy.RuleKafkaAuth, "Kafka/blackfriday"},
+		{"KEDA on prod without its credentials", "", "", "", prodKEDA, policy.RuleKafkaAuth, "ScaledObject/aggregator"},
+		{"KEDA trigger without authenticationRef", kedaAuth, "      - op: add\n        path: /spec/triggers/0/authenticationRef\n        value:\n          name: keda-lag-reader\n", "", prodAll, policy.RuleKafkaAuth, "ScaledObject/aggregator"},
+		{"KEDA trigger without TLS", kedaTA, "  tls: enable", "  tls: disable", prodAll, policy.RuleKafkaAuth, "ScaledObject/aggregator"},
+		{"KEDA borrowing the aggregator's password", kedaTA, "      name: keda-lag-reader\n      key: password", "      name: aggregator\n      key: password", prodAll, policy.RuleKafkaAuth, "ScaledObject/aggregator"},
+		{"KEDA user allowed to read records", kedaUser, "          name: sales\n          patternType: literal\n        operations:\n          - Describe\n", "          name: sales\n          patternType: literal\n        operations:\n          - Describe\n          - Read\n", prodAll, policy.RuleKafkaAuth, "KafkaUser/keda-lag-reader"},
+		{"KEDA shut out by the listener's peers", kedaAuth, "      - op: add\n        path: /spec/kafka/listeners/0/networkPolicyPeers/-\n        value:\n          namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: keda", "", prodAll, policy.RuleKafkaAuth, "ScaledObject/aggregator"},
+		{"KEDA bootstrap by short name", "components/keda-lag-autoscaler/scaledobject.yaml", "blackfriday-kafka-bootstrap.blackfriday.svc:9092", "blackfriday-kafka-bootstrap:9092", devAll, policy.RuleKafkaAuth, "ScaledObject/aggregator"},
 	}
 	val := schemaValidator(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tr := tree(t)
-			if err := tr.Replace(tt.file, tt.old, tt.new); err != nil {
-				t.Fatalf("seeding %s: %v", tt.file, err)
+			if tt.file != "" {
+				if err := tr.Replace(tt.file, tt.old, tt.new); err != nil {
+					t.Fatalf("seeding %s: %v", tt.file, err)
+				}
 			}
 			objs := build(t, tr, tt.variant)
 			var got []string
 			if tt.wantRule == schemaRule {
 				_, got = schemaErrors(t, val, objs)
 			} else {
-				for _, v := range policy.Check(objs) {
+				for _, v := range check(tt.variant, objs) {
 					if v.Rule == tt.wantRule {
 						got = append(got, v.String())
 					}

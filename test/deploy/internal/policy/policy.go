@@ -2,7 +2,9 @@
 // what the schemas say: probes and resources on every container, pinned
 // image tags, restricted security contexts, Service and budget selectors
 // that select something, autoscalers whose targets exist, an aggregator
-// that never outgrows its topic's partitions, and no secret in plain text.
+// that never outgrows its topic's partitions, KEDA Kafka triggers that can
+// log in to the listener they name, and no secret in plain text.
+// Production builds follow more rules (CheckProduction).
 package policy
 
 import (
@@ -26,6 +28,7 @@ const (
 	RulePartitions       = "partitions"
 	RulePlaintextSecret  = "plaintext-secret"
 	RuleNamespace        = "namespace"
+	RuleKafkaAuth        = "kafka-auth"
 	placeholderImageTag  = "set-by-overlay"
 	consumerGroupEnvName = "KAFKA_GROUP"
 )
@@ -75,6 +78,7 @@ func Check(objs []m.Object) []Violation {
 		}
 	}
 	c.partitions()
+	c.kafkaTriggers()
 	return c.out
 }
 
@@ -228,15 +232,21 @@ var secretAssignment = regexp.MustCompile(`(?im)^[ \t-]*["']?([\w.-]*(?:passw(?:
 func (c *checker) env(o m.Object, name string, ctr map[string]any) {
 	for _, x := range m.List(ctr, "env") {
 		e, _ := x.(map[string]any)
-		if secretName.MatchString(m.String(e, "name")) && m.String(e, "value") != "" {
+		if secretName.MatchString(m.String(e, "name")) && m.String(e, "value") != "" && !fileReference(m.String(e, "name"), m.String(e, "value")) {
 			c.add(RulePlaintextSecret, o, "container %s: env %s has a literal value: use valueFrom.secretKeyRef", name, m.String(e, "name"))
 		}
 	}
 }
 
+// fileReference reports whether a variable names the file a secret is read
+// from (WRITE_TOKENS_FILE=/etc/api-tokens/tokens), not the secret itself.
+func fileReference(name, value string) bool {
+	return strings.HasSuffix(strings.ToUpper(name), "_FILE") && strings.HasPrefix(value, "/")
+}
+
 func (c *checker) configMap(o m.Object) {
 	for k, v := range m.Map(o, "data") {
-		if secretName.MatchString(k) {
+		if s, _ := v.(string); secretName.MatchString(k) && !fileReference(k, s) {
 			c.add(RulePlaintextSecret, o, "key %s looks like a secret: put it in a Secret created out of band", k)
 		}
 		s, _ := v.(string)
