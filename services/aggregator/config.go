@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"blackfriday.local/kafkasecurity"
 )
 
 // config is the aggregator's configuration, read once from the environment.
@@ -40,7 +42,7 @@ type config struct {
 	// compared with Valkey's, to notice lost data even when idle.
 	ReconcileInterval time.Duration
 	// Kafka is the SASL and TLS configuration.
-	Kafka kafkaSecurity
+	Kafka kafkasecurity.Config
 }
 
 // loadConfig reads the configuration through lookup, os.LookupEnv in
@@ -99,7 +101,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	duration("DEDUP_WINDOW", 0, 7*24*time.Hour, "10m (0 turns dedup off)", &c.DedupWindow)
 	duration("RECONCILE_INTERVAL", time.Second, time.Hour, "30s", &c.ReconcileInterval)
 	var kafkaErrs []error
-	c.Kafka, kafkaErrs = loadKafkaSecurity(str, lookup)
+	c.Kafka, kafkaErrs = kafkasecurity.Load(str, lookup)
 	errs = append(errs, kafkaErrs...)
 	for _, b := range strings.Split(str("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
 		if b = strings.TrimSpace(b); b != "" {

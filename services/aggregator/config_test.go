@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"blackfriday.local/kafkasecurity"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -54,7 +56,7 @@ func TestLoadConfig(t *testing.T) {
 					KeyPrefix: "x:", PollMaxRecords: 500, RateTTL: 2 * time.Hour, HTTPAddr: "127.0.0.1:9000",
 					LogLevel: slog.LevelDebug, InstanceID: "aggregator-0", SessionTimeout: 30 * time.Second,
 					DedupWindow: time.Hour, ReconcileInterval: 5 * time.Second,
-					Kafka: kafkaSecurity{
+					Kafka: kafkasecurity.Config{
 						SASLMechanism: "SCRAM-SHA-512", SASLUsername: "aggregator", SASLPassword: " pass word ",
 						TLS: true, TLSCAFile: "/ca.crt", TLSCertFile: "/user.crt", TLSKeyFile: "/user.key", TLSServerName: "kafka",
 					},
@@ -80,7 +82,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "SCRAM-SHA-256 without TLS",
 			env:  map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"},
 			want: func(c config) config {
-				c.Kafka = kafkaSecurity{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p"}
+				c.Kafka = kafkasecurity.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p"}
 				return c
 			},
 		},

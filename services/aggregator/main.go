@@ -44,10 +44,10 @@ func run(ctx context.Context) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting aggregator", "version", version, "config", cfg)
-	if cfg.Kafka.plaintextPassword() {
+	if cfg.Kafka.PlaintextPassword() {
 		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
 	}
-	securityOpts, err := cfg.Kafka.options()
+	securityOpts, err := cfg.Kafka.Options()
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"blackfriday.local/kafkasecurity"
 	"blackfriday.local/services/api/internal/ingest"
 )
 
@@ -40,7 +41,7 @@ type config struct {
 	SalesSink string
 	// Kafka is the SASL and TLS configuration (KAFKA_SASL_*, KAFKA_TLS*),
 	// read exactly as the aggregator reads it.
-	Kafka kafkaSecurity
+	Kafka kafkasecurity.Config
 	// WriteTokensFile names a file of accepted bearer tokens, one a line,
 	// mounted from a Secret; WriteTokens lists more, comma-separated (for
 	// development: a token in the environment is visible to anyone who can
@@ -116,7 +117,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// The aggregator's reader, given the api's: the same variables, the same
 	// rules, the same messages.
 	var kafkaErrs []error
-	cfg.Kafka, kafkaErrs = loadKafkaSecurity(e.string, func(name string) (string, bool) {
+	cfg.Kafka, kafkaErrs = kafkasecurity.Load(e.string, func(name string) (string, bool) {
 		v := getenv(name)
 		return v, v != ""
 	})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"blackfriday.local/kafkasecurity"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -61,7 +63,7 @@ func TestLoadConfig(t *testing.T) {
 				MaxRequestBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
 				CORSAllowedOrigins: []string{"https://a.example", "https://b.example"}, LogLevel: slog.LevelDebug,
 				MetricsAddr: "127.0.0.1:9191", SalesSink: "discard",
-				Kafka: kafkaSecurity{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "api", SASLPassword: " pass word ",
+				Kafka: kafkasecurity.Config{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "api", SASLPassword: " pass word ",
 					TLS: true, TLSCAFile: "/ca.crt", TLSServerName: "kafka.example"},
 				WriteTokensFile: "/etc/api-tokens/tokens", WriteTokens: "t1", ReadAuth: true,
 				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20,

@@ -3,21 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,79 +20,8 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
+	"blackfriday.local/kafkasecurity/kafkasecuritytest"
 )
-
-// TestKafkaSecurityMirrorsAggregator keeps kafka.go a copy of the
-// aggregator's, but for the service's name in one comment: both services
-// must read KAFKA_SASL_* and KAFKA_TLS* alike.
-func TestKafkaSecurityMirrorsAggregator(t *testing.T) {
-	t.Parallel()
-	theirs, err := os.ReadFile("../aggregator/kafka.go")
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("no services/aggregator next to this module (a container build)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours, err := os.ReadFile("kafka.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The doc comment of kafkaSecurity differs; everything else must not.
-	doc := regexp.MustCompile(`(?s)// kafkaSecurity is how.*?\ntype kafkaSecurity struct`)
-	strip := func(b []byte) string { return doc.ReplaceAllString(string(b), "type kafkaSecurity struct") }
-	if strip(ours) != strip(theirs) {
-		t.Errorf("kafka.go differs from services/aggregator/kafka.go beyond the kafkaSecurity comment; copy the change across")
-	}
-}
-
-// testCA is a throwaway certificate authority and a server certificate it
-// signed for 127.0.0.1.
-type testCA struct {
-	caFile string
-	server tls.Certificate
-}
-
-func newTestCA(t *testing.T) testCA {
-	t.Helper()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey, srvKey := key(), key()
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "blackfriday api test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kafka.test"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		DNSNames: []string{"kafka.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srv, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return testCA{caFile: caFile, server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}
-}
 
 // runAPI runs the api in this process, as main does, with env as its whole
 // environment (plus a free port, no metrics listener and an unreachable
@@ -187,19 +106,19 @@ func endOffsets(t *testing.T, topic string, opts ...kgo.Opt) int64 {
 // beforehand) and the lag reader all connect through the same settings.
 func TestRunKafkaSecurity(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
+	ca := kafkasecuritytest.NewCA(t)
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-512", "api", "s3cret"),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12}),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.Server}, MinVersion: tls.VersionTLS12}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	otherCA := newTestCA(t)
+	otherCA := kafkasecuritytest.NewCA(t)
 	admin := func(caFile string) []kgo.Opt {
 		env := map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "api",
 			"KAFKA_SASL_PASSWORD": "s3cret", "KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": caFile}
@@ -207,7 +126,7 @@ func TestRunKafkaSecurity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts, err := cfg.Kafka.options()
+		opts, err := cfg.Kafka.Options()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,15 +140,15 @@ func TestRunKafkaSecurity(t *testing.T) {
 	}{
 		{name: "SCRAM-SHA-512 over TLS", env: map[string]string{
 			"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "api", "KAFKA_SASL_PASSWORD": "s3cret",
-			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": ca.caFile,
+			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": ca.File,
 		}},
 		{name: "wrong password", wantErr: true, env: map[string]string{
 			"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "api", "KAFKA_SASL_PASSWORD": "guess",
-			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": ca.caFile,
+			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": ca.File,
 		}},
 		{name: "untrusted certificate", wantErr: true, env: map[string]string{
 			"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "api", "KAFKA_SASL_PASSWORD": "s3cret",
-			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": otherCA.caFile,
+			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": otherCA.File,
 		}},
 		{name: "no TLS", wantErr: true, env: map[string]string{
 			"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "api", "KAFKA_SASL_PASSWORD": "s3cret",
@@ -251,7 +170,7 @@ func TestRunKafkaSecurity(t *testing.T) {
 				}
 				// The topic may not even exist: the api could not
 				// create it.
-				cl, err := kgo.NewClient(admin(ca.caFile)...)
+				cl, err := kgo.NewClient(admin(ca.File)...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -261,7 +180,7 @@ func TestRunKafkaSecurity(t *testing.T) {
 					t.Fatal(err)
 				}
 				if topics.Has(topic) {
-					if n := endOffsets(t, topic, admin(ca.caFile)...); n != 0 {
+					if n := endOffsets(t, topic, admin(ca.File)...); n != 0 {
 						t.Errorf("topic %s holds %d records after a refused connection, want 0", topic, n)
 					}
 				}
@@ -270,7 +189,7 @@ func TestRunKafkaSecurity(t *testing.T) {
 			if err != nil {
 				t.Fatalf("RecordSale() with %s = %v, want it recorded", tt.name, err)
 			}
-			if n := endOffsets(t, topic, admin(ca.caFile)...); n != 1 {
+			if n := endOffsets(t, topic, admin(ca.File)...); n != 1 {
 				t.Errorf("topic %s holds %d records, want 1", topic, n)
 			}
 		})

@@ -56,10 +56,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting api", "config", cfg, "streams", streams)
-	if cfg.Kafka.plaintextPassword() {
+	if cfg.Kafka.PlaintextPassword() {
 		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
 	}
-	kafkaSecurity, err := cfg.Kafka.options()
+	kafkaSecurity, err := cfg.Kafka.Options()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

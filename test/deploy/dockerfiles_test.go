@@ -61,15 +61,23 @@ func TestDockerfiles(t *testing.T) {
 			if testing.Short() {
 				t.Skip("building is skipped in -short mode")
 			}
+			// The build context holds what the Dockerfile copies whole:
+			// its `COPY dir/ dir/` lines.
 			ctx := t.TempDir()
-			for _, dir := range []string{"gen", filepath.Join("services", svc)} {
+			var dirs []string
+			for _, m := range regexp.MustCompile(`(?m)^COPY ([\w/.-]+)/ ([\w/.-]+)/$`).FindAllStringSubmatch(df, -1) {
+				if m[1] == m[2] {
+					dirs = append(dirs, m[1])
+				}
+			}
+			for _, dir := range dirs {
 				copyTree(t, filepath.Join(root, dir), filepath.Join(ctx, dir))
 			}
 			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(ctx, "out", svc), ".")
 			cmd.Dir = filepath.Join(ctx, "services", svc)
 			cmd.Env = append(cleanEnv(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
 			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("go build in a copy of gen/ and services/%s (GOWORK=off) error: %v\n%s", svc, err, out)
+				t.Fatalf("go build in a copy of %v (GOWORK=off), as the Dockerfile copies them, error: %v\n%s", dirs, err, out)
 			}
 			// A static binary has no dynamic section interpreter.
 			exe, err := os.ReadFile(filepath.Join(ctx, "out", svc))
