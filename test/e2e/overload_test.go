@@ -59,6 +59,9 @@ const (
 	// overloadMaxOutstanding caps the calls the driver keeps open, so a
 	// hanging api cannot exhaust the test process.
 	overloadMaxOutstanding = 20000
+	// overloadClosedLoopBackoff is how long a closed-loop caller waits
+	// after a failed call.
+	overloadClosedLoopBackoff = 10 * time.Millisecond
 )
 
 // overloadAPICores is the api's GOMAXPROCS: OVERLOAD_API_CORES, 1 by
@@ -98,7 +101,12 @@ type sent struct {
 	recorded string
 	// wrote is when the request was on the wire; zero if it never was.
 	wrote time.Time
-	err   error
+	// answered is when the answer came off the wire: for gRPC, when the
+	// connection's frame reader decoded its status, before the caller's
+	// goroutine (one of thousands in this driver) is scheduled again. Zero
+	// means when send returned.
+	answered time.Time
+	err      error
 }
 
 // rawJSON sends Connect JSON over a pool of plain HTTP/1.1 keep-alive
@@ -226,6 +234,12 @@ type phase struct {
 	// the request was written.
 	acceptedServer []time.Duration
 	rejectedServer []time.Duration
+	acceptedWoken  []time.Duration
+	rejectedWoken  []time.Duration
+	limitSum       float64
+	limitSamples   int
+	limitMin       float64
+	peakInflight   float64
 	unsent         int64
 	sent           int64
 	hung           int64
@@ -245,6 +259,16 @@ type phase struct {
 	// another machine would see.
 	AcceptedWrittenMS map[string]float64 `json:"accepted_latency_from_write_ms"`
 	RejectedWrittenMS map[string]float64 `json:"rejected_latency_from_write_ms,omitempty"`
+	// The same again, but until the caller's goroutine ran: the driver's
+	// own scheduling delay added.
+	AcceptedWokenMS map[string]float64 `json:"accepted_latency_from_write_to_caller_ms"`
+	RejectedWokenMS map[string]float64 `json:"rejected_latency_from_write_to_caller_ms,omitempty"`
+	// LimitMean and LimitMin are the api's write-call limit
+	// (bf_api_inflight_writes_limit) over the phase, sampled every 50ms;
+	// PeakInflight the most write calls it served at once.
+	LimitMean    float64 `json:"write_limit_mean"`
+	LimitMin     float64 `json:"write_limit_min"`
+	PeakInflight float64 `json:"peak_inflight_writes"`
 	// Unsent counts calls the driver never wrote (its own backlog).
 	Unsent     int64   `json:"driver_unsent"`
 	Hung       int64   `json:"hung"`
@@ -294,8 +318,9 @@ type overloadRetry struct {
 }
 
 // call sends one sale; due is when it was meant to start, which is where
-// its latency counts from (so that a late start is charged, open loop).
-func (o *overload) call(p *phase, due time.Time) {
+// its latency counts from (so that a late start is charged, open loop). It
+// reports whether the sale was acknowledged.
+func (o *overload) call(p *phase, due time.Time) bool {
 	n := o.n.Add(1)
 	c := o.callers[int(n)%len(o.callers)]
 	sale := o.gen.next()
@@ -307,11 +332,18 @@ func (o *overload) call(p *phase, due time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), overloadCallTimeout)
 	res := c.send(ctx, sale)
 	cancel()
-	end := time.Now()
+	woke := time.Now()
+	end := woke
+	if !res.answered.IsZero() {
+		end = res.answered
+	}
 	took := end.Sub(due)
-	server := time.Duration(-1)
+	// server is the api's answer time as the wire saw it; woken, the same
+	// until this goroutine ran again, which adds the driver's own
+	// scheduling delay (how the first figures were measured).
+	server, woken := time.Duration(-1), time.Duration(-1)
 	if !res.wrote.IsZero() {
-		server = end.Sub(res.wrote)
+		server, woken = end.Sub(res.wrote), woke.Sub(res.wrote)
 	}
 	p.mu.Lock()
 	p.sent++
@@ -324,8 +356,9 @@ func (o *overload) call(p *phase, due time.Time) {
 		p.mu.Lock()
 		p.accepted = append(p.accepted, took)
 		p.acceptedServer = append(p.acceptedServer, max(server, 0))
+		p.acceptedWoken = append(p.acceptedWoken, max(woken, 0))
 		p.mu.Unlock()
-		return
+		return true
 	}
 	code := res.code.String()
 	switch {
@@ -351,8 +384,10 @@ func (o *overload) call(p *phase, due time.Time) {
 	p.rejected[code] = append(p.rejected[code], took)
 	if server >= 0 {
 		p.rejectedServer = append(p.rejectedServer, server)
+		p.rejectedWoken = append(p.rejectedWoken, woken)
 	}
 	p.mu.Unlock()
+	return false
 }
 
 func (o *overload) retryLater(c overloadCaller, sale *salesv1.Sale) {
@@ -369,7 +404,13 @@ func (o *overload) closedLoop(p *phase) {
 	for range p.Callers {
 		wg.Go(func() {
 			for time.Now().Before(end) {
-				o.call(p, time.Now())
+				if !o.call(p, time.Now()) {
+					// Refused: back off a little, as a client told
+					// resource_exhausted does, instead of spinning on
+					// refusals that would take the api's CPU from the
+					// calls it serves.
+					time.Sleep(overloadClosedLoopBackoff)
+				}
 			}
 		})
 	}
@@ -419,10 +460,19 @@ func (o *overload) watchRSS(p *phase) (stop func()) {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			goroutines := o.goroutines()
+			g := o.gauges()
+			goroutines := int(g["go_goroutines"])
 			rss := procStatusBytes(o.pid, "VmRSS")
 			fds, _ := os.ReadDir("/proc/" + strconv.Itoa(o.pid) + "/fd")
 			p.mu.Lock()
+			if limit, ok := g["bf_api_inflight_writes_limit"]; ok {
+				if p.limitSamples == 0 || limit < p.limitMin {
+					p.limitMin = limit
+				}
+				p.limitSum += limit
+				p.limitSamples++
+			}
+			p.peakInflight = max(p.peakInflight, g["bf_api_inflight_writes"])
 			p.peakRSS = max(p.peakRSS, rss)
 			p.peakFDs = max(p.peakFDs, len(fds))
 			p.peakGoroutines = max(p.peakGoroutines, goroutines)
@@ -504,6 +554,11 @@ func (p *phase) summarize() {
 	}
 	p.RejectedMS = quantiles(all)
 	p.AcceptedWrittenMS, p.RejectedWrittenMS = quantiles(p.acceptedServer), quantiles(p.rejectedServer)
+	p.AcceptedWokenMS, p.RejectedWokenMS = quantiles(p.acceptedWoken), quantiles(p.rejectedWoken)
+	if p.limitSamples > 0 {
+		p.LimitMean = p.limitSum / float64(p.limitSamples)
+	}
+	p.LimitMin, p.PeakInflight = p.limitMin, p.peakInflight
 	p.Unsent = p.unsent
 	p.Hung, p.Overflow = p.hung, p.overflow
 	p.PeakRSSMiB = float64(p.peakRSS) / (1 << 20)
@@ -513,31 +568,40 @@ func (p *phase) summarize() {
 	p.DriverCores = p.cpuDriver.Seconds() / p.Duration.Seconds()
 }
 
-// goroutines scrapes go_goroutines from the api's /metrics, or 0.
-func (o *overload) goroutines() int {
+// overloadGauges are the api's gauges the driver samples.
+var overloadGauges = []string{"go_goroutines", "bf_api_inflight_writes_limit", "bf_api_inflight_writes"}
+
+// gauges scrapes overloadGauges from the api's /metrics; a gauge it could
+// not read is missing.
+func (o *overload) gauges() map[string]float64 {
+	out := map[string]float64{}
 	c := http.Client{Timeout: 200 * time.Millisecond}
 	resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(o.s.metricsPort) + "/metrics")
 	if err != nil {
-		return 0
+		return out
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(f)
+		for _, name := range overloadGauges {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					out[name] = f
+				}
+			}
 		}
 	}
-	return 0
+	return out
 }
 
 func (p *phase) String() string {
-	return fmt.Sprintf("%s: offered %.0f/s, sent %.0f/s (%d never written), accepted %.0f/s (from due p50 %.1f p99 %.1f max %.1f ms; from write p50 %.1f p99 %.1f max %.1f ms), "+
-		"rejected %v (from due p50 %.1f p99 %.1f max %.1f ms; from write p50 %.1f p99 %.1f max %.1f ms), hung %d, peak RSS %.0f MiB, peak fds %d, peak goroutines %d; CPU: api %.2f cores, driver %.2f cores",
+	return fmt.Sprintf("%s: offered %.0f/s, sent %.0f/s (%d never written), accepted %.0f/s (from due p50 %.1f p99 %.1f max %.1f ms; from write p50 %.1f p99 %.1f max %.1f ms; to the caller p99 %.1f ms), "+
+		"rejected %v (from due p50 %.1f p99 %.1f max %.1f ms; from write p50 %.1f p99 %.1f max %.1f ms; to the caller p99 %.1f ms), hung %d, "+
+		"write limit mean %.0f min %.0f, peak in flight %.0f, peak RSS %.0f MiB, peak fds %d, peak goroutines %d; CPU: api %.2f cores, driver %.2f cores",
 		p.Name, p.OfferedRate, p.SentRate, p.Unsent, p.AcceptedRate,
-		p.AcceptedMS["p50"], p.AcceptedMS["p99"], p.AcceptedMS["max"], p.AcceptedWrittenMS["p50"], p.AcceptedWrittenMS["p99"], p.AcceptedWrittenMS["max"],
-		p.Rejected, p.RejectedMS["p50"], p.RejectedMS["p99"], p.RejectedMS["max"], p.RejectedWrittenMS["p50"], p.RejectedWrittenMS["p99"], p.RejectedWrittenMS["max"],
-		p.Hung, p.PeakRSSMiB, p.PeakFDs, p.PeakGoroutines, p.APICores, p.DriverCores)
+		p.AcceptedMS["p50"], p.AcceptedMS["p99"], p.AcceptedMS["max"], p.AcceptedWrittenMS["p50"], p.AcceptedWrittenMS["p99"], p.AcceptedWrittenMS["max"], p.AcceptedWokenMS["p99"],
+		p.Rejected, p.RejectedMS["p50"], p.RejectedMS["p99"], p.RejectedMS["max"], p.RejectedWrittenMS["p50"], p.RejectedWrittenMS["p99"], p.RejectedWrittenMS["max"], p.RejectedWokenMS["p99"],
+		p.Hung, p.LimitMean, p.LimitMin, p.PeakInflight, p.PeakRSSMiB, p.PeakFDs, p.PeakGoroutines, p.APICores, p.DriverCores)
 }
 
 // TestOverload measures the saturation rate with a closed loop, then offers
@@ -554,6 +618,8 @@ func TestOverload(t *testing.T) {
 	// OVERLOAD_API_ENV adds settings (space-separated NAME=value), to try
 	// other limits: OVERLOAD_API_ENV=MAX_INFLIGHT_WRITES=1024.
 	env = append(env, strings.Fields(os.Getenv("OVERLOAD_API_ENV"))...)
+	// apiEnv names the settings of this run in its figures.
+	apiEnv := strings.Join(env, " ")
 	s.startAPI(env...)
 	s.mu.Lock()
 	api := s.api
@@ -665,14 +731,14 @@ func TestOverload(t *testing.T) {
 	o.mu.Lock()
 	notWritten := o.notWritten
 	o.mu.Unlock()
-	t.Logf("RESULT | overload | %s | accepted %.0f/s, p99 %.1f ms at 3× vs %.1f ms at 50%% (from write; from due %.1f vs %.1f ms) | rejected %v, p99 %.1f ms from write (%.1f ms from due) | peak RSS %.0f MiB (VmHWM) | %d acknowledged (%d after retrying an unknown outcome), all counted; %d certainly not written",
-		fmt.Sprintf("saturation %.0f calls/s; 3× = %.0f calls/s offered for %v", rate, 3*rate, d),
-		triple.AcceptedRate, triple.AcceptedWrittenMS["p99"], half.AcceptedWrittenMS["p99"], triple.AcceptedMS["p99"], half.AcceptedMS["p99"],
-		triple.Rejected, triple.RejectedWrittenMS["p99"], triple.RejectedMS["p99"], float64(hwm)/(1<<20), acked, retried, notWritten)
+	t.Logf("RESULT | overload | %s | %s | accepted %.0f/s (%.0f%% of saturation), p99 %.1f ms at 3× vs %.1f ms at 50%% (from write; from due %.1f vs %.1f ms) | rejected %v, p99 %.1f ms from write (%.1f ms from due) | write limit at 3× mean %.0f, min %.0f | peak RSS %.0f MiB (VmHWM) | %d acknowledged (%d after retrying an unknown outcome), all counted; %d certainly not written",
+		apiEnv, fmt.Sprintf("saturation %.0f calls/s; 3× = %.0f calls/s offered for %v", rate, 3*rate, d),
+		triple.AcceptedRate, 100*triple.AcceptedRate/rate, triple.AcceptedWrittenMS["p99"], half.AcceptedWrittenMS["p99"], triple.AcceptedMS["p99"], half.AcceptedMS["p99"],
+		triple.Rejected, triple.RejectedWrittenMS["p99"], triple.RejectedMS["p99"], triple.LimitMean, triple.LimitMin, float64(hwm)/(1<<20), acked, retried, notWritten)
 
 	if out := os.Getenv("OVERLOAD_OUT"); out != "" {
 		b, _ := json.MarshalIndent(map[string]any{
-			"duration_s": d.Seconds(), "saturation_calls_per_s": rate, "phases": []*phase{saturation, half, triple},
+			"api_env": apiEnv, "duration_s": d.Seconds(), "saturation_calls_per_s": rate, "phases": []*phase{saturation, half, triple},
 			"api_vmhwm_mib": float64(hwm) / (1 << 20), "acknowledged": acked, "retried_unknown": retried,
 			"certainly_not_written": notWritten, "counted_exactly": !t.Failed(),
 		}, "", "  ")
@@ -809,6 +875,7 @@ type h2Conn struct {
 
 type h2Stream struct {
 	done     chan struct{}
+	answered time.Time
 	status   string
 	message  string
 	recorded string
@@ -905,7 +972,7 @@ func (c *h2Conn) call(ctx context.Context, msg []byte) sent {
 		c.write(h2RSTStream, 0, id, []byte{0, 0, 0, 0x8}) // CANCEL
 		return sent{code: connect.CodeDeadlineExceeded, err: ctx.Err(), wrote: wrote}
 	}
-	out := sent{wrote: wrote, recorded: s.recorded}
+	out := sent{wrote: wrote, answered: s.answered, recorded: s.recorded}
 	switch {
 	case s.err != nil:
 		out.code, out.err = connect.CodeUnavailable, s.err
@@ -954,6 +1021,7 @@ func (c *h2Conn) finish(id uint32, apply func(*h2Stream)) {
 	delete(c.streams, id)
 	c.mu.Unlock()
 	if s != nil {
+		s.answered = time.Now()
 		apply(s)
 		close(s.done)
 	}

@@ -63,6 +63,22 @@ const (
 	// minGradient bounds one window's decrease: a single slow window (a
 	// GC pause, a broker hiccup) at most halves the limit.
 	minGradient = 0.5
+	// throughputHold is the share of the recent best throughput a window
+	// must keep for the limit to shrink further: below it, shrinking has
+	// cost calls served instead of queueing, so the latency is not the
+	// limit's to cure (a CPU taken by refusals, a slow broker).
+	throughputHold = 0.9
+	// bestDecay is how much of the best throughput is remembered from one
+	// window to the next: about 7 s of half-life at 100 ms windows.
+	bestDecay = 0.99
+	// judgeWindows is how many windows after a cut its cost in throughput
+	// is judged: the calls admitted before it take a latency or so to
+	// drain, so the next window alone would not show it.
+	judgeWindows = 5
+	// holdWindows is how many windows the limit does not shrink after a
+	// cut that cost throughput was undone: the latency is not the limit's
+	// to cure, and trying again at once would cost as much again.
+	holdWindows = 50
 )
 
 // Adaptive is a concurrency limit that follows the latency of the calls it
@@ -78,12 +94,22 @@ type Adaptive struct {
 	// sample.
 	start   time.Time
 	samples []time.Duration
+	// calls counts the window's calls, beyond maxSamples too.
+	calls int
 	// peak is the most calls in flight seen in the window.
 	peak int64
 	// baseline is the latency of windows in which the limit did not bind
 	// (no call could have been refused): what the work costs when nothing
 	// queues for admission.
 	baseline time.Duration
+	// best is the best throughput of recent windows, in calls per second,
+	// decaying by bestDecay a window.
+	best float64
+	// cutFrom is the limit before the cuts being judged, and judging how
+	// many more windows judge them; hold counts windows without cuts.
+	cutFrom float64
+	judging int
+	hold    int
 }
 
 // NewAdaptive returns an adaptive limit starting at cfg.Max. Min is raised
@@ -122,18 +148,22 @@ func (a *Adaptive) Observe(end time.Time, latency time.Duration, inflight int64)
 	if len(a.samples) < maxSamples {
 		a.samples = append(a.samples, latency)
 	}
+	a.calls++
 	a.peak = max(a.peak, inflight)
-	if end.Sub(a.start) < a.cfg.Window || len(a.samples) < a.cfg.MinSamples {
+	elapsed := end.Sub(a.start)
+	if elapsed < a.cfg.Window || len(a.samples) < a.cfg.MinSamples {
 		return
 	}
-	a.update()
+	a.update(float64(a.calls) / elapsed.Seconds())
 	a.start = end
 	a.samples = a.samples[:0]
+	a.calls = 0
 	a.peak = 0
 }
 
-// update moves the limit on the window just ended; a.mu is held.
-func (a *Adaptive) update() {
+// update moves the limit on the window just ended, which served
+// throughput calls a second; a.mu is held.
+func (a *Adaptive) update(throughput float64) {
 	slices.Sort(a.samples)
 	p90 := a.samples[(len(a.samples)*9)/10]
 	median := a.samples[len(a.samples)/2]
@@ -149,10 +179,35 @@ func (a *Adaptive) update() {
 			a.baseline += time.Duration(float64(median-a.baseline) * baselineRise)
 		}
 	}
+	held := throughput >= throughputHold*a.best
+	a.best = max(throughput, a.best*bestDecay)
+	// A cut should shorten the queue, not the calls served. If the
+	// throughput fell after one, the latency came from elsewhere (a CPU
+	// taken by refused calls, a slow broker): undo it, and try no other
+	// for a while.
+	if a.judging > 0 {
+		a.judging--
+		if !held {
+			a.value, a.judging, a.hold = a.cutFrom, 0, holdWindows
+			a.limit.Store(int64(a.value))
+			return
+		}
+	}
+	if a.hold > 0 {
+		a.hold--
+	}
 	target := max(a.cfg.Target, tolerance*a.baseline)
 	gradient := 1.0
-	if p90 > target {
+	// Shrink only a limit that binds: while calls in flight stay below
+	// it, admission queues nothing and refuses nothing, so the latency is
+	// the work's own (a slow broker, a busy machine) and a lower limit
+	// would not cure it, only cut the throughput the next burst needs.
+	if bound && p90 > target && held && a.hold == 0 {
 		gradient = max(minGradient, float64(target)/float64(p90))
+		if a.judging == 0 {
+			a.cutFrom = limit
+		}
+		a.judging = judgeWindows
 	}
 	limit *= gradient
 	// Headroom only while the limit is in use: an idle api keeps the limit

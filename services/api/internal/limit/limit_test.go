@@ -209,3 +209,38 @@ func TestAdaptiveConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAdaptiveHoldsUnboundLimit: slow calls that never reach the limit do
+// not shrink it: admission queues nothing then, so a lower limit would not
+// make them faster.
+func TestAdaptiveHoldsUnboundLimit(t *testing.T) {
+	t.Parallel()
+	a, now := newAt(Config{Max: 1024, Min: 64, Target: 50 * time.Millisecond})
+	for range 20 {
+		feed(a, &now, 100, time.Second, 300)
+	}
+	if got := a.Limit(); got != 1024 {
+		t.Errorf("Limit() after slow windows with 300 of 1024 in flight = %d, want 1024", got)
+	}
+}
+
+// TestAdaptiveGrowsWhenShrinkingCostsThroughput plays a server whose
+// latency does not depend on the limit (a CPU taken by refused calls): a
+// smaller limit only serves fewer calls. The limit must not sink to its
+// floor: once a window serves less than 90% of the best recent throughput,
+// it grows back.
+func TestAdaptiveGrowsWhenShrinkingCostsThroughput(t *testing.T) {
+	t.Parallel()
+	a, now := newAt(Config{Max: 1024, Min: 16, Target: 50 * time.Millisecond})
+	lowest := a.Limit()
+	for range 300 {
+		limit := a.Limit()
+		// 300ms whatever the limit: throughput = limit / 300ms, i.e.
+		// limit × 10 / 3 calls a window of 100ms.
+		feed(a, &now, int(limit*10/30)+1, 300*time.Millisecond, limit)
+		lowest = min(lowest, a.Limit())
+	}
+	if lowest < 256 {
+		t.Errorf("lowest Limit() = %d, want at least 256: shrinking that only cut throughput went on", lowest)
+	}
+}

@@ -88,7 +88,7 @@ func newAdmission(calls limiter, maxBytes, maxRequest int64, policy *authPolicy,
 	}
 	a.over = errs.toConnect(errTooManyBytes)
 	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once: MAX_INFLIGHT_WRITES, or below it the adaptive limit (ADMISSION_MODE=adaptive).",
-		func() float64 { return float64(calls.Limit()) })
+		func() float64 { return float64(a.limit.Limit()) })
 	return a
 }
 
