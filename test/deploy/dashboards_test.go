@@ -99,7 +99,7 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 			t.Errorf("business dashboard reads keys %v, want %s among them", keys, want)
 		}
 	}
-	for _, want := range []string{"sales", "units", "revenue_cents", "price_sum_cents", "min_price_cents", "max_price_cents", "dead_letters"} {
+	for _, want := range []string{"sales", "units", "revenue_cents", "price_sum_cents", "min_price_cents", "max_price_cents", "dead_letters", "duplicates"} {
 		if !slices.Contains(fields, want) {
 			t.Errorf("business dashboard reads fields %v, want %s among them", fields, want)
 		}
@@ -107,7 +107,8 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 	all := strings.Join(exprs, "\n")
 	for _, metric := range []string{"bf_api_requests_total", "bf_api_request_duration_seconds_bucket", "bf_api_producer_buffered_records",
 		"bf_api_producer_buffer_limit", "bf_aggregator_batch_records_bucket", "bf_aggregator_apply_duration_seconds_bucket",
-		"bf_aggregator_lag_records", "bf_aggregator_dead_letters_total", "bf_aggregator_sales_applied_total"} {
+		"bf_aggregator_lag_records", "bf_aggregator_dead_letters_total", "bf_aggregator_duplicates_total",
+		"bf_aggregator_sales_applied_total"} {
 		if !strings.Contains(all, metric) {
 			t.Errorf("protocol dashboard queries do not use %s", metric)
 		}

@@ -58,6 +58,7 @@ type truth struct {
 	ingest      map[string]float64
 	prices      map[string][]float64 // electronics product -> its sale prices in dollars
 	deadLetters int64
+	duplicates  int64
 }
 
 // problems compares a query's result with the truth where the truth is
@@ -77,6 +78,7 @@ func (tr *truth) problems(title string, q dashboard.Target, raw, out *dashboard.
 		want := scope.fields()
 		if key == "totals" {
 			want["dead_letters"] = float64(tr.deadLetters)
+			want["duplicates"] = float64(tr.duplicates)
 		}
 		for _, f := range raw.Fields {
 			if w, ok := want[f.Name]; ok && f.Values[0] != w {
@@ -141,9 +143,10 @@ var (
 	protocols = []string{"grpc", "connect+json", "connect+proto", "grpc-web", "legacy-rest", "legacy-grpc"}
 )
 
-// fillValkey produces sales into an in-process Kafka (kfake), runs the real
-// aggregator binary on them with key prefix prefix as the ACL user u, and
-// waits until it has counted every one.
+// fillValkey produces sales into an in-process Kafka (kfake), with one
+// undecodable record and one sale sent twice, runs the real aggregator
+// binary on them with key prefix prefix as the ACL user u, and waits until
+// it has counted every one.
 func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUser) *truth {
 	t.Helper()
 	bin := buildAggregator(t)
@@ -202,6 +205,11 @@ func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUse
 		Headers: []kgo.RecordHeader{{Key: "content-type", Value: []byte("application/x-protobuf")},
 			{Key: "schema", Value: []byte("blackfriday.sales.v1.Sale")}}})
 	tr.deadLetters = 1
+	// A client that lost the acknowledgement re-sends a sale with the same
+	// sale_id: the aggregator drops the copy and counts it in duplicates.
+	orig := records[n/2]
+	records = append(records, &kgo.Record{Topic: "sales", Key: orig.Key, Value: orig.Value, Headers: orig.Headers})
+	tr.duplicates = 1
 
 	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
 	if err != nil {
@@ -248,22 +256,23 @@ func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUse
 	defer admin.Close()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		vals, err := admin.Do(ctx, admin.B().Hmget().Key(prefix+"totals").Field("sales", "dead_letters").Build()).ToArray()
+		vals, err := admin.Do(ctx, admin.B().Hmget().Key(prefix+"totals").Field("sales", "dead_letters", "duplicates").Build()).ToArray()
 		if err == nil {
 			sales, _ := vals[0].ToString()
 			dead, _ := vals[1].ToString()
-			if sales == strconv.Itoa(n) && dead == "1" {
+			dup, _ := vals[2].ToString()
+			if sales == strconv.Itoa(n) && dead == "1" && dup == "1" {
 				break
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			stop()
-			t.Fatalf("the aggregator did not count %d sales and 1 dead letter within 90s (last error %v); its log:\n%s", n, err, logs.String())
+			t.Fatalf("the aggregator did not count %d sales, 1 dead letter and 1 duplicate within 90s (last error %v); its log:\n%s", n, err, logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	stop()
-	t.Logf("aggregator (ACL user %s, prefix %s) counted %d sales and 1 dead letter", u.name, prefix, n)
+	t.Logf("aggregator (ACL user %s, prefix %s) counted %d sales, 1 dead letter and 1 duplicate", u.name, prefix, n)
 	return tr
 }
 
