@@ -124,7 +124,7 @@ func idPattern(id []byte) bool {
 		return false
 	}
 	for _, c := range id[1:] {
-		if !alnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+		if !idByte(c) {
 			return false
 		}
 	}
@@ -133,6 +133,20 @@ func idPattern(id []byte) bool {
 
 func alnum(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
+// The bytes an id may hold after its first, as bit sets over 0-63 and
+// 64-127.
+const (
+	idBytesLow  = (1<<10-1)<<'0' | 1<<'.' | 1<<':' | 1<<'-'
+	idBytesHigh = (1<<26-1)<<('A'-64) | (1<<26-1)<<('a'-64) | 1<<('_'-64)
+)
+
+func idByte(c byte) bool {
+	if c < 64 {
+		return idBytesLow>>c&1 == 1
+	}
+	return c < 128 && idBytesHigh>>(c-64)&1 == 1
 }
 
 // celAddHour computes now + 1h as CEL does, reporting false where CEL

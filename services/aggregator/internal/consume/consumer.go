@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -208,9 +209,17 @@ type batch struct {
 	dead    []aggregate.DeadLetter
 }
 
-// handle processes one poll: it dead-letters the records it cannot count,
-// then applies each partition's batch. It reports whether a conflict
-// suggests checking every owned partition against Valkey.
+// maxParallelPartitions bounds how many partitions of one poll are
+// processed at once.
+const maxParallelPartitions = 32
+
+// handle processes one poll: each partition's records are decoded, folded,
+// dead-lettered and applied by a goroutine of their own, so that decoding
+// uses every core and one partition's Valkey round trips overlap another's
+// decoding. A partition's records stay in one goroutine, in offset order,
+// and each apply is its own compare-and-set, so partitions need no
+// coordination. It reports whether a conflict suggests checking every
+// owned partition against Valkey.
 func (c *Consumer) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) (bool, error) {
 	// A partition normally appears once per poll; merging keeps offset
 	// order even if it appears twice.
@@ -229,51 +238,61 @@ func (c *Consumer) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetch
 		byPartition[tp] = append(byPartition[tp], p.Records...)
 	})
 
-	var batches []*batch
-	var dead []*kgo.Record
-	var firstReason string
-	for _, tp := range order {
-		b, err := c.prepare(ctx, cl, tp, byPartition[tp])
-		if err != nil {
-			return false, err
-		}
-		if b == nil {
-			continue
-		}
-		batches = append(batches, b)
-		for _, dl := range b.dead {
-			if firstReason == "" {
-				firstReason = dl.Err.Error()
+	// The first failure stops the other partitions' retries; whatever they
+	// applied before stays applied, atomically with its offset.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	conflicts := make([]bool, len(order))
+	sem := make(chan struct{}, maxParallelPartitions)
+	var wg sync.WaitGroup
+	for i, tp := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			conflict, err := c.process(ctx, cl, tp, byPartition[tp])
+			if err != nil {
+				cancel(err)
+				return
 			}
-			dead = append(dead, deadLetterRecord(c.cfg.DLQTopic, dl))
-		}
+			conflicts[i] = conflict
+		})
 	}
-	if len(dead) > 0 {
-		// The dead letters are durable before their batches are
-		// counted, so a crash in between re-sends (duplicates in the
-		// dead-letter topic) rather than loses them.
-		if err := c.retry(ctx, "produce dead letters", func() error {
-			return cl.ProduceSync(ctx, dead...).FirstErr()
-		}); err != nil {
-			return false, err
-		}
-		c.log.Warn("dead-lettered records", "count", len(dead), "topic", c.cfg.DLQTopic, "first_reason", firstReason)
-	}
-
-	reconcile := false
-	for _, b := range batches {
-		conflict, err := c.apply(ctx, cl, b)
-		if err != nil {
-			return false, err
-		}
-		reconcile = reconcile || conflict
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return false, err
 	}
 	for tp, hw := range highWater {
 		if base, ok := c.parts.base(tp); ok && base >= 0 {
 			c.cfg.Observer.Lag(tp.partition, max(hw-base, 0))
 		}
 	}
-	return reconcile, nil
+	return slices.Contains(conflicts, true), nil
+}
+
+// process folds one partition's records, dead-letters those it cannot
+// count and applies the rest. It reports a conflict.
+func (c *Consumer) process(ctx context.Context, cl *kgo.Client, tp topicPartition, records []*kgo.Record) (bool, error) {
+	b, err := c.prepare(ctx, cl, tp, records)
+	if err != nil || b == nil {
+		return false, err
+	}
+	if len(b.dead) > 0 {
+		dead := make([]*kgo.Record, len(b.dead))
+		for i, dl := range b.dead {
+			dead[i] = deadLetterRecord(c.cfg.DLQTopic, dl)
+		}
+		// The dead letters are durable before their batch is counted, so
+		// a crash in between re-sends (duplicates in the dead-letter
+		// topic) rather than loses them.
+		if err := c.retry(ctx, "produce dead letters", func() error {
+			return cl.ProduceSync(ctx, dead...).FirstErr()
+		}); err != nil {
+			return false, err
+		}
+		c.log.Warn("dead-lettered records", "count", len(dead), "topic", c.cfg.DLQTopic,
+			"partition", tp.partition, "first_reason", b.dead[0].Err.Error())
+	}
+	return c.apply(ctx, cl, b)
 }
 
 // prepare folds a partition's records from its base on. It returns nil when
