@@ -7,6 +7,9 @@
 #   make overload-api     the overload test at full length (OVERLOAD_DURATION=30s)
 #                         against a real Kafka broker and Valkey started here;
 #                         strict latency bounds; figures in .run/overload-api/
+#   make overload-api-compare  the same, ADMISSION_MODE=fixed and =adaptive in
+#                         turn, OVERLOAD_ROUNDS times, against one broker and
+#                         Valkey (one window): one RESULT line and JSON per run
 #   make test-api-security  the api's security and hostile-input tests alone
 #                         (in process, kfake; no service needed)
 
@@ -17,6 +20,8 @@ API_FUZZ := ./internal/server:FuzzRecordSaleJSON ./internal/server:FuzzRecordSal
             ./internal/legacy:FuzzDecodeVenta ./internal/legacy:FuzzPriceCents
 OVERLOAD_DURATION ?= 30s
 OVERLOAD_DIR      := $(CURDIR)/.run/overload-api
+OVERLOAD_ROUNDS   ?= 2
+OVERLOAD_MODES    ?= fixed adaptive
 
 .PHONY: fuzz-api-short
 fuzz-api-short: ## Run each api fuzz target for API_FUZZTIME (20s).
@@ -42,6 +47,26 @@ overload-api: ## The api overload test at full length (OVERLOAD_DURATION=30s), s
 	  go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $(OVERLOAD_DIR)/overload.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |ok|FAIL)|overload_test.go:[0-9]+: ' $(OVERLOAD_DIR)/overload.log | grep -v 'waiting for the aggregates' || true; \
 	echo "figures: $(OVERLOAD_DIR)/overload.json"; \
+	exit $$rc
+
+.PHONY: overload-api-compare
+overload-api-compare: ## The overload test at full length with each ADMISSION_MODE in turn, OVERLOAD_ROUNDS times, in one window.
+	@mkdir -p $(OVERLOAD_DIR)
+	@export BF_RUN_DIR=$(OVERLOAD_DIR); \
+	trap 'scripts/testenv.sh down >/dev/null 2>&1 || true' EXIT; \
+	scripts/testenv.sh up >/dev/null || exit 1; \
+	source $(OVERLOAD_DIR)/testenv.env; \
+	echo "overload-api-compare: OVERLOAD_DURATION=$(OVERLOAD_DURATION), modes $(OVERLOAD_MODES), $(OVERLOAD_ROUNDS) rounds, start $$(date -u +%H:%M:%S) UTC"; \
+	rc=0; \
+	for round in $$(seq $(OVERLOAD_ROUNDS)); do for mode in $(OVERLOAD_MODES); do \
+	  log=$(OVERLOAD_DIR)/compare-$$round-$$mode.log; \
+	  echo "round $$round, ADMISSION_MODE=$$mode: load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $$log"; \
+	  OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/compare-$$round-$$mode.json \
+	    OVERLOAD_API_ENV="ADMISSION_MODE=$$mode $(OVERLOAD_API_ENV)" \
+	    go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $$log 2>&1 || rc=$$?; \
+	  grep -E '^(--- |FAIL)|RESULT \|' $$log | sed 's/^ *overload_test.go:[0-9]*: //' || true; \
+	done; done; \
+	echo "end $$(date -u +%H:%M:%S) UTC; figures: $(OVERLOAD_DIR)/compare-*.json"; \
 	exit $$rc
 
 .PHONY: test-api-security

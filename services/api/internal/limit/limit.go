@@ -71,10 +71,15 @@ const (
 	// bestDecay is how much of the best throughput is remembered from one
 	// window to the next: about 7 s of half-life at 100 ms windows.
 	bestDecay = 0.99
+	// smoothing is the weight of a window's throughput in the running
+	// average the limit judges (about five windows): one window of a few
+	// hundred calls is too noisy, and the best of noisy windows would be
+	// a peak no average reaches.
+	smoothing = 0.2
 	// judgeWindows is how many windows after a cut its cost in throughput
 	// is judged: the calls admitted before it take a latency or so to
-	// drain, so the next window alone would not show it.
-	judgeWindows = 5
+	// drain, and the running average a few windows more to show it.
+	judgeWindows = 10
 	// holdWindows is how many windows the limit does not shrink after a
 	// cut that cost throughput was undone: the latency is not the limit's
 	// to cure, and trying again at once would cost as much again.
@@ -102,8 +107,10 @@ type Adaptive struct {
 	// (no call could have been refused): what the work costs when nothing
 	// queues for admission.
 	baseline time.Duration
-	// best is the best throughput of recent windows, in calls per second,
-	// decaying by bestDecay a window.
+	// rate is the running average of the windows' throughput, in calls
+	// per second; best is its best recent value, decaying by bestDecay a
+	// window.
+	rate float64
 	best float64
 	// cutFrom is the limit before the cuts being judged, and judging how
 	// many more windows judge them; hold counts windows without cuts.
@@ -179,8 +186,13 @@ func (a *Adaptive) update(throughput float64) {
 			a.baseline += time.Duration(float64(median-a.baseline) * baselineRise)
 		}
 	}
-	held := throughput >= throughputHold*a.best
-	a.best = max(throughput, a.best*bestDecay)
+	if a.rate == 0 {
+		a.rate = throughput
+	} else {
+		a.rate += smoothing * (throughput - a.rate)
+	}
+	held := a.rate >= throughputHold*a.best
+	a.best = max(a.rate, a.best*bestDecay)
 	// A cut should shorten the queue, not the calls served. If the
 	// throughput fell after one, the latency came from elsewhere (a CPU
 	// taken by refused calls, a slow broker): undo it, and try no other
