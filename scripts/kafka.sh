@@ -38,57 +38,30 @@
 set -euo pipefail
 shopt -s inherit_errexit
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+SERVICE=kafka
+NOUN=broker
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 POM="$REPO_ROOT/test/kafka/pom.xml"
 LOG4J_CONF="$REPO_ROOT/test/kafka/log4j2.xml"
-
-RUN_ROOT="${BF_RUN_DIR:-$REPO_ROOT/.run}"
-[[ "$RUN_ROOT" == /* ]] || RUN_ROOT="$PWD/$RUN_ROOT"
-STATE="$RUN_ROOT/kafka"
 CACHE_ROOT="${BF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/blackfriday}"
 
+# kafka.log is log4j2's output (see test/kafka/log4j2.xml), kafka.out the
+# JVM's stdout/stderr.
 PROPS="$STATE/server.properties"
-PID_FILE="$STATE/kafka.pid"
-PORT_FILE="$STATE/port"
 CTRL_PORT_FILE="$STATE/controller_port"
 CLUSTER_ID_FILE="$STATE/cluster_id"
 SASL_PORT_FILE="$STATE/sasl_port"   # present when the SCRAM listener is on
 AUTHORIZER_FILE="$STATE/authorizer" # present when ACLs are enforced
 VERSION_FILE="$STATE/version"
 DATA_DIR="$STATE/data"
-LOG_FILE="$STATE/kafka.log"     # log4j2 output (see test/kafka/log4j2.xml)
-OUT_FILE="$STATE/kafka.out"     # JVM stdout/stderr
 FORMAT_LOG="$STATE/format.log"
 OFFSET_FILE="$STATE/log_offset" # size of $LOG_FILE when the current broker was launched
+DUMP_FILES=("$FORMAT_LOG" "$OUT_FILE" "$LOG_FILE")
 
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
-
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-
-die() {
-  log "ERROR: $*"
-  exit 1
-}
-
-# Print the tail of the broker's logs to stderr (for loud failures).
-dump_logs() {
-  local f
-  for f in "$FORMAT_LOG" "$OUT_FILE" "$LOG_FILE"; do
-    if [[ -s "$f" ]]; then
-      printf -- '----- last 40 lines of %s -----\n' "$f" >&2
-      tail -n 40 "$f" >&2 || true
-    fi
-  done
-  printf -- '----- end of logs -----\n' >&2
-}
-
-fail() {
-  log "ERROR: $*"
-  dump_logs
-  exit 1
-}
 
 kafka_version() {
   if [[ -n "${KAFKA_VERSION:-}" ]]; then
@@ -99,15 +72,6 @@ kafka_version() {
   v="$(sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p;T;q' "$POM")"
   [[ -n "$v" ]] || die "cannot read <kafka.version> from $POM"
   printf '%s\n' "$v"
-}
-
-# True if $1 is a live (non-zombie) process.
-pid_alive() {
-  local pid="$1" state
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/stat" ]] || return 1
-  state="$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)"
-  [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
 }
 
 # Prints the pid of OUR running broker (checked against its command line), or fails.
@@ -121,41 +85,13 @@ running_pid() {
   printf '%s\n' "$pid"
 }
 
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A free loopback TCP port below the Linux ephemeral range (so it cannot clash
-# with outgoing connections), not in $1 (space separated exclusions).
-free_port() {
-  local exclude=" ${1:-} " p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-    [[ "$exclude" == *" $p "* ]] && continue
-    port_open "$p" && continue
-    if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Htan "sport = :$p" 2>/dev/null || true)" ]]; then
-      continue
-    fi
-    printf '%s\n' "$p"
-    return 0
-  done
-  die "could not find a free loopback port"
-}
-
 ensure_java_maven() {
   local missing=()
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
   ((${#missing[@]} == 0)) && return 0
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${missing[*]} with apt-get (needed to run the test Kafka broker)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! { apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2; }; then
-      die "apt-get install ${missing[*]} failed"
-    fi
-  else
+  apt_install "installing ${missing[*]} with apt-get (needed to run the test Kafka broker)" "${missing[@]}" ||
     die "missing ${missing[*]}: install a Java 17+ runtime and Maven"
-  fi
 }
 
 # Kafka 4.x brokers need Java 17 or newer.
@@ -308,40 +244,22 @@ scram_format_args() {
   done
 }
 
-print_addr() {
-  [[ -f "$PORT_FILE" ]] || die "no broker state in $STATE (run: $0 start)"
-  printf '127.0.0.1:%s\n' "$(cat "$PORT_FILE")"
+# started PORT OFFSET: the broker's port answers and, in the log it wrote
+# since it was launched (past OFFSET), it says it started.
+started() {
+  port_open "$1" && [[ -f "$LOG_FILE" ]] &&
+    grep -q 'Kafka Server started' < <(tail -c "+$(($2 + 1))" "$LOG_FILE")
 }
 
-# Wait until broker $1 is up: its port answers and, in the log it wrote since
-# it was launched, it says it started.
+# Wait until broker $1 is up.
 wait_ready() {
-  local pid="$1" offset=0 port deadline
-  port="$(cat "$PORT_FILE")"
+  local offset=0
   [[ -f "$OFFSET_FILE" ]] && offset="$(cat "$OFFSET_FILE")"
-  deadline=$((SECONDS + START_TIMEOUT))
-  while :; do
-    if ! pid_alive "$pid"; then
-      rm -f "$PID_FILE"
-      fail "broker process $pid exited during startup"
-    fi
-    if port_open "$port" && [[ -f "$LOG_FILE" ]] &&
-      grep -q 'Kafka Server started' < <(tail -c "+$((offset + 1))" "$LOG_FILE"); then
-      return 0
-    fi
-    if ((SECONDS >= deadline)); then
-      kill -KILL "$pid" 2>/dev/null || true
-      rm -f "$PID_FILE"
-      fail "broker not ready on 127.0.0.1:$port after ${START_TIMEOUT}s (killed it)"
-    fi
-    sleep 0.2
-  done
+  wait_started "$1" 0.2 "not ready" started "$(cat "$PORT_FILE")" "$offset"
 }
 
 cmd_start() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/.lock"
-  flock 9
+  lock_state
 
   local pid
   if pid="$(running_pid)"; then
@@ -361,20 +279,8 @@ cmd_start() {
   # Ports and cluster id are chosen once and then reused, so a restarted
   # broker keeps its address and its data.
   local port ctrl
-  if [[ -n "${KAFKA_PORT:-}" ]]; then
-    port="$KAFKA_PORT"
-  elif [[ -f "$PORT_FILE" ]]; then
-    port="$(cat "$PORT_FILE")"
-  else
-    port="$(free_port)"
-  fi
-  if [[ -n "${KAFKA_CONTROLLER_PORT:-}" ]]; then
-    ctrl="$KAFKA_CONTROLLER_PORT"
-  elif [[ -f "$CTRL_PORT_FILE" ]]; then
-    ctrl="$(cat "$CTRL_PORT_FILE")"
-  else
-    ctrl="$(free_port "$port")"
-  fi
+  port="$(choose_port "${KAFKA_PORT:-}" "$PORT_FILE")"
+  ctrl="$(choose_port "${KAFKA_CONTROLLER_PORT:-}" "$CTRL_PORT_FILE" "$port")"
   [[ "$port" =~ ^[0-9]+$ && "$ctrl" =~ ^[0-9]+$ && "$port" != "$ctrl" ]] ||
     die "bad ports: broker=$port controller=$ctrl"
   port_open "$port" && die "port $port on 127.0.0.1 is already in use by another process"
@@ -434,20 +340,7 @@ cmd_start() {
   printf -- '===== %s starting Apache Kafka %s on 127.0.0.1:%s =====\n' \
     "$(date -u +%FT%TZ)" "$version" "$port" >>"$OUT_FILE"
 
-  # setsid + nohup: the broker outlives this shell and its session. The inner
-  # shell records its own pid and then becomes the JVM (exec), so the pid file
-  # is right even if setsid has to fork. fd 9 (our lock) is not inherited.
-  # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
-  nohup setsid bash -c 'echo "$$" >"$1"; shift; exec "$@"' kafka-launch "$PID_FILE" \
-    java "${jvm[@]}" -cp "$libs/*" kafka.Kafka "$PROPS" \
-    </dev/null >>"$OUT_FILE" 2>&1 9>&- &
-
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ -s "$PID_FILE" ]] && break
-    sleep 0.05
-  done
-  [[ -s "$PID_FILE" ]] || fail "broker launcher did not write $PID_FILE"
+  launch kafka-launch java "${jvm[@]}" -cp "$libs/*" kafka.Kafka "$PROPS"
   pid="$(cat "$PID_FILE")"
   log "started Apache Kafka $version (pid $pid), waiting for 127.0.0.1:$port"
   wait_ready "$pid"
@@ -458,64 +351,13 @@ cmd_start() {
   print_addr
 }
 
-# Wait until $1 is gone, up to $2 seconds. Returns 1 on timeout.
-wait_gone() {
-  local pid="$1" deadline=$((SECONDS + $2))
-  while pid_alive "$pid"; do
-    ((SECONDS >= deadline)) && return 1
-    sleep 0.1
-  done
-  return 0
-}
-
 cmd_stop() {
   local pid
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    log "broker not running"
-    return 0
-  fi
+  pid="$(running_or_forget)" || return 0
   log "stopping broker (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-    log "broker did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "broker pid $pid survived SIGKILL"
-  fi
+  terminate "$pid"
   rm -f "$PID_FILE"
   log "stopped"
-}
-
-cmd_kill() {
-  local pid
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    log "broker not running"
-    return 0
-  fi
-  log "killing broker (pid $pid) with SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait_gone "$pid" 10 || die "broker pid $pid survived SIGKILL"
-  rm -f "$PID_FILE"
-}
-
-cmd_status() {
-  local pid
-  if pid="$(running_pid)"; then
-    printf 'running %s (pid %s)\n' "$(print_addr)" "$pid"
-    return 0
-  fi
-  printf 'stopped\n'
-  return 3
-}
-
-cmd_destroy() {
-  cmd_stop
-  if [[ -d "$STATE" ]]; then
-    [[ "$STATE" == */kafka ]] || die "refusing to delete unexpected state dir $STATE"
-    rm -rf "$STATE"
-    log "deleted $STATE"
-  fi
 }
 
 case "${1:-}" in

@@ -31,45 +31,17 @@
 set -euo pipefail
 shopt -s inherit_errexit
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+SERVICE=valkey
+NOUN=server
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-RUN_ROOT="${BF_RUN_DIR:-$REPO_ROOT/.run}"
-[[ "$RUN_ROOT" == /* ]] || RUN_ROOT="$PWD/$RUN_ROOT"
-STATE="$RUN_ROOT/valkey"
-
-PID_FILE="$STATE/valkey.pid"
-PORT_FILE="$STATE/port"
+# valkey.log is the server's log (--logfile), valkey.out its stdout/stderr.
 DATA_DIR="$STATE/data"
-LOG_FILE="$STATE/valkey.log"  # server log (--logfile)
-OUT_FILE="$STATE/valkey.out"  # process stdout/stderr
+DUMP_FILES=("$OUT_FILE" "$LOG_FILE")
 
 START_TIMEOUT="${VALKEY_START_TIMEOUT:-30}"
 STOP_TIMEOUT="${VALKEY_STOP_TIMEOUT:-30}"
-
-log() { printf 'valkey.sh: %s\n' "$*" >&2; }
-
-die() {
-  log "ERROR: $*"
-  exit 1
-}
-
-dump_logs() {
-  local f
-  for f in "$OUT_FILE" "$LOG_FILE"; do
-    if [[ -s "$f" ]]; then
-      printf -- '----- last 40 lines of %s -----\n' "$f" >&2
-      tail -n 40 "$f" >&2 || true
-    fi
-  done
-  printf -- '----- end of logs -----\n' >&2
-}
-
-fail() {
-  log "ERROR: $*"
-  dump_logs
-  exit 1
-}
 
 # Prints the server binary to use, installing redis-server if there is none.
 server_bin() {
@@ -80,17 +52,11 @@ server_bin() {
       return 0
     fi
   done
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "neither valkey-server nor redis-server found; installing Debian's redis-server with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! { apt-get update -qq >&2 && apt-get install -y -qq redis-server >&2; }; then
-      die "apt-get install redis-server failed"
-    fi
-    # Debian's package starts a system service on port 6379; we do not use it.
-    if command -v redis-server >/dev/null 2>&1; then
-      command -v redis-server
-      return 0
-    fi
+  # Debian's package starts a system service on port 6379; we do not use it.
+  if apt_install "neither valkey-server nor redis-server found; installing Debian's redis-server with apt-get" redis-server &&
+    command -v redis-server >/dev/null 2>&1; then
+    command -v redis-server
+    return 0
   fi
   die "no valkey-server or redis-server on PATH (install valkey or redis-server)"
 }
@@ -118,14 +84,6 @@ server_version() {
   printf '%s %s\n' "$(basename "$server")" "${v:-unknown}"
 }
 
-pid_alive() {
-  local pid="$1" state
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/stat" ]] || return 1
-  state="$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null || true)"
-  [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
-}
-
 # Prints the pid of OUR running server (the port in its cmdline must match).
 running_pid() {
   [[ -f "$PID_FILE" && -f "$PORT_FILE" ]] || return 1
@@ -137,24 +95,6 @@ running_pid() {
   cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
   [[ "$cmdline" == *"-server"*":$port "* || "$cmdline" == *"-server"*"--port $port "* ]] || return 1
   printf '%s\n' "$pid"
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-free_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-    port_open "$p" && continue
-    if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Htan "sport = :$p" 2>/dev/null || true)" ]]; then
-      continue
-    fi
-    printf '%s\n' "$p"
-    return 0
-  done
-  die "could not find a free loopback port"
 }
 
 # The redis-cli arguments that authenticate as VALKEY_ADMIN_USER, if set.
@@ -187,33 +127,13 @@ ping() {
   [[ "$reply" == "PONG" ]]
 }
 
-print_addr() {
-  [[ -f "$PORT_FILE" ]] || die "no server state in $STATE (run: $0 start)"
-  printf '127.0.0.1:%s\n' "$(cat "$PORT_FILE")"
-}
-
+# Wait until server $1 answers PING.
 wait_ready() {
-  local pid="$1" port deadline
-  port="$(cat "$PORT_FILE")"
-  deadline=$((SECONDS + START_TIMEOUT))
-  until ping "$port"; do
-    if ! pid_alive "$pid"; then
-      rm -f "$PID_FILE"
-      fail "server process $pid exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      kill -KILL "$pid" 2>/dev/null || true
-      rm -f "$PID_FILE"
-      fail "server not answering PING on 127.0.0.1:$port after ${START_TIMEOUT}s (killed it)"
-    fi
-    sleep 0.1
-  done
+  wait_started "$1" 0.1 "not answering PING" ping "$(cat "$PORT_FILE")"
 }
 
 cmd_start() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/.lock"
-  flock 9
+  lock_state
 
   local pid
   if pid="$(running_pid)"; then
@@ -226,13 +146,7 @@ cmd_start() {
 
   local server port
   server="$(server_bin)"
-  if [[ -n "${VALKEY_PORT:-}" ]]; then
-    port="$VALKEY_PORT"
-  elif [[ -f "$PORT_FILE" ]]; then
-    port="$(cat "$PORT_FILE")"
-  else
-    port="$(free_port)"
-  fi
+  port="$(choose_port "${VALKEY_PORT:-}" "$PORT_FILE")"
   [[ "$port" =~ ^[0-9]+$ ]] || die "bad port: $port"
   port_open "$port" && die "port $port on 127.0.0.1 is already in use by another process"
   printf '%s\n' "$port" >"$PORT_FILE"
@@ -256,40 +170,16 @@ cmd_start() {
 
   printf -- '===== %s starting %s on 127.0.0.1:%s =====\n' \
     "$(date -u +%FT%TZ)" "$(server_version "$server")" "$port" >>"$OUT_FILE"
-  # See scripts/kafka.sh: detached from this shell; the pid file is written
-  # by the process that then becomes the server; fd 9 (our lock) is closed.
-  # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
-  nohup setsid bash -c 'echo "$$" >"$1"; shift; exec "$@"' valkey-launch "$PID_FILE" \
-    "$server" "${args[@]}" </dev/null >>"$OUT_FILE" 2>&1 9>&- &
-
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ -s "$PID_FILE" ]] && break
-    sleep 0.05
-  done
-  [[ -s "$PID_FILE" ]] || fail "launcher did not write $PID_FILE"
+  launch valkey-launch "$server" "${args[@]}"
   pid="$(cat "$PID_FILE")"
   wait_ready "$pid"
   log "ready: $(server_version "$server") at 127.0.0.1:$port (appendonly=${VALKEY_APPENDONLY:-no}), state in $STATE"
   print_addr
 }
 
-wait_gone() {
-  local pid="$1" deadline=$((SECONDS + $2))
-  while pid_alive "$pid"; do
-    ((SECONDS >= deadline)) && return 1
-    sleep 0.1
-  done
-  return 0
-}
-
 cmd_stop() {
   local pid port cli
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    log "server not running"
-    return 0
-  fi
+  pid="$(running_or_forget)" || return 0
   port="$(cat "$PORT_FILE")"
   log "stopping server (pid $pid)"
   cli="$(cli_bin "$(server_bin)")"
@@ -298,48 +188,9 @@ cmd_stop() {
     mapfile -t auth < <(cli_auth)
     timeout 10 "$cli" -h 127.0.0.1 -p "$port" "${auth[@]}" shutdown nosave >/dev/null 2>&1 || true
   fi
-  if ! wait_gone "$pid" 2; then
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-      log "server did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      wait_gone "$pid" 10 || die "server pid $pid survived SIGKILL"
-    fi
-  fi
+  wait_gone "$pid" 2 || terminate "$pid"
   rm -f "$PID_FILE"
   log "stopped"
-}
-
-cmd_kill() {
-  local pid
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    log "server not running"
-    return 0
-  fi
-  log "killing server (pid $pid) with SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait_gone "$pid" 10 || die "server pid $pid survived SIGKILL"
-  rm -f "$PID_FILE"
-}
-
-cmd_status() {
-  local pid
-  if pid="$(running_pid)"; then
-    printf 'running %s (pid %s)\n' "$(print_addr)" "$pid"
-    return 0
-  fi
-  printf 'stopped\n'
-  return 3
-}
-
-cmd_destroy() {
-  cmd_stop
-  if [[ -d "$STATE" ]]; then
-    [[ "$STATE" == */valkey ]] || die "refusing to delete unexpected state dir $STATE"
-    rm -rf "$STATE"
-    log "deleted $STATE"
-  fi
 }
 
 case "${1:-}" in
