@@ -141,6 +141,10 @@ type Delta struct {
 	// remembered keys can no longer match a later copy and may be
 	// forgotten; zero forgets nothing.
 	SeenTrimBefore int64
+
+	// seenBlob and seenNewest memoise SeenBlob.
+	seenBlob   []byte
+	seenNewest int64
 }
 
 // NewDelta returns an empty Delta for one partition.

@@ -32,9 +32,9 @@ type Store interface {
 	Apply(ctx context.Context, d *aggregate.Delta, base int64) (store.Outcome, error)
 	// LoadOffsets returns the stored offset of each partition, -1 for none.
 	LoadOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
-	// Seen returns which of keys the partition counted recently, with the
-	// record timestamp (Unix ms) of each counted copy.
-	Seen(ctx context.Context, topic string, partition int32, keys []aggregate.SaleKey) (map[aggregate.SaleKey]int64, error)
+	// LoadSeen returns a partition's stored offset (-1 for none) and the
+	// dedup set that goes with it, read together atomically.
+	LoadSeen(ctx context.Context, topic string, partition int32) (int64, *aggregate.SeenSet, error)
 }
 
 // Config configures a Consumer.
@@ -207,7 +207,13 @@ type batch struct {
 	records []*kgo.Record
 	delta   *aggregate.Delta
 	dead    []aggregate.DeadLetter
+	// seen is the partition's dedup set as of base, nil with dedup off.
+	seen *aggregate.SeenSet
 }
+
+// errConflict says that Valkey's offset for a partition was not the
+// expected one; the partition was moved to it.
+var errConflict = errors.New("valkey's offset differs")
 
 // maxParallelPartitions bounds how many partitions of one poll are
 // processed at once.
@@ -273,6 +279,9 @@ func (c *Consumer) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetch
 // count and applies the rest. It reports a conflict.
 func (c *Consumer) process(ctx context.Context, cl *kgo.Client, tp topicPartition, records []*kgo.Record) (bool, error) {
 	b, err := c.prepare(ctx, cl, tp, records)
+	if errors.Is(err, errConflict) {
+		return true, nil
+	}
 	if err != nil || b == nil {
 		return false, err
 	}
@@ -338,19 +347,33 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 		return nil, fmt.Errorf("decode %s/%d at %d: %w", topic, partition, records[0].Offset, err)
 	}
 	dedup := aggregate.Dedup{Window: c.cfg.DedupWindow}
-	if dedup.Window > 0 && len(decoded.Sales) > 0 {
-		// One round trip per partition batch. The apply's compare-and-set
-		// on the offset proves nobody touched the partition, and so its
-		// dedup set, between this read and the write.
-		keys := decoded.Keys()
-		err := c.retry(ctx, "read seen sale ids", func() error {
-			var err error
-			dedup.Seen, err = c.store.Seen(ctx, topic, partition, keys)
-			return err
-		})
-		if err != nil {
-			return nil, err
+	var seen *aggregate.SeenSet
+	if dedup.Window > 0 {
+		seen = c.parts.seen(tp, base)
+		if seen == nil {
+			// This member's copy of the dedup set is missing or was kept
+			// for another base: read it again, with the offset it goes
+			// with, in one atomic step.
+			var stored int64
+			err := c.retry(ctx, "read seen sale ids", func() error {
+				var err error
+				stored, seen, err = c.store.LoadSeen(ctx, topic, partition)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			if stored != base {
+				c.cfg.Observer.Conflict(partition)
+				c.conflict(cl, tp, base, stored, fmt.Sprintf("batch [%d, %d]", records[0].Offset, records[len(records)-1].Offset))
+				return nil, errConflict
+			}
+			c.parts.setSeen(tp, base, seen)
 		}
+		// The set is exactly Valkey's as of base, and the apply's
+		// compare-and-set on the offset proves nobody touched the
+		// partition, and so its dedup set, in between.
+		dedup.Seen = seen.Seen()
 	}
 	d, err := decoded.Fold(dedup)
 	if err != nil {
@@ -358,7 +381,7 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 		// a bug or hostile input; stopping is louder than stalling.
 		return nil, fmt.Errorf("fold %s/%d at %d: %w", topic, partition, records[0].Offset, err)
 	}
-	return &batch{tp: tp, base: base, records: records, delta: d, dead: decoded.Dead}, nil
+	return &batch{tp: tp, base: base, records: records, delta: d, dead: decoded.Dead, seen: seen}, nil
 }
 
 // apply writes one batch with compare-and-set and moves the partition on. It
@@ -383,6 +406,12 @@ func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (bool, e
 		// batch was applied and its reply lost, or another member counted
 		// the same records. Either way they are counted once.
 		c.parts.set(b.tp, next)
+		if b.seen != nil && out.Applied {
+			// Keep the copy of the dedup set in step with Valkey's.
+			b.seen.Add(b.delta.SeenBlob())
+			b.seen.Forget(b.delta.SeenTrimBefore)
+			c.parts.setSeen(b.tp, next, b.seen)
+		}
 		cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{
 			b.tp.topic: {b.tp.partition: {Epoch: last.LeaderEpoch, Offset: next}},
 		})

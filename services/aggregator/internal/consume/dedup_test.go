@@ -133,3 +133,26 @@ func TestConsumerDedupWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumerDedupAcrossRestarts drops copies whose first copy a previous
+// consumer counted: the dedup set a consumer keeps in memory is loaded from
+// Valkey when it takes a partition over, and loaded again after an apply
+// whose reply was lost.
+func TestConsumerDedupAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.dedupWindow = time.Hour
+	copies := func(i int) int { return 1 + i%3 }
+	e.produceCopies(900, copies, time.Millisecond, true)
+	fs := &flakyStore{Store: e.store, failAfter: 3}
+	first := e.start("first", 40, fs)
+	e.waitFor("the first consumer to count some records", func() bool { return e.storedTotal() >= 300 })
+	first.stop(t)
+	if n := e.storedTotal(); n >= 1800 {
+		t.Fatalf("records counted when the first consumer stopped = %d, want not all", n)
+	}
+	e.produceCopies(300, copies, time.Millisecond, true)
+	e.start("second", 70, nil)
+	e.waitCaughtUp()
+	e.check()
+}

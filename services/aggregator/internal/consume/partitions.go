@@ -1,6 +1,10 @@
 package consume
 
-import "sync"
+import (
+	"sync"
+
+	"blackfriday.local/services/aggregator/internal/aggregate"
+)
 
 type topicPartition struct {
 	topic     string
@@ -15,10 +19,36 @@ type topicPartition struct {
 type partitions struct {
 	mu    sync.Mutex
 	bases map[topicPartition]int64
+	// dedup holds this member's copy of each partition's dedup set and
+	// the base it reflects.
+	dedup map[topicPartition]seenCopy
+}
+
+type seenCopy struct {
+	base int64
+	set  *aggregate.SeenSet
 }
 
 func newPartitions() *partitions {
-	return &partitions{bases: make(map[topicPartition]int64)}
+	return &partitions{bases: make(map[topicPartition]int64), dedup: make(map[topicPartition]seenCopy)}
+}
+
+// seen returns the copy of a partition's dedup set if it reflects base,
+// otherwise nil.
+func (p *partitions) seen(tp topicPartition, base int64) *aggregate.SeenSet {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.dedup[tp]; ok && c.base == base {
+		return c.set
+	}
+	return nil
+}
+
+// setSeen records the copy of a partition's dedup set as of base.
+func (p *partitions) setSeen(tp topicPartition, base int64, set *aggregate.SeenSet) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dedup[tp] = seenCopy{base: base, set: set}
 }
 
 func (p *partitions) base(tp topicPartition) (int64, bool) {
@@ -39,6 +69,7 @@ func (p *partitions) drop(topic string, parts []int32) {
 	defer p.mu.Unlock()
 	for _, part := range parts {
 		delete(p.bases, topicPartition{topic: topic, partition: part})
+		delete(p.dedup, topicPartition{topic: topic, partition: part})
 	}
 }
 

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"maps"
@@ -169,17 +168,19 @@ func encode(k Keys, d *aggregate.Delta, base int64, rateTTLSeconds int64) (*call
 		c.pair("revenue_cents", s.RevenueCents)
 	}
 
-	// Section S: the sale ids counted, remembered for dedup, and the
-	// forgetting of those too old to match a later copy.
+	// Section S: the sale ids counted, remembered for dedup as one member
+	// per batch (see aggregate.Delta.SeenBlob), and the forgetting of
+	// members too old to match a later copy.
 	if d.Seen != nil {
 		c.count(1)
 		c.key(k.Seen(d.Topic, d.Partition))
 		c.int(d.SeenTrimBefore)
-		keys := slices.SortedFunc(maps.Keys(d.Seen), func(a, b aggregate.SaleKey) int { return bytes.Compare(a[:], b[:]) })
-		c.count(len(keys))
-		for _, key := range keys {
-			c.int(d.Seen[key])
-			c.arg(string(key[:]))
+		if member, newest := d.SeenBlob(); member != nil {
+			c.count(1)
+			c.int(newest)
+			c.arg(string(member))
+		} else {
+			c.count(0)
 		}
 	} else {
 		c.count(0)

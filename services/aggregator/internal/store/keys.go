@@ -61,8 +61,9 @@ func (k Keys) RateLog(c salesv1.Category) string {
 }
 
 // Seen is the sorted set of the sale ids one partition counted recently:
-// member the 16-byte aggregate.SaleKey, score the record timestamp (Unix ms)
-// of the counted copy.
+// one member per applied batch, holding the 16-byte aggregate.SaleKey and
+// record timestamp of each sale it counted, scored by the newest of those
+// timestamps (see aggregate.Delta.SeenBlob).
 func (k Keys) Seen(topic string, partition int32) string {
 	return k.prefix + "seen:" + OffsetField(topic, partition)
 }

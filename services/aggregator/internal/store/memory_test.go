@@ -11,10 +11,12 @@ import (
 
 // TestDedupMemory measures what the dedup set costs in Valkey per
 // remembered sale id, with MEMORY USAGE (SAMPLES 0: every element counted)
-// on sets filled the way apply.lua fills them: 16-byte keys scored by record
-// time in Unix ms. It fails if an entry costs more than the bound that
-// docs/valkey-keys.md promises. BF_DEDUP_MEMORY_ENTRIES overrides the
-// largest size (default 200,000).
+// on sets filled the way apply.lua fills them: one member per batch holding
+// its sales' 16-byte keys and record timestamps (aggregate.Delta.SeenBlob),
+// for batches of one sale (an idle pipeline: the worst case) up to 1,000.
+// It fails if an entry costs more than the bound that docs/valkey-keys.md
+// promises. BF_DEDUP_MEMORY_ENTRIES overrides the largest size (default
+// 200,000).
 func TestDedupMemory(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -28,23 +30,36 @@ func TestDedupMemory(t *testing.T) {
 		largest = n
 	}
 	tests := []struct {
-		entries int
+		entries, perBatch int
 		// maxPerEntry bounds the bytes per entry.
 		maxPerEntry float64
 	}{
-		{entries: 100, maxPerEntry: 40},   // a listpack: compact
-		{entries: 1000, maxPerEntry: 128}, // a skiplist and a dict
-		{entries: largest, maxPerEntry: 128},
+		{entries: 100, perBatch: 1, maxPerEntry: 48}, // a listpack: compact
+		{entries: largest, perBatch: 1, maxPerEntry: 128},
+		{entries: largest, perBatch: 10, maxPerEntry: 40},
+		{entries: largest, perBatch: 100, maxPerEntry: 30},
+		{entries: largest, perBatch: 1000, maxPerEntry: 30},
 	}
 	start := time.Now().UnixMilli()
 	for _, tt := range tests {
-		key := f.keys.Prefix() + "seen:memory:" + strconv.Itoa(tt.entries)
-		for first := 0; first < tt.entries; first += 1000 {
-			cmd := f.client.B().Zadd().Key(key).ScoreMember()
-			for i := first; i < min(first+1000, tt.entries); i++ {
-				k := aggregate.KeyOf("0197c0de-0000-7000-8000-" + strconv.Itoa(i))
-				cmd = cmd.ScoreMember(float64(start+int64(i)), string(k[:]))
+		key := f.keys.Prefix() + "seen:memory:" + strconv.Itoa(tt.entries) + ":" + strconv.Itoa(tt.perBatch)
+		cmd := f.client.B().Zadd().Key(key).ScoreMember()
+		members := 0
+		for first := 0; first < tt.entries; first += tt.perBatch {
+			d := aggregate.NewDelta("sales", 0)
+			d.Seen = make(map[aggregate.SaleKey]int64, tt.perBatch)
+			for i := first; i < min(first+tt.perBatch, tt.entries); i++ {
+				d.Seen[aggregate.KeyOf("0197c0de-0000-7000-8000-"+strconv.Itoa(i))] = start + int64(i)
+				d.Next = int64(i + 1)
 			}
+			member, newest := d.SeenBlob()
+			cmd = cmd.ScoreMember(float64(newest), string(member))
+			if members++; members == 1000 {
+				f.do(t, cmd.Build())
+				cmd, members = f.client.B().Zadd().Key(key).ScoreMember(), 0
+			}
+		}
+		if members > 0 {
 			f.do(t, cmd.Build())
 		}
 		bytes, err := f.client.Do(ctx, f.client.B().MemoryUsage().Key(key).Samples(0).Build()).AsInt64()
@@ -52,9 +67,9 @@ func TestDedupMemory(t *testing.T) {
 			t.Fatalf("MEMORY USAGE %s SAMPLES 0 = %v", key, err)
 		}
 		per := float64(bytes) / float64(tt.entries)
-		t.Logf("dedup set of %d sale ids: MEMORY USAGE %d bytes, %.1f bytes per id", tt.entries, bytes, per)
+		t.Logf("dedup set of %d sale ids in batches of %d: MEMORY USAGE %d bytes, %.1f bytes per id", tt.entries, tt.perBatch, bytes, per)
 		if per > tt.maxPerEntry {
-			t.Errorf("dedup set of %d ids costs %.1f bytes per id, want at most %.0f", tt.entries, per, tt.maxPerEntry)
+			t.Errorf("dedup set of %d ids in batches of %d costs %.1f bytes per id, want at most %.0f", tt.entries, tt.perBatch, per, tt.maxPerEntry)
 		}
 	}
 }

@@ -42,7 +42,7 @@ func Dial(ctx context.Context, o Options) (rueidis.Client, error) {
 		// some Valkey-compatible servers lack the tracking it needs.
 		DisableCache: true,
 		// No silent retries inside the client: rueidis would retry
-		// read-only commands (the dedup ZMSCORE, the offsets HMGET) until
+		// read-only commands (the offsets HMGET) until
 		// Valkey came back, hiding an outage from the consumer's own
 		// retry loop, which logs it and turns /readyz unready.
 		DisableRetry: true,
@@ -59,10 +59,11 @@ func Dial(ctx context.Context, o Options) (rueidis.Client, error) {
 
 // Store applies folded batches to Valkey. It is safe for concurrent use.
 type Store struct {
-	client  rueidis.Client
-	keys    Keys
-	script  *rueidis.Lua
-	rateTTL int64
+	client   rueidis.Client
+	keys     Keys
+	script   *rueidis.Lua
+	loadSeen *rueidis.Lua
+	rateTTL  int64
 }
 
 // New returns a Store writing keys under prefix through client. Rate hashes
@@ -70,10 +71,11 @@ type Store struct {
 // client.
 func New(client rueidis.Client, prefix string, rateTTL time.Duration) *Store {
 	return &Store{
-		client:  client,
-		keys:    NewKeys(prefix),
-		script:  rueidis.NewLuaScript(applySource),
-		rateTTL: max(int64(rateTTL/time.Second), 1),
+		client:   client,
+		keys:     NewKeys(prefix),
+		script:   rueidis.NewLuaScript(applySource),
+		loadSeen: rueidis.NewLuaScript(loadSeenSource),
+		rateTTL:  max(int64(rateTTL/time.Second), 1),
 	}
 }
 
@@ -123,42 +125,62 @@ func (s *Store) Apply(ctx context.Context, d *aggregate.Delta, base int64) (Outc
 	return Outcome{Applied: status == 1, Stored: stored}, nil
 }
 
-// Seen looks up which of keys a partition counted recently, with one
-// ZMSCORE, and returns their record timestamps (Unix ms). The answer holds
-// for a batch applied from the offset the caller believes is stored: Apply's
-// compare-and-set fails if anything touched the partition in between.
-func (s *Store) Seen(ctx context.Context, topic string, partition int32, keys []aggregate.SaleKey) (map[aggregate.SaleKey]int64, error) {
-	out := make(map[aggregate.SaleKey]int64)
-	if len(keys) == 0 {
-		return out, nil
-	}
-	members := make([]string, len(keys))
-	for i, k := range keys {
-		members[i] = string(k[:])
-	}
+// loadSeenSource reads a partition's offset and its dedup set in one atomic
+// step, so that the set is exactly the one that offset reflects.
+const loadSeenSource = `
+local offset = redis.call('HGET', KEYS[1], ARGV[1])
+return {offset or '-1', redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')}
+`
+
+// LoadSeen returns a partition's stored offset (-1 for none) and the dedup
+// set that goes with it, read together in one script call.
+func (s *Store) LoadSeen(ctx context.Context, topic string, partition int32) (int64, *aggregate.SeenSet, error) {
 	key := s.keys.Seen(topic, partition)
-	scores, err := s.client.Do(ctx, s.client.B().Zmscore().Key(key).Member(members...).Build()).ToArray()
+	field := OffsetField(topic, partition)
+	reply, err := s.loadSeen.Exec(ctx, s.client, []string{s.keys.Offsets(), key}, []string{field}).ToArray()
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "WRONGTYPE") {
-			return nil, fmt.Errorf("read %s: %w: %w", key, ErrGuard, err)
+		if strings.Contains(err.Error(), "WRONGTYPE") {
+			return 0, nil, fmt.Errorf("read %s: %w: %w", key, ErrGuard, err)
 		}
-		return nil, fmt.Errorf("read seen sale ids of %s: %w", OffsetField(topic, partition), err)
+		return 0, nil, fmt.Errorf("read seen sale ids of %s: %w", field, err)
 	}
-	if len(scores) != len(keys) {
-		return nil, fmt.Errorf("read seen sale ids of %s: %d scores for %d keys", OffsetField(topic, partition), len(scores), len(keys))
+	if len(reply) != 2 {
+		return 0, nil, fmt.Errorf("read seen sale ids of %s: reply has %d elements, want 2", field, len(reply))
 	}
-	for i, v := range scores {
-		// Scores are integers below 2^53, exact as doubles.
-		ms, err := v.AsFloat64()
-		if rueidis.IsRedisNil(err) {
-			continue
+	text, err := reply[0].ToString()
+	if err != nil {
+		return 0, nil, fmt.Errorf("read offset %s: %w", field, err)
+	}
+	offset, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read offset %s: %q: %w", field, text, err)
+	}
+	flat, err := reply[1].ToArray()
+	if err != nil || len(flat)%2 != 0 {
+		return 0, nil, fmt.Errorf("read seen sale ids of %s: %d elements, %v", field, len(flat), err)
+	}
+	members := make([]string, len(flat)/2)
+	scores := make([]int64, len(flat)/2)
+	for i := range members {
+		if members[i], err = flat[2*i].ToString(); err != nil {
+			return 0, nil, fmt.Errorf("read seen sale ids of %s: member %d: %w", field, i, err)
 		}
+		score, err := flat[2*i+1].ToString()
 		if err != nil {
-			return nil, fmt.Errorf("read seen sale ids of %s: score %d: %w", OffsetField(topic, partition), i, err)
+			return 0, nil, fmt.Errorf("read seen sale ids of %s: score %d: %w", field, i, err)
 		}
-		out[keys[i]] = int64(ms)
+		// Scores are integers below 2^53, exact as doubles.
+		ms, err := strconv.ParseFloat(score, 64)
+		if err != nil {
+			return 0, nil, fmt.Errorf("read seen sale ids of %s: score %q: %w", field, score, err)
+		}
+		scores[i] = int64(ms)
 	}
-	return out, nil
+	set, err := aggregate.ParseSeenSet(members, scores)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w: %w", key, ErrGuard, err)
+	}
+	return offset, set, nil
 }
 
 // LoadOffsets returns the stored next offset of each partition, -1 for a

@@ -606,37 +606,48 @@ func TestApplyRemembersSaleIDs(t *testing.T) {
 		return d
 	}
 	f.apply(t, seenDelta(0, 0, "a", "b", "c"), -1)
-	// The second batch forgets what was counted before t0+500ms: a.
+	// The second batch forgets the members whose newest sale is before
+	// t0+500ms: none, since a shares its member with b and c.
 	f.apply(t, seenDelta(4, t0+500, "d"), 4)
 
-	tests := []struct {
-		id   string
-		want int64 // record ms, 0 for not remembered
-	}{
-		{"a", 0}, {"b", t0 + 1000}, {"c", t0 + 2000}, {"d", t0 + 4000}, {"e", 0},
+	want := map[aggregate.SaleKey]int64{
+		aggregate.KeyOf("a"): t0, aggregate.KeyOf("b"): t0 + 1000, aggregate.KeyOf("c"): t0 + 2000, aggregate.KeyOf("d"): t0 + 4000,
 	}
-	keys := make([]aggregate.SaleKey, len(tests))
-	want := map[aggregate.SaleKey]int64{}
-	for i, tt := range tests {
-		keys[i] = aggregate.KeyOf(tt.id)
-		if tt.want != 0 {
-			want[keys[i]] = tt.want
-		}
+	offset, got, err := f.store.LoadSeen(ctx, "sales", 0)
+	if err != nil || offset != 6 || !maps.Equal(got.Seen(), want) {
+		t.Fatalf("LoadSeen(partition 0) = %d, %v, %v, want 6, %v", offset, got.Seen(), err, want)
 	}
-	got, err := f.store.Seen(ctx, "sales", 0, keys)
-	if err != nil || !maps.Equal(got, want) {
-		t.Errorf("Seen(a..e) = %v, %v, want %v", got, err, want)
-	}
-	if got, err := f.store.Seen(ctx, "sales", 1, keys); err != nil || len(got) != 0 {
-		t.Errorf("Seen(partition 1) = %v, %v, want nothing: dedup is per partition", got, err)
+	if offset, got, err := f.store.LoadSeen(ctx, "sales", 1); err != nil || offset != -1 || got.Len() != 0 {
+		t.Errorf("LoadSeen(partition 1) = %d, %v, %v, want -1 and nothing: dedup is per partition", offset, got, err)
 	}
 	if got := f.hash(t, f.keys.Totals())["duplicates"]; got != "2" {
 		t.Errorf("HGET %s duplicates = %q, want 2", f.keys.Totals(), got)
 	}
-	// The members are the raw 16-byte keys.
-	n, err := f.client.Do(ctx, f.client.B().Zcard().Key(key).Build()).AsInt64()
-	if err != nil || n != 3 {
-		t.Errorf("ZCARD %s = %d, %v, want 3", key, n, err)
+	// One member per batch, scored by its newest record timestamp: the
+	// first batch's (a, b, c) stays until all three are too old.
+	members, err := f.client.Do(ctx, f.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()).AsZScores()
+	if err != nil || len(members) != 2 || members[0].Score != float64(t0+2000) || len(members[0].Member) != 8+3*24 ||
+		members[1].Score != float64(t0+4000) || len(members[1].Member) != 16+8 {
+		t.Errorf("ZRANGE %s WITHSCORES = %d members, %v, want 2: 3 sales scored %d, then 1 (key and offset) scored %d", key, len(members), err, t0+2000, t0+4000)
+	}
+	// A third batch forgets the first member, whose newest sale is older
+	// than its bound.
+	f.apply(t, seenDelta(6, t0+2001, "e"), 6)
+	delete(want, aggregate.KeyOf("a"))
+	delete(want, aggregate.KeyOf("b"))
+	delete(want, aggregate.KeyOf("c"))
+	want[aggregate.KeyOf("e")] = t0 + 6000
+	if offset, got, err := f.store.LoadSeen(ctx, "sales", 0); err != nil || offset != 8 || !maps.Equal(got.Seen(), want) {
+		t.Errorf("LoadSeen() = %d, %v, %v, want 8, %v", offset, got.Seen(), err, want)
+	}
+
+	// Members written by the former format (a bare 16-byte key scored by
+	// its record timestamp) are read and age out the same way.
+	legacy := aggregate.KeyOf("legacy")
+	f.do(t, f.client.B().Zadd().Key(key).ScoreMember().ScoreMember(float64(t0+5000), string(legacy[:])).Build())
+	want[legacy] = t0 + 5000
+	if _, got, err := f.store.LoadSeen(ctx, "sales", 0); err != nil || !maps.Equal(got.Seen(), want) {
+		t.Errorf("LoadSeen() with a former member = %v, %v, want %v", got.Seen(), err, want)
 	}
 
 	// A conflicting batch remembers nothing either.
@@ -651,11 +662,11 @@ func TestApplyRemembersSaleIDs(t *testing.T) {
 	// A dedup set of the wrong type is refused before anything is written.
 	f.do(t, f.client.B().Del().Key(key).Build())
 	f.do(t, f.client.B().Set().Key(key).Value("x").Build())
-	if _, err := f.store.Seen(ctx, "sales", 0, keys); !errors.Is(err, ErrGuard) {
-		t.Errorf("Seen() on a string key = %v, want ErrGuard", err)
+	if _, _, err := f.store.LoadSeen(ctx, "sales", 0); !errors.Is(err, ErrGuard) {
+		t.Errorf("LoadSeen() on a string key = %v, want ErrGuard", err)
 	}
 	before = f.snapshot(t)
-	if _, err := f.store.Apply(ctx, seenDelta(6, 0, "y"), 6); !errors.Is(err, ErrGuard) {
+	if _, err := f.store.Apply(ctx, seenDelta(8, 0, "y"), 8); !errors.Is(err, ErrGuard) {
 		t.Errorf("Apply() with a string dedup key = %v, want ErrGuard", err)
 	}
 	if after := f.snapshot(t); !reflect.DeepEqual(after, before) {
