@@ -8,8 +8,10 @@
 #                         against a real Kafka broker and Valkey started here;
 #                         strict latency bounds; figures in .run/overload-api/
 #   make overload-api-compare  the same, ADMISSION_MODE=fixed and =adaptive in
-#                         turn, OVERLOAD_ROUNDS times, against one broker and
-#                         Valkey (one window): one RESULT line and JSON per run
+#                         turn, OVERLOAD_ROUNDS times (every other round in
+#                         the reverse order: a broker gets faster as it warms
+#                         up), against one broker and Valkey (one window): one
+#                         RESULT line and JSON per run
 #   make test-api-security  the api's security and hostile-input tests alone
 #                         (in process, kfake; no service needed)
 
@@ -51,14 +53,16 @@ overload-api: ## The api overload test at full length (OVERLOAD_DURATION=30s), s
 
 .PHONY: overload-api-compare
 overload-api-compare: ## The overload test at full length with each ADMISSION_MODE in turn, OVERLOAD_ROUNDS times, in one window.
-	@mkdir -p $(OVERLOAD_DIR)
+	@mkdir -p $(OVERLOAD_DIR) && rm -f $(OVERLOAD_DIR)/compare-*
 	@export BF_RUN_DIR=$(OVERLOAD_DIR); \
 	trap 'scripts/testenv.sh down >/dev/null 2>&1 || true' EXIT; \
 	scripts/testenv.sh up >/dev/null || exit 1; \
 	source $(OVERLOAD_DIR)/testenv.env; \
 	echo "overload-api-compare: OVERLOAD_DURATION=$(OVERLOAD_DURATION), modes $(OVERLOAD_MODES), $(OVERLOAD_ROUNDS) rounds, start $$(date -u +%H:%M:%S) UTC"; \
 	rc=0; \
-	for round in $$(seq $(OVERLOAD_ROUNDS)); do for mode in $(OVERLOAD_MODES); do \
+	for round in $$(seq $(OVERLOAD_ROUNDS)); do \
+	  modes="$(OVERLOAD_MODES)"; [ $$((round % 2)) -eq 0 ] && modes="$$(echo $$modes | tr ' ' '\n' | tac | tr '\n' ' ')"; \
+	  for mode in $$modes; do \
 	  log=$(OVERLOAD_DIR)/compare-$$round-$$mode.log; \
 	  echo "round $$round, ADMISSION_MODE=$$mode: load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $$log"; \
 	  OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/compare-$$round-$$mode.json \
@@ -66,7 +70,10 @@ overload-api-compare: ## The overload test at full length with each ADMISSION_MO
 	    go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $$log 2>&1 || rc=$$?; \
 	  grep -E '^(--- |FAIL)|RESULT \|' $$log | sed 's/^ *overload_test.go:[0-9]*: //' || true; \
 	done; done; \
-	echo "end $$(date -u +%H:%M:%S) UTC; figures: $(OVERLOAD_DIR)/compare-*.json"; \
+	echo "end $$(date -u +%H:%M:%S) UTC; figures: $(OVERLOAD_DIR)/compare-*.json"; echo; \
+	echo '| scenario | load | faults injected | acknowledged | counted | lost | duplicated | notes |'; \
+	echo '|---|---|---|---|---|---|---|---|'; \
+	cat $(OVERLOAD_DIR)/compare-*.log | grep -o 'ROW | .*' | sed 's/^ROW //' || true; \
 	exit $$rc
 
 .PHONY: test-api-security

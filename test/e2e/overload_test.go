@@ -753,6 +753,24 @@ func TestOverload(t *testing.T) {
 		triple.AcceptedRate, 100*triple.AcceptedRate/rate, triple.AcceptedWrittenMS["p99"], factor, half.AcceptedWrittenMS["p99"], triple.AcceptedMS["p99"], half.AcceptedMS["p99"],
 		triple.Rejected, triple.RejectedWrittenMS["p99"], triple.RejectedMS["p99"], triple.LimitMean, triple.LimitMin, float64(hwm)/(1<<20), acked, retried, notWritten)
 
+	// The same as a row of docs/reliability.md's tables (waitForTruth has
+	// held the aggregates to the ground truth, exactly, before this).
+	mode := "ADMISSION_MODE default"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "ADMISSION_MODE="); ok {
+			mode = "ADMISSION_MODE=" + v
+		}
+	}
+	var shed int
+	for _, n := range triple.Rejected {
+		shed += n
+	}
+	t.Logf("ROW | overload %g× (%s) | saturation %.0f calls/s (closed loop, 384 callers); 50 %%: %.0f calls/s for %v; %g×: %.0f calls/s offered for %v (%.0f/s written), open loop, ¾ gRPC and ¼ Connect JSON | none: the load itself | %d | %d | 0 | 0 | "+
+		"accepted %.0f/s at %g× (%.0f %% of saturation), p99 %.0f ms vs %.0f ms at 50 %%; %d shed (%v), p99 %.0f ms; %d hung; write limit mean %.0f, min %.0f; api peak RSS %.0f MiB (bound %d MiB) |",
+		factor, mode, rate, half.OfferedRate, half.Duration, factor, triple.OfferedRate, d, triple.SentRate, acked, acked,
+		triple.AcceptedRate, factor, 100*triple.AcceptedRate/rate, triple.AcceptedWrittenMS["p99"], half.AcceptedWrittenMS["p99"],
+		shed, triple.Rejected, triple.RejectedWrittenMS["p99"], triple.Hung, triple.LimitMean, triple.LimitMin, float64(hwm)/(1<<20), overloadRSSBound>>20)
+
 	if out := os.Getenv("OVERLOAD_OUT"); out != "" {
 		b, _ := json.MarshalIndent(map[string]any{
 			"api_env": apiEnv, "overload_factor": factor, "duration_s": d.Seconds(), "saturation_calls_per_s": rate, "phases": []*phase{saturation, half, triple},
