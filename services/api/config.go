@@ -58,9 +58,10 @@ type config struct {
 	// resource_exhausted before their body is read.
 	MaxInflightWrites int
 	MaxInflightBytes  int64
-	// AdmissionMode is "adaptive" (the write-call limit follows the
+	// AdmissionMode is "fixed" (the write-call limit is
+	// MaxInflightWrites, the default) or "adaptive" (it follows the
 	// latency of the calls admitted, between AdmissionMinWrites and
-	// MaxInflightWrites) or "fixed" (MaxInflightWrites).
+	// MaxInflightWrites).
 	AdmissionMode string
 	// AdmissionTargetLatency is the adaptive limit's target: the 90th
 	// percentile of admitted write calls' latency it keeps them near.
@@ -106,7 +107,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxInflightWrites: e.int("MAX_INFLIGHT_WRITES", 1024),
 		MaxInflightBytes:  e.bytes("MAX_INFLIGHT_BYTES", 64<<20),
 		// docs/reliability-api.md#overload has the runs behind these.
-		AdmissionMode:          e.string("ADMISSION_MODE", "adaptive"),
+		AdmissionMode:          e.string("ADMISSION_MODE", "fixed"),
 		AdmissionTargetLatency: e.duration("ADMISSION_TARGET_LATENCY", 50*time.Millisecond),
 		ReadHeaderTimeout:      e.duration("READ_HEADER_TIMEOUT", 5*time.Second),
 		MaxConnections:         e.int("MAX_CONNECTIONS", 1024),

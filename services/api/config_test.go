@@ -32,7 +32,7 @@ func TestLoadConfig(t *testing.T) {
 		LegacyWriteAuth:        true,
 		MaxInflightWrites:      1024,
 		MaxInflightBytes:       64 << 20,
-		AdmissionMode:          "adaptive",
+		AdmissionMode:          "fixed",
 		AdmissionTargetLatency: 50 * time.Millisecond,
 		AdmissionMinWrites:     64,
 		ReadHeaderTimeout:      5 * time.Second,
@@ -54,7 +54,7 @@ func TestLoadConfig(t *testing.T) {
 			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": "/ca.crt", "KAFKA_TLS_SERVER_NAME": "kafka.example",
 			"WRITE_TOKENS_FILE": "/etc/api-tokens/tokens", "WRITE_TOKENS": "t1", "READ_AUTH": "true",
 			"LEGACY_WRITE_AUTH": "false", "MAX_INFLIGHT_WRITES": "64", "MAX_INFLIGHT_BYTES": "8MiB", "READ_HEADER_TIMEOUT": "2s", "MAX_CONNECTIONS": "300",
-			"ADMISSION_MODE": "fixed", "ADMISSION_TARGET_LATENCY": "20ms", "ADMISSION_MIN_WRITES": "16",
+			"ADMISSION_MODE": "adaptive", "ADMISSION_TARGET_LATENCY": "20ms", "ADMISSION_MIN_WRITES": "16",
 		}, func(c *config) {
 			*c = config{
 				Port: 9000, KafkaBrokers: []string{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
@@ -67,7 +67,7 @@ func TestLoadConfig(t *testing.T) {
 					TLS: true, TLSCAFile: "/ca.crt", TLSServerName: "kafka.example"},
 				WriteTokensFile: "/etc/api-tokens/tokens", WriteTokens: "t1", ReadAuth: true,
 				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20,
-				AdmissionMode: "fixed", AdmissionTargetLatency: 20 * time.Millisecond, AdmissionMinWrites: 16,
+				AdmissionMode: "adaptive", AdmissionTargetLatency: 20 * time.Millisecond, AdmissionMinWrites: 16,
 				ReadHeaderTimeout: 2 * time.Second, MaxConnections: 300,
 			}
 		}},
