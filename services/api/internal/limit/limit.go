@@ -139,9 +139,6 @@ func NewAdaptive(cfg Config) *Adaptive {
 // many are. It costs one atomic load.
 func (a *Adaptive) Limit() int64 { return a.limit.Load() }
 
-// Config returns the settings in force, defaults applied.
-func (a *Adaptive) Config() Config { return a.cfg }
-
 // Observe records that an admitted call ended at end after latency, and
 // that inflight calls (itself included) were being served when it was
 // admitted. Calls whose latency says nothing about load (refused by
