@@ -127,6 +127,9 @@ func (b *Batch) Fold(dd Dedup) (*Delta, error) {
 				}
 				continue
 			}
+			if _, again := d.Seen[k]; !again {
+				d.seenOrder = append(d.seenOrder, k)
+			}
 			d.Seen[k] = s.RecordMillis
 		}
 		if err := d.Add(s); err != nil {

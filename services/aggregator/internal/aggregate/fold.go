@@ -142,6 +142,9 @@ type Delta struct {
 	// forgotten; zero forgets nothing.
 	SeenTrimBefore int64
 
+	// seenOrder lists the keys of Seen in offset order, when Fold filled
+	// it, so that SeenBlob needs no sort.
+	seenOrder []SaleKey
 	// seenBlob and seenNewest memoise SeenBlob.
 	seenBlob   []byte
 	seenNewest int64

@@ -45,7 +45,12 @@ func (d *Delta) SeenBlob() (member []byte, newest int64) {
 		}
 		return d.seenBlob, d.seenNewest
 	}
-	keys := slices.SortedFunc(maps.Keys(d.Seen), func(a, b SaleKey) int { return bytes.Compare(a[:], b[:]) })
+	// The entries go in offset order, or sorted when Seen was filled by
+	// hand, so that the same batch always makes the same member.
+	keys := d.seenOrder
+	if len(keys) != len(d.Seen) {
+		keys = slices.SortedFunc(maps.Keys(d.Seen), func(a, b SaleKey) int { return bytes.Compare(a[:], b[:]) })
+	}
 	b := make([]byte, seenHeaderLen, seenHeaderLen+seenEntryLen*len(keys))
 	binary.BigEndian.PutUint64(b, uint64(d.Next))
 	for i, k := range keys {

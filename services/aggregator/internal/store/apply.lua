@@ -26,10 +26,12 @@
 --   X: n, then per stream: nfields (field value)*nfields
 --   S: n (0 or 1), then: trim_before nmembers (score member)*nmembers
 --
--- Section S remembers the sale ids this batch counted (16-byte keys scored
--- by record timestamp), for dedup, and forgets those scored before
--- trim_before (0: none). The aggregator read this set before folding; the
--- compare-and-set below proves nobody changed it since.
+-- Section S remembers the sale ids this batch counted, for dedup: one
+-- member holding all of them with their record timestamps, scored by the
+-- newest (see aggregate.Delta.SeenBlob; zero members when the batch counted
+-- none), and forgets the members scored before trim_before (0: none). The
+-- aggregator looked the batch up in its copy of this set, read as of the
+-- batch's base; the compare-and-set below proves nobody changed it since.
 --
 -- Returns {1, next} when applied, or {0, stored} without writing anything
 -- when the stored offset is not base (stored is -1 when there is none).
