@@ -22,8 +22,12 @@ type config struct {
 	ValkeyUsername  string
 	ValkeyPassword  string
 	KeyPrefix       string
-	PollMaxRecords  int
-	RateTTL         time.Duration
+	// PollMaxRecords bounds one poll, and so each partition's batch. A
+	// poll's partitions are processed in parallel, so a larger poll keeps
+	// every core busy longer between polls: draining a backlog, 50,000
+	// went 30-55% faster than 10,000 (scripts/drain.sh).
+	PollMaxRecords int
+	RateTTL        time.Duration
 	// InstanceID, when set, makes the aggregator a static group member: a
 	// restarted process with the same id takes its partitions back at once,
 	// without a rebalance (for example a StatefulSet pod name).
@@ -77,7 +81,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 		ValkeyUsername:    str("VALKEY_USERNAME", ""),
 		ValkeyPassword:    str("VALKEY_PASSWORD", ""),
 		KeyPrefix:         str("VALKEY_KEY_PREFIX", "bf:"),
-		PollMaxRecords:    integer("POLL_MAX_RECORDS", 10000, 1, 1000000),
+		PollMaxRecords:    integer("POLL_MAX_RECORDS", 50000, 1, 1000000),
 		InstanceID:        str("KAFKA_INSTANCE_ID", ""),
 		SessionTimeout:    15 * time.Second,
 		RateTTL:           25 * time.Hour,

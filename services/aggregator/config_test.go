@@ -21,7 +21,7 @@ func TestLoadConfig(t *testing.T) {
 		TopicPartitions:   6,
 		ValkeyAddr:        "127.0.0.1:6379",
 		KeyPrefix:         "bf:",
-		PollMaxRecords:    10000,
+		PollMaxRecords:    50000,
 		RateTTL:           25 * time.Hour,
 		SessionTimeout:    15 * time.Second,
 		HTTPAddr:          ":8081",

@@ -109,7 +109,7 @@ func New(cfg Config, st Store, dec *aggregate.Decoder, log *slog.Logger) *Consum
 		cfg.ReconcileInterval = 30 * time.Second
 	}
 	if cfg.MaxPollRecords <= 0 {
-		cfg.MaxPollRecords = 10000
+		cfg.MaxPollRecords = 50000
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
