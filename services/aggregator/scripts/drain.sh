@@ -48,7 +48,7 @@ cmd_fill() {
 
 cmd_run() {
   local topic="$1" bin="$2"; shift 2
-  local id port pid vpid t0 first_at="" first_n=0 first_cpu=0 first_vcpu=0 last_at last_n=0 last_cpu last_vcpu stable=0 n now
+  local id port pid vpid rss t0 first_at="" first_n=0 first_cpu=0 first_vcpu=0 last_at last_n=0 last_cpu last_vcpu stable=0 n now
   id="$RANDOM$RANDOM"
   port="$(free_port)"
   vpid="$(cat "$BF_RUN_DIR/valkey/valkey.pid")"
@@ -69,11 +69,12 @@ cmd_run() {
     fi
     sleep 0.1
   done
+  rss="$(awk '/^VmHWM/{printf "%.0f", $2/1024}' "/proc/$pid/status")"
   kill "$pid"; wait "$pid" || true
-  awk -v bin="$bin" -v a="$first_at" -v b="$last_at" -v n0="$first_n" -v n1="$last_n" -v c0="$first_cpu" -v c1="$last_cpu" \
+  awk -v rss="$rss" -v bin="$bin" -v a="$first_at" -v b="$last_at" -v n0="$first_n" -v n1="$last_n" -v c0="$first_cpu" -v c1="$last_cpu" \
     -v v0="$first_vcpu" -v v1="$last_vcpu" -v t0="$t0" -v tick="$tick" -v extra="$*" 'BEGIN{
-      e=b-a; printf "%s %s: %d sales in %.2f s (start %.2f s): %.0f sales/s, aggregator %.2f cores, redis %.2f cores\n",
-      bin, extra, n1, e, a-t0, (n1-n0)/e, (c1-c0)/tick/e, (v1-v0)/tick/e }'
+      e=b-a; printf "%s %s: %d sales in %.2f s (start %.2f s): %.0f sales/s, aggregator %.2f cores (peak RSS %s MB), redis %.2f cores\n",
+      bin, extra, n1, e, a-t0, (n1-n0)/e, (c1-c0)/tick/e, rss, (v1-v0)/tick/e }'
   # The keys are per run; drop them so the server stays small (the test
   # server is this measurement's own).
   redis-cli -h "${BF_TEST_VALKEY_ADDR%:*}" -p "${BF_TEST_VALKEY_ADDR##*:}" FLUSHALL >/dev/null
