@@ -109,11 +109,13 @@ func NewDecoder() (*Decoder, error) {
 // speed; the tests hold them to proto.Unmarshal and protovalidate.
 func (d *Decoder) Decode(r *kgo.Record) (Sale, error) {
 	var s Sale
-	err := d.decode(r, &s)
+	err := d.decode(r, &s, nil)
 	return s, err
 }
 
-func (d *Decoder) decode(r *kgo.Record, out *Sale) error {
+// decode is Decode into out. With products set, product ids are interned
+// through it.
+func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) error {
 	var haveContentType, haveSchema, contentTypeOK, schemaOK bool
 	var contentType, schema []byte
 	protocol := ProtocolUnknown
@@ -158,9 +160,16 @@ func (d *Decoder) decode(r *kgo.Record, out *Sale) error {
 	if err := validateSale(&msg, now); err != nil {
 		return deadLetter(ReasonInvalid, err)
 	}
+	productID, ok := products[string(msg.productID)]
+	if !ok {
+		productID = string(msg.productID)
+		if products != nil {
+			products[productID] = productID
+		}
+	}
 	*out = Sale{
 		Category:     salesv1.Category(msg.category),
-		ProductID:    string(msg.productID),
+		ProductID:    productID,
 		PriceCents:   msg.priceCents,
 		Quantity:     int64(msg.quantity),
 		SaleID:       string(msg.saleID),
