@@ -14,7 +14,7 @@
 #   COMPARE_CONCURRENCY [128]       closed-loop callers, every protocol
 #   COMPARE_SWEEP [32,512]          extra gRPC concurrencies (empty: none)
 #   COMPARE_RATE [0]                open-loop calls/s (0: half the slowest unary saturation)
-#   COMPARE_FRESHNESS [10s]         freshness probe duration
+#   COMPARE_FRESHNESS [20s]         freshness probe duration
 #   COMPARE_PROTOCOLS [all]         comma-separated subset
 #   COMPARE_OUT [docs/results]      where the report goes
 #   COMPARE_ARGS                    more `loadgen compare` flags
@@ -29,7 +29,7 @@ warmup="${COMPARE_WARMUP:-500ms}"
 broker_warmup="${COMPARE_BROKER_WARMUP:-8s}"
 concurrency="${COMPARE_CONCURRENCY:-128}"
 rate="${COMPARE_RATE:-0}"
-freshness="${COMPARE_FRESHNESS:-10s}"
+freshness="${COMPARE_FRESHNESS:-20s}"
 sweep="${COMPARE_SWEEP-32,512}"
 protocols="${COMPARE_PROTOCOLS:-}"
 out="${COMPARE_OUT:-docs/results}"

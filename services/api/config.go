@@ -84,7 +84,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		KafkaBrokers:         e.list("KAFKA_BROKERS", "127.0.0.1:9092"),
 		KafkaTopic:           e.string("KAFKA_TOPIC", "sales"),
 		KafkaTopicPartitions: int32(e.int("KAFKA_TOPIC_PARTITIONS", 6)),
-		KafkaLinger:          e.duration("KAFKA_LINGER", 0),
+		KafkaLinger:          e.duration("KAFKA_LINGER", time.Millisecond),
 		KafkaCompression:     e.string("KAFKA_COMPRESSION", "snappy"),
 		ValkeyAddr:           e.string("VALKEY_ADDR", "127.0.0.1:6379"),
 		ValkeyUsername:       e.string("VALKEY_USERNAME", ""),

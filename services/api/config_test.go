@@ -17,6 +17,7 @@ func TestLoadConfig(t *testing.T) {
 		KafkaBrokers:           []string{"127.0.0.1:9092"},
 		KafkaTopic:             "sales",
 		KafkaTopicPartitions:   6,
+		KafkaLinger:            time.Millisecond,
 		KafkaCompression:       "snappy",
 		ValkeyAddr:             "127.0.0.1:6379",
 		ValkeyKeyPrefix:        "bf:",

@@ -32,9 +32,9 @@ type Config struct {
 	// acknowledgement; beyond it calls fail with ErrBufferFull.
 	MaxBufferedRecords int
 	// Linger is how long a partition waits for more records before sending
-	// a batch. Every call waits for its acknowledgement, so linger adds
-	// straight to latency; concurrent calls still batch behind the request
-	// in flight without it.
+	// a batch. Every call waits for its acknowledgement, so linger adds to
+	// latency; in exchange the broker gets fewer, fuller batches, which on a
+	// busy broker costs it half the CPU per sale (docs/results).
 	Linger time.Duration
 	// Compression is the codec batches are compressed with (see
 	// ParseCompression); nil leaves franz-go's default, snappy.
