@@ -91,6 +91,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		Linger:             cfg.KafkaLinger,
 		Compression:        compression,
 		Hooks:              []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))},
+		BatchHooks:         []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Subsystem("batch"), kprom.Registerer(m.Registry()))},
 		ClientOpts:         kafkaSecurity,
 	}, log)
 	if err != nil {
@@ -98,8 +99,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	m.Gauge("bf_api_producer_buffered_records", "Records awaiting Kafka's acknowledgement.",
 		func() float64 { return float64(producer.Buffered()) })
-	m.Gauge("bf_api_producer_buffer_limit", "The most records that may await an acknowledgement (MAX_BUFFERED_RECORDS).",
-		func() float64 { return float64(cfg.MaxBufferedRecords) })
+	m.Gauge("bf_api_producer_buffer_limit", "The most records that may await an acknowledgement (MAX_BUFFERED_RECORDS for single sales, and as many for batches when KAFKA_LINGER is set).",
+		func() float64 { return float64(producer.BufferLimit()) })
 	var recorder server.Recorder = producer
 	var kafka server.Pinger = producer
 	if cfg.SalesSink == "discard" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,9 @@ type Config struct {
 
 	// Hooks observe the Kafka client, for metrics.
 	Hooks []kgo.Hook
+	// BatchHooks observe the batch client (see Producer), when there is
+	// one: a hook such as kprom's registers its metrics once per client.
+	BatchHooks []kgo.Hook
 	// ClientOpts are more franz-go options, such as SASL and TLS. They
 	// apply to every connection of the client, topic creation's included.
 	ClientOpts []kgo.Opt
@@ -59,8 +63,16 @@ type Config struct {
 
 // Producer writes sales to the sales topic: idempotently, with acks=all,
 // keyed by product id, each call waiting for its own acknowledgement.
+//
+// With a linger, single sales and batches go through two franz-go clients:
+// single sales linger so that concurrent calls share fuller batches, while a
+// batch call brings its own batch, which lingering would only delay (and
+// franz-go's linger timers cost CPU per record). Each client is idempotent
+// on its own; sales of different calls have no order to keep.
 type Producer struct {
-	client     *kgo.Client
+	client     *kgo.Client // single sales
+	batch      *kgo.Client // batches: client itself when there is no linger
+	bufferCap  int
 	topic      string
 	partitions int32
 	timeout    time.Duration
@@ -95,7 +107,6 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		// on it.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
-		kgo.ProducerLinger(cfg.Linger),
 	}
 	if cfg.Compression != nil {
 		opts = append(opts, kgo.ProducerBatchCompression(*cfg.Compression))
@@ -113,14 +124,25 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		// failing calls that long after Kafka is back.
 		kgo.MetadataMinAge(500*time.Millisecond),
 		kgo.WithLogger(kgoLogger{log}),
-		kgo.WithHooks(cfg.Hooks...),
 	)
-	client, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
+	opts = append(opts, cfg.ClientOpts...)
+	client, err := kgo.NewClient(append(slices.Clone(opts), kgo.ProducerLinger(cfg.Linger), kgo.WithHooks(cfg.Hooks...))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
+	batch, buffers := client, 1
+	if cfg.Linger > 0 {
+		batch, err = kgo.NewClient(append(opts, kgo.ProducerLinger(0), kgo.WithHooks(cfg.BatchHooks...))...)
+		if err != nil {
+			client.Close()
+			return nil, fmt.Errorf("kafka batch client: %w", err)
+		}
+		buffers = 2
+	}
 	p := &Producer{
 		client:      client,
+		batch:       batch,
+		bufferCap:   buffers * cfg.MaxBufferedRecords,
 		topic:       cfg.Topic,
 		partitions:  cfg.Partitions,
 		timeout:     cfg.ProduceTimeout,
@@ -321,7 +343,7 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 			errs[i], answered[i] = err, true
 			continue
 		}
-		p.client.TryProduce(recordCtx, rec, func(_ *kgo.Record, err error) {
+		p.batch.TryProduce(recordCtx, rec, func(_ *kgo.Record, err error) {
 			// The channel has room for every result, so the promise never
 			// blocks franz-go's promise goroutine, even after we returned.
 			results <- result{i, err}
@@ -428,17 +450,32 @@ func (p *Producer) Ping(ctx context.Context) error {
 }
 
 // Buffered returns the number of records awaiting Kafka's acknowledgement.
-func (p *Producer) Buffered() int64 { return p.client.BufferedProduceRecords() }
+func (p *Producer) Buffered() int64 {
+	n := p.client.BufferedProduceRecords()
+	if p.batch != p.client {
+		n += p.batch.BufferedProduceRecords()
+	}
+	return n
+}
+
+// BufferLimit returns the most records that may await an acknowledgement:
+// MaxBufferedRecords for each client.
+func (p *Producer) BufferLimit() int { return p.bufferCap }
 
 // Close stops taking sales, waits until ctx is done for the buffered records
-// to be acknowledged, and closes the client, failing whatever is left.
+// to be acknowledged, and closes the clients, failing whatever is left.
 func (p *Producer) Close(ctx context.Context) error {
 	p.closed.Store(true)
-	err := p.client.Flush(ctx)
-	left := p.client.BufferedProduceRecords()
-	p.client.Close()
-	if err != nil {
-		return fmt.Errorf("flush with %d records unacknowledged: %w", left, err)
+	clients := []*kgo.Client{p.client}
+	if p.batch != p.client {
+		clients = append(clients, p.batch)
 	}
-	return nil
+	var errs []error
+	for _, cl := range clients {
+		if err := cl.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush with %d records unacknowledged: %w", cl.BufferedProduceRecords(), err))
+		}
+		cl.Close()
+	}
+	return errors.Join(errs...)
 }

@@ -483,3 +483,52 @@ func TestRecordAfterClose(t *testing.T) {
 		t.Errorf("Record() after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestLingerSparesBatches: with a linger, single sales wait for it while a
+// batch goes out at once, through its own client, and both are written and
+// counted in Buffered's and BufferLimit's figures.
+func TestLingerSparesBatches(t *testing.T) {
+	t.Parallel()
+	const linger = 3 * time.Second
+	c := newCluster(t)
+	p := newProducer(t, c.ListenAddrs(), Config{Linger: linger, ProduceTimeout: 10 * time.Second, MaxBufferedRecords: 100})
+	if p.batch == p.client {
+		t.Fatal("a lingering producer uses one client for batches and single sales")
+	}
+	if got := p.BufferLimit(); got != 200 {
+		t.Errorf("BufferLimit() = %d, want 200 (MaxBufferedRecords for each client)", got)
+	}
+	ctx := context.Background()
+
+	single := make(chan error, 1)
+	go func() { single <- p.Record(ctx, testSale(t)) }()
+	batch := []*salesv1.Sale{testSale(t), testSale(t), testSale(t)}
+	began := time.Now()
+	for i, err := range p.RecordAll(ctx, batch) {
+		if err != nil {
+			t.Fatalf("RecordAll()[%d] = %v, want nil", i, err)
+		}
+	}
+	if took := time.Since(began); took >= linger {
+		t.Errorf("RecordAll() took %v: it waited for the %v linger", took, linger)
+	}
+	select {
+	case err := <-single:
+		t.Errorf("Record() = %v before the %v linger was over, want it to linger", err, linger)
+	default:
+	}
+	if err := <-single; err != nil {
+		t.Fatalf("Record() = %v, want nil", err)
+	}
+	if n := p.Buffered(); n != 0 {
+		t.Errorf("Buffered() = %d after every call was answered, want 0", n)
+	}
+	if n := len(consume(t, c.ListenAddrs())); n != 4 {
+		t.Errorf("topic holds %d records, want 4", n)
+	}
+
+	// Without a linger there is one client.
+	if q := newProducer(t, c.ListenAddrs(), Config{MaxBufferedRecords: 100}); q.batch != q.client || q.BufferLimit() != 100 {
+		t.Errorf("without a linger: separate batch client %v, BufferLimit() %d; want one client, 100", q.batch != q.client, q.BufferLimit())
+	}
+}
