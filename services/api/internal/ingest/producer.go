@@ -264,26 +264,43 @@ func (w *waiter) deliver(_ *kgo.Record, err error) { w.done <- err }
 // maxReusedBuffer bounds the buffer a waiter keeps between calls.
 const maxReusedBuffer = 4 << 10
 
-// fill makes w's record the sale's, as newRecord does.
+// fill makes w's record the sale's.
 func (p *Producer) fill(w *waiter, sale *salesv1.Sale, protocol []byte) error {
 	if cap(w.buf) > maxReusedBuffer {
 		w.buf = nil
 	}
-	buf := append(w.buf[:0], sale.GetProductId()...)
-	n := len(buf)
-	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, sale)
+	buf, key, value, err := appendSale(w.buf[:0], sale)
 	if err != nil {
-		return fmt.Errorf("encode sale: %w", err)
+		return err
 	}
 	w.buf = buf
-	w.headers = [3]kgo.RecordHeader{
+	w.headers = p.headers(protocol)
+	w.rec = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: w.headers[:]}
+	return nil
+}
+
+// appendSale appends the record key (the product id) and value (the sale,
+// protobuf) the aggregator expects to buf, and returns them. A buffer that
+// grows leaves what it held in the old array, which stays as good.
+func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err error) {
+	start := len(buf)
+	buf = append(buf, sale.GetProductId()...)
+	mid := len(buf)
+	out, err = proto.MarshalOptions{}.MarshalAppend(buf, sale)
+	if err != nil {
+		return buf[:start], nil, nil, fmt.Errorf("encode sale: %w", err)
+	}
+	return out, out[start:mid:mid], out[mid:len(out):len(out)], nil
+}
+
+// headers returns a record's headers; franz-go only reads them, so one set
+// may serve every record of a call.
+func (p *Producer) headers(protocol []byte) [3]kgo.RecordHeader {
+	return [3]kgo.RecordHeader{
 		{Key: HeaderContentType, Value: p.contentType},
 		{Key: HeaderSchema, Value: p.schema},
 		{Key: HeaderIngestProtocol, Value: protocol},
 	}
-	// A grown buffer leaves the key in the old array, which is as good.
-	w.rec = kgo.Record{Topic: p.topic, Key: buf[:n:n], Value: buf[n:], Headers: w.headers[:]}
-	return nil
 }
 
 // callDeadlines returns the contexts for a call made with ctx: the one its
@@ -337,13 +354,20 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 
 	answered := make([]bool, len(sales))
 	waiting := 0
+	// One allocation each for the call's records, their keys and values
+	// (about 64 bytes a sale, grown if need be) and their headers.
+	recs := make([]kgo.Record, len(sales))
+	buf := make([]byte, 0, 64*len(sales))
+	headers := p.headers(protocol)
 	for i, sale := range sales {
-		rec, err := p.newRecord(sale, protocol)
-		if err != nil {
+		var key, value []byte
+		var err error
+		if buf, key, value, err = appendSale(buf, sale); err != nil {
 			errs[i], answered[i] = err, true
 			continue
 		}
-		p.batch.TryProduce(recordCtx, rec, func(_ *kgo.Record, err error) {
+		recs[i] = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: headers[:]}
+		p.batch.TryProduce(recordCtx, &recs[i], func(_ *kgo.Record, err error) {
 			// The channel has room for every result, so the promise never
 			// blocks franz-go's promise goroutine, even after we returned.
 			results <- result{i, err}
@@ -417,24 +441,6 @@ func (p *Producer) classify(err error) error {
 		// not written, whether by timeout, broker error or retries.
 		return fmt.Errorf("%w: %w", ErrNotWritten, err)
 	}
-}
-
-// newRecord encodes a sale as the record the aggregator expects.
-func (p *Producer) newRecord(sale *salesv1.Sale, protocol []byte) (*kgo.Record, error) {
-	value, err := proto.Marshal(sale)
-	if err != nil {
-		return nil, fmt.Errorf("encode sale: %w", err)
-	}
-	return &kgo.Record{
-		Topic: p.topic,
-		Key:   []byte(sale.GetProductId()),
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: HeaderContentType, Value: p.contentType},
-			{Key: HeaderSchema, Value: p.schema},
-			{Key: HeaderIngestProtocol, Value: protocol},
-		},
-	}, nil
 }
 
 func (p *Producer) protocolHeader(proto Protocol) []byte {
