@@ -2,8 +2,8 @@ package kafkasecurity
 
 import (
 	"context"
-	"errors"
 	"crypto/tls"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
