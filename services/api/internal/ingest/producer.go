@@ -228,12 +228,7 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 		w.rec = kgo.Record{}
 		p.waiters.Put(w)
 		err = p.classify(err)
-		switch {
-		case err == nil:
-			learned = outcomeSuccess
-		case errors.Is(err, ErrNotWritten):
-			learned = outcomeFailure
-		}
+		learned = learn(learned, err)
 	case <-waitCtx.Done():
 		// franz-go failed the record a moment ago if it was unsent, so
 		// it was sent: it may yet be written. The waiter stays with the
@@ -381,12 +376,7 @@ wait:
 		select {
 		case r := <-results:
 			err := p.classify(r.err)
-			switch {
-			case err == nil:
-				learned = outcomeSuccess
-			case errors.Is(err, ErrNotWritten) && learned == outcomeNeutral:
-				learned = outcomeFailure
-			}
+			learned = learn(learned, err)
 			errs[r.index], answered[r.index] = err, true
 		case <-waitCtx.Done():
 			// franz-go failed the unsent records a moment ago, so the
@@ -414,6 +404,20 @@ wait:
 type result struct {
 	index int
 	err   error
+}
+
+// learn folds one record's classified result into what a call has learned
+// about Kafka for the breaker: an acknowledgement is a success, a record
+// Kafka failed is a failure unless another record of the call succeeded,
+// and anything else (a full buffer, the caller leaving) says nothing.
+func learn(learned outcome, err error) outcome {
+	switch {
+	case err == nil:
+		return outcomeSuccess
+	case errors.Is(err, ErrNotWritten) && learned == outcomeNeutral:
+		return outcomeFailure
+	}
+	return learned
 }
 
 // markUnanswered sets err for every sale without an answer yet.
