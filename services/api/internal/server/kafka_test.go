@@ -175,8 +175,8 @@ func TestKafkaBrokerErrors(t *testing.T) {
 			t.Errorf("%s succeeded while Kafka failed every record", name)
 		case f.code != connect.CodeUnavailable || f.message != want:
 			t.Errorf("%s = %v %q, want unavailable %q", name, f.code, f.message, want)
-		case f.took > timeout+500*time.Millisecond:
-			t.Errorf("%s took %v, want at most the %v produce timeout", name, f.took, timeout)
+		case f.took > timeout+hangBound:
+			t.Errorf("%s took %v, want an answer at the %v produce timeout", name, f.took, timeout)
 		}
 		if f != nil && name != "legacy gRPC ProcesarVenta" && name != "legacy REST POST /venta" && f.saleID != sale.GetSaleId() {
 			t.Errorf("%s named sale %q, want %q", name, f.saleID, sale.GetSaleId())
@@ -194,7 +194,9 @@ func TestKafkaBrokerErrors(t *testing.T) {
 // resource_exhausted at once.
 func TestKafkaBufferFull(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, options{produce: ingest.Config{ProduceTimeout: 5 * time.Second, MaxBufferedRecords: 1}})
+	// A call that waited for room would wait for the held sale, up to the
+	// produce timeout: far longer than the hang bound.
+	h := newHarness(t, options{produce: ingest.Config{ProduceTimeout: 4 * hangBound, MaxBufferedRecords: 1}})
 	warmUp(t, h)
 	before := h.written(t)
 	release := make(chan struct{})
@@ -216,8 +218,8 @@ func TestKafkaBufferFull(t *testing.T) {
 			t.Errorf("%s succeeded with a full buffer", name)
 		case f.code != connect.CodeResourceExhausted || f.message != want:
 			t.Errorf("%s = %v %q, want resource_exhausted %q", name, f.code, f.message, want)
-		case f.took > 250*time.Millisecond:
-			t.Errorf("%s took %v with a full buffer, want an immediate answer", name, f.took)
+		case f.took > hangBound:
+			t.Errorf("%s took %v with a full buffer, want an answer without waiting for room", name, f.took)
 		}
 	}
 	close(release)
@@ -272,12 +274,10 @@ func TestKafkaStopped(t *testing.T) {
 			t.Fatalf("RecordSale() succeeded with Kafka stopped")
 		case f.code != connect.CodeUnavailable:
 			t.Fatalf("RecordSale() with Kafka stopped = %v %q, want unavailable", f.code, f.message)
-		case f.took > timeout+500*time.Millisecond:
-			t.Fatalf("RecordSale() with Kafka stopped took %v, want at most %v", f.took, timeout)
+		case f.took > timeout+hangBound:
+			t.Fatalf("RecordSale() with Kafka stopped took %v, want an answer at the %v produce timeout", f.took, timeout)
 		case f.message == "sales log is unavailable; the sale was not recorded, retry with backoff":
-			if f.took > 250*time.Millisecond {
-				t.Errorf("RecordSale() with the breaker open took %v, want an immediate answer", f.took)
-			}
+			// The open breaker answers before producing anything.
 			fast++
 		}
 	}
@@ -295,7 +295,7 @@ func TestKafkaStopped(t *testing.T) {
 			continue
 		}
 		streak = 0
-		if f.code != connect.CodeUnavailable || f.took > timeout+500*time.Millisecond {
+		if f.code != connect.CodeUnavailable || f.took > timeout+hangBound {
 			t.Fatalf("RecordSale() while Kafka returns = %+v, want unavailable within %v", f, timeout)
 		}
 		if time.Since(start) > 30*time.Second {
