@@ -94,8 +94,11 @@ type Consumer struct {
 
 	// client is the running Kafka client; tests reach it to rewind.
 	client atomic.Pointer[kgo.Client]
-	// healthy is false while Valkey or the dead-letter topic keeps failing.
-	healthy atomic.Bool
+	// failing counts the retry loops whose last attempt failed, while
+	// Valkey or the dead-letter topic keeps failing. Partitions apply in
+	// parallel, so one partition's success says nothing of another's
+	// failure: the consumer is ready only while none is failing.
+	failing atomic.Int32
 	// running is true between the start and the end of Run.
 	running atomic.Bool
 	// joined is true while the consumer is a member of the group, with or
@@ -114,15 +117,13 @@ func New(cfg Config, st Store, dec *aggregate.Decoder, log *slog.Logger) *Consum
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
-	c := &Consumer{cfg: cfg, store: st, dec: dec, log: log, parts: newPartitions()}
-	c.healthy.Store(true)
-	return c
+	return &Consumer{cfg: cfg, store: st, dec: dec, log: log, parts: newPartitions()}
 }
 
 // Ready reports whether the consumer has joined its group and its last
 // writes succeeded.
 func (c *Consumer) Ready() bool {
-	return c.running.Load() && c.joined.Load() && c.healthy.Load()
+	return c.running.Load() && c.joined.Load() && c.failing.Load() == 0
 }
 
 // Run consumes until ctx is done, then leaves the group. A batch in flight at
@@ -550,19 +551,27 @@ func (c *Consumer) loadOffsets(ctx context.Context, topic string, parts []int32)
 func (c *Consumer) retry(ctx context.Context, what string, op func() error) error {
 	const maxBackoff = 10 * time.Second
 	backoff := 100 * time.Millisecond
+	failed := false
+	defer func() {
+		if failed {
+			c.failing.Add(-1)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		err := op()
 		if err == nil {
 			if attempt > 1 {
 				c.log.Info(what+" succeeded after retrying", "attempts", attempt)
 			}
-			c.healthy.Store(true)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.healthy.Store(false)
+		if !failed {
+			failed = true
+			c.failing.Add(1)
+		}
 		level := slog.LevelWarn
 		if errors.Is(err, store.ErrGuard) {
 			level = slog.LevelError
