@@ -7,21 +7,19 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"blackfriday.local/services/loadgen/internal/load"
 	"blackfriday.local/services/loadgen/internal/protocol"
 	"blackfriday.local/services/loadgen/internal/report"
+	"blackfriday.local/test/pipelinetest"
 )
 
 // The integration tests run the real api and aggregator binaries against the
@@ -31,16 +29,7 @@ import (
 
 func services(t *testing.T) (kafka, valkey string) {
 	t.Helper()
-	kafka, valkey = os.Getenv("BF_TEST_KAFKA_BROKERS"), os.Getenv("BF_TEST_VALKEY_ADDR")
-	if kafka != "" && valkey != "" {
-		return kafka, valkey
-	}
-	msg := "BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR must name a real Kafka and Valkey (scripts/testenv.sh up starts them)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return "", ""
+	return pipelinetest.Services(t, "scripts/testenv.sh up")
 }
 
 var (
@@ -49,20 +38,11 @@ var (
 	buildErr  error
 )
 
-// binaries builds the api and the aggregator once for the package's tests.
+// binaries builds the api and the aggregator once for the package's tests,
+// on first use, so that the tests which need no services build nothing.
 func binaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "bf-loadgen-bin-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./services/api", "./services/aggregator")
-		cmd.Dir = "../.."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { binDir, buildErr = pipelinetest.Build() })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -95,66 +75,19 @@ func startStack(t *testing.T) *stack {
 		"KAFKA_GROUP=loadgen-" + id, "VALKEY_ADDR=" + valkey, "VALKEY_KEY_PREFIX=loadgen:" + id + ":",
 		"METRICS_ADDR=off", "LOG_LEVEL=warn",
 	}
-	apiPort, aggPort := freePort(t), freePort(t)
+	apiPort, aggPort := pipelinetest.FreePort(t), pipelinetest.FreePort(t)
 	s := &stack{url: "http://127.0.0.1:" + strconv.Itoa(apiPort)}
-	api := spawn(t, filepath.Join(bin, "api"), append(env, "PORT="+strconv.Itoa(apiPort)))
-	s.apiPID = api.Process.Pid
-	spawn(t, filepath.Join(bin, "aggregator"), append(env, "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(aggPort)))
-	waitOK(t, s.url+"/readyz")
-	waitOK(t, "http://127.0.0.1:"+strconv.Itoa(aggPort)+"/healthz")
+	start := func(name, extra string) *pipelinetest.Proc {
+		p := pipelinetest.Start(t, name, filepath.Join(bin, name), append(slices.Clip(env), extra)...)
+		t.Cleanup(func() { pipelinetest.Stop(t, p) })
+		return p
+	}
+	api := start("api", "PORT="+strconv.Itoa(apiPort))
+	agg := start("aggregator", "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(aggPort))
+	s.apiPID = api.Pid()
+	api.WaitOK(t, s.url+"/readyz", 60*time.Second)
+	agg.WaitOK(t, "http://127.0.0.1:"+strconv.Itoa(aggPort)+"/healthz", 60*time.Second)
 	return s
-}
-
-func spawn(t *testing.T, bin string, env []string) *exec.Cmd {
-	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("%s did not stop within 20s of SIGTERM", filepath.Base(bin))
-		}
-		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", filepath.Base(bin), out.String())
-		}
-	})
-	return cmd
-}
-
-func waitOK(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer 200 within 60s", url)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestLoadgenAgainstRealStack runs the load generator briefly over every

@@ -4,8 +4,11 @@ go 1.26.0
 
 replace blackfriday.local/gen => ../../gen
 
+replace blackfriday.local/test/pipelinetest => ../pipelinetest
+
 require (
 	blackfriday.local/gen v0.0.0
+	blackfriday.local/test/pipelinetest v0.0.0
 	connectrpc.com/connect v1.21.1
 	github.com/chromedp/chromedp v0.23.0
 )

@@ -14,6 +14,8 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"blackfriday.local/test/pipelinetest"
 )
 
 // dedicated is a test service of its own, started by scripts/valkey.sh or
@@ -31,7 +33,7 @@ type dedicated struct {
 func startDedicated(t *testing.T, script string, env ...string) *dedicated {
 	t.Helper()
 	services(t) // skip, or fail under CI, like every test needing services
-	root, err := repoRoot()
+	root, err := pipelinetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

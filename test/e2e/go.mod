@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	blackfriday.local/gen v0.0.0
+	blackfriday.local/test/pipelinetest v0.0.0
 	connectrpc.com/connect v1.21.1
 	github.com/redis/rueidis v1.0.79
 	github.com/twmb/franz-go v1.22.3
@@ -23,3 +24,5 @@ require (
 )
 
 replace blackfriday.local/gen => ../../gen
+
+replace blackfriday.local/test/pipelinetest => ../pipelinetest

@@ -659,7 +659,7 @@ func TestOverload(t *testing.T) {
 		grpcRaw.close()
 	})
 	o := &overload{
-		t: t, s: s, gen: newSaleGen(505), tr: newTruth(), run: randomID(), pid: api.cmd.Process.Pid,
+		t: t, s: s, gen: newSaleGen(505), tr: newTruth(), run: randomID(), pid: api.Pid(),
 	}
 	// OVERLOAD_PROTOCOLS narrows the mix, to study one protocol.
 	// Three calls in four are gRPC, one Connect JSON.
@@ -691,7 +691,7 @@ func TestOverload(t *testing.T) {
 
 	// The api is still up.
 	select {
-	case <-api.done:
+	case <-api.Done():
 		t.Fatalf("the api exited under overload")
 	default:
 	}

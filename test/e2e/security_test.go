@@ -23,6 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"sigs.k8s.io/yaml"
+
+	"blackfriday.local/test/pipelinetest"
 )
 
 // kafkaUser is the part of a Strimzi KafkaUser the test needs.
@@ -53,7 +55,7 @@ type kafkaUser struct {
 // loadKafkaUsers reads the KafkaUsers of the prod overlay's component.
 func loadKafkaUsers(t *testing.T) map[string]kafkaUser {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := pipelinetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +294,7 @@ func fetchOne(ctx context.Context, cl *kgo.Client) error {
 // reader cannot write; the aggregator writes only bf:* keys and runs its
 // script, but nothing dangerous.
 func TestValkeyACLs(t *testing.T) {
-	root, err := repoRoot()
+	root, err := pipelinetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,16 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"blackfriday.local/test/pipelinetest"
 )
 
 // stack is one isolated pipeline: its own topic, consumer group and Valkey
@@ -32,22 +31,13 @@ type stack struct {
 	env         []string
 
 	mu   sync.Mutex
-	api  *proc
-	aggs map[string]*proc
+	api  *pipelinetest.Proc
+	aggs map[string]*pipelinetest.Proc
 	// aggAddrs holds each aggregator's health and metrics address.
 	aggAddrs map[string]string
 	// valkeyUser and valkeyPassword authenticate the tests' own Valkey
 	// reads when the server has ACLs on; empty for the default user.
 	valkeyUser, valkeyPassword string
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	// out is the synchronized writer in front of log; read through it.
-	out  *lockedWriter
-	done chan struct{}
 }
 
 func newStack(t *testing.T) *stack {
@@ -60,11 +50,11 @@ func newStack(t *testing.T) *stack {
 		valkey:  valkey,
 		topic:   "e2e-" + id,
 		prefix:  "e2e:" + id + ":",
-		apiPort: freePort(t),
-		aggs:    map[string]*proc{},
+		apiPort: pipelinetest.FreePort(t),
+		aggs:    map[string]*pipelinetest.Proc{},
 	}
 	s.aggAddrs = map[string]string{}
-	s.metricsPort = freePort(t)
+	s.metricsPort = pipelinetest.FreePort(t)
 	s.env = []string{
 		"KAFKA_BROKERS=" + kafka,
 		"KAFKA_TOPIC=" + s.topic,
@@ -94,7 +84,7 @@ func (s *stack) startAPI(extraEnv ...string) {
 	s.mu.Lock()
 	s.api = p
 	s.mu.Unlock()
-	s.waitHTTP(p, s.url()+"/healthz")
+	p.WaitOK(s.t, s.url()+"/healthz", 30*time.Second)
 }
 
 // startAggregator starts an aggregator called name and waits for its health
@@ -108,7 +98,7 @@ func (s *stack) startAggregator(name string) {
 // last (so it overrides the stack's), and waits for its health endpoint.
 func (s *stack) startAggregatorEnv(name string, extraEnv ...string) {
 	s.t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(s.t))
+	addr := "127.0.0.1:" + strconv.Itoa(pipelinetest.FreePort(s.t))
 	// Each named aggregator is a static group member, as a StatefulSet pod
 	// would be: a restart after SIGKILL takes its partitions back without
 	// waiting for the session to time out.
@@ -118,7 +108,7 @@ func (s *stack) startAggregatorEnv(name string, extraEnv ...string) {
 	s.aggs[name] = p
 	s.aggAddrs[name] = addr
 	s.mu.Unlock()
-	s.waitHTTP(p, "http://"+addr+"/healthz")
+	p.WaitOK(s.t, "http://"+addr+"/healthz", 30*time.Second)
 }
 
 // killAggregator sends SIGKILL to the aggregator called name and reaps it.
@@ -131,53 +121,17 @@ func (s *stack) killAggregator(name string) {
 	if p == nil {
 		s.t.Fatalf("no aggregator %q running", name)
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	p.Kill()
 }
 
-func (s *stack) spawn(name string, env []string) *proc {
+// spawn starts the api (name "api") or an aggregator called name.
+func (s *stack) spawn(name string, env []string) *pipelinetest.Proc {
 	s.t.Helper()
 	bin := "aggregator"
 	if name == "api" {
 		bin = "api"
 	}
-	cmd := exec.Command(filepath.Join(binDir, bin))
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{name: name, cmd: cmd, log: &bytes.Buffer{}, done: make(chan struct{})}
-	w := &lockedWriter{buf: p.log}
-	p.out = w
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			s.t.Logf("---- %s output ----\n%s", name, w.String())
-		}
-	})
-	return p
-}
-
-func (s *stack) waitHTTP(p *proc, url string) {
-	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			s.t.Fatalf("%s exited during start", p.name)
-		default:
-		}
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.t.Fatalf("%s did not answer %s within 30s", p.name, url)
+	return pipelinetest.Start(s.t, name, filepath.Join(binDir, bin), env...)
 }
 
 // aggregatorLog returns what the running aggregator called name has logged
@@ -190,13 +144,13 @@ func (s *stack) aggregatorLog(name string) string {
 	if p == nil {
 		s.t.Fatalf("no aggregator %q running", name)
 	}
-	return p.out.String()
+	return p.Output()
 }
 
 // stop shuts everything down gracefully with SIGTERM.
 func (s *stack) stop() {
 	s.mu.Lock()
-	procs := []*proc{}
+	procs := []*pipelinetest.Proc{}
 	if s.api != nil {
 		procs = append(procs, s.api)
 	}
@@ -204,45 +158,7 @@ func (s *stack) stop() {
 		procs = append(procs, p)
 	}
 	s.mu.Unlock()
-	for _, p := range procs {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	for _, p := range procs {
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			s.t.Errorf("%s did not stop within 20s of SIGTERM", p.name)
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-}
-
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	pipelinetest.Stop(s.t, procs...)
 }
 
 func randomID() string {

@@ -1,0 +1,3 @@
+module blackfriday.local/test/pipelinetest
+
+go 1.26.0
