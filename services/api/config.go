@@ -36,6 +36,8 @@ type config struct {
 	LogLevel           slog.Level
 	// MetricsAddr serves /metrics; METRICS_ADDR=off disables it.
 	MetricsAddr string
+	// Pprof also serves Go's profiles (/debug/pprof/) on MetricsAddr.
+	Pprof bool
 	// SalesSink is "kafka", or "discard" for the load comparison's no-op
 	// baseline, which acknowledges sales without writing them.
 	SalesSink string
@@ -98,6 +100,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CORSAllowedOrigins:   e.origins("CORS_ALLOWED_ORIGINS", "*"),
 		LogLevel:             e.level("LOG_LEVEL", slog.LevelInfo),
 		MetricsAddr:          e.optional("METRICS_ADDR", ":9090"),
+		Pprof:                e.bool("PPROF", false),
 		SalesSink:            e.string("SALES_SINK", "kafka"),
 		WriteTokensFile:      e.string("WRITE_TOKENS_FILE", ""),
 		// Tokens are taken as they are; auth.Load trims each.
@@ -202,6 +205,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("metrics_addr", c.MetricsAddr),
+		slog.Bool("pprof", c.Pprof),
 		slog.String("sales_sink", c.SalesSink),
 		slog.String("kafka_sasl_mechanism", c.Kafka.SASLMechanism),
 		slog.String("kafka_sasl_username", c.Kafka.SASLUsername),

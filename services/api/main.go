@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -166,7 +167,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		Metrics:   m,
 		Dashboard: dashboard,
 	})
-	stopMetrics, err := serveMetrics(cfg.MetricsAddr, m, log)
+	stopMetrics, err := serveMetrics(cfg.MetricsAddr, cfg.Pprof, m, log)
 	if err != nil {
 		return err
 	}
@@ -222,9 +223,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 }
 
 // serveMetrics serves /metrics on its own listener, away from the public
-// port, until the returned stop function is called. An empty addr serves
-// nothing.
-func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+// port, and with withPprof Go's profiles under /debug/pprof/, until the
+// returned stop function is called. An empty addr serves nothing.
+func serveMetrics(addr string, withPprof bool, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -234,6 +235,13 @@ func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	done := make(chan struct{})
 	go func() {
