@@ -66,10 +66,7 @@ func run(ctx context.Context) error {
 	}
 	cancel()
 
-	dec, err := aggregate.NewDecoder()
-	if err != nil {
-		return err
-	}
+	dec := aggregate.NewDecoder()
 	m := metrics.New()
 	clientOpts := slices.Concat(securityOpts, []kgo.Opt{
 		kgo.SessionTimeout(cfg.SessionTimeout),

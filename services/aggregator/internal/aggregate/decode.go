@@ -24,15 +24,9 @@ const (
 	ProtocolUnknown = "unknown"
 )
 
-// knownProtocol bounds the field names of the ingest hash: an unexpected
-// header value is counted as ProtocolUnknown instead of growing the hash.
-func knownProtocol(p string) bool {
-	switch p {
-	case "connect+json", "connect+proto", "grpc", "grpc-web", "legacy-rest", "legacy-grpc":
-		return true
-	}
-	return false
-}
+// ingestProtocols are the ingest-protocol header values counted by name;
+// they bound the field names of the ingest hash.
+var ingestProtocols = [...]string{"connect+json", "connect+proto", "grpc", "grpc-web", "legacy-rest", "legacy-grpc"}
 
 // Reason classifies why a record was dead-lettered. Its string is the stable
 // first word of the dlq-reason header.
@@ -89,10 +83,9 @@ type Sale struct {
 // Decoder turns records into sales. It is safe for concurrent use.
 type Decoder struct{}
 
-// NewDecoder returns a Decoder. It cannot fail today; the error is kept so
-// that a decoder needing set-up does not change its callers.
-func NewDecoder() (*Decoder, error) {
-	return &Decoder{}, nil
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder {
+	return &Decoder{}
 }
 
 // Decode checks a record's headers, decodes and validates its sale. A record
@@ -181,23 +174,14 @@ func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) e
 	return nil
 }
 
-// protocolName returns the ingest protocol a header value names, as one of
-// a fixed set of strings, so that the ingest hash cannot grow and no string
-// is allocated per record.
+// protocolName returns the ingest protocol a header value names: one of
+// ingestProtocols, or ProtocolUnknown, so that an unexpected value cannot
+// grow the ingest hash and no string is allocated per record.
 func protocolName(v []byte) string {
-	switch string(v) {
-	case "connect+json":
-		return "connect+json"
-	case "connect+proto":
-		return "connect+proto"
-	case "grpc":
-		return "grpc"
-	case "grpc-web":
-		return "grpc-web"
-	case "legacy-rest":
-		return "legacy-rest"
-	case "legacy-grpc":
-		return "legacy-grpc"
+	for _, p := range ingestProtocols {
+		if string(v) == p {
+			return p
+		}
 	}
 	return ProtocolUnknown
 }

@@ -57,10 +57,7 @@ func record(t *testing.T, edit func(*salesv1.Sale), headers ...kgo.RecordHeader)
 
 func TestDecode(t *testing.T) {
 	t.Parallel()
-	dec, err := NewDecoder()
-	if err != nil {
-		t.Fatalf("NewDecoder() = %v", err)
-	}
+	dec := NewDecoder()
 	std := func(protocol string) []kgo.RecordHeader {
 		return []kgo.RecordHeader{
 			{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
@@ -237,10 +234,7 @@ func TestDecode(t *testing.T) {
 
 func TestFold(t *testing.T) {
 	t.Parallel()
-	dec, err := NewDecoder()
-	if err != nil {
-		t.Fatalf("NewDecoder() = %v", err)
-	}
+	dec := NewDecoder()
 	var records []*kgo.Record
 	for i, edit := range []func(*salesv1.Sale){
 		nil,

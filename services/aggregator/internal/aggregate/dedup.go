@@ -93,21 +93,6 @@ func (dec *Decoder) DecodeBatch(topic string, partition int32, records []*kgo.Re
 	return b, nil
 }
 
-// Keys returns the distinct dedup keys of the batch's sales, for looking up
-// which were counted before.
-func (b *Batch) Keys() []SaleKey {
-	seen := make(map[SaleKey]struct{}, len(b.Sales))
-	keys := make([]SaleKey, 0, len(b.Sales))
-	for _, s := range b.Sales {
-		k := KeyOf(s.SaleID)
-		if _, ok := seen[k]; !ok {
-			seen[k] = struct{}{}
-			keys = append(keys, k)
-		}
-	}
-	return keys
-}
-
 // Fold folds the batch into a finished Delta, dropping the sales dd says
 // were counted before and the repeats within the batch. With dedup on, the
 // Delta also lists the keys it counted, to be remembered with it.

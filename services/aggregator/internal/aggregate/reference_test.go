@@ -72,7 +72,7 @@ func (d *referenceDecoder) Decode(r *kgo.Record) (Sale, error) {
 	if err != nil {
 		return Sale{}, deadLetter(ReasonInvalid, err)
 	}
-	if !knownProtocol(protocol) {
+	if !slices.Contains(ingestProtocols[:], protocol) {
 		protocol = ProtocolUnknown
 	}
 	return Sale{

@@ -225,10 +225,7 @@ func (g *saleGen) record(tb testing.TB) *kgo.Record {
 // not, most of them mutated at the wire level.
 func TestDecodeMatchesReference(t *testing.T) {
 	t.Parallel()
-	dec, err := NewDecoder()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dec := NewDecoder()
 	ref := newReferenceDecoder(t)
 	n := 30000
 	if testing.Short() {

@@ -52,10 +52,6 @@ func parseSale(b []byte, s *wireSale) error {
 			return errWire
 		}
 		b = b[n:]
-		if typ == protowire.EndGroupType {
-			// Only a group may end, and the message is not in one.
-			return errWire
-		}
 		n = -1
 		switch {
 		case typ == protowire.VarintType && (num == fieldCategory || num == fieldPriceCents || num == fieldQuantity):
@@ -115,9 +111,6 @@ func parseTimestamp(b []byte, s *wireSale) error {
 			return errWire
 		}
 		b = b[n:]
-		if typ == protowire.EndGroupType {
-			return errWire
-		}
 		if typ == protowire.VarintType && (num == fieldSeconds || num == fieldNanos) {
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
@@ -140,15 +133,17 @@ func parseTimestamp(b []byte, s *wireSale) error {
 	return nil
 }
 
-// consumeTag reads a field tag and rejects field numbers outside the valid
-// range, as proto.Unmarshal does.
+// consumeTag reads the tag of a message's field and rejects, as
+// proto.Unmarshal does, field numbers outside the valid range and the end
+// of a group: only a group may end, and no message here is in one.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 	v, n := protowire.ConsumeVarint(b)
 	if n < 0 {
 		return 0, 0, -1
 	}
-	if num := v >> 3; num < uint64(protowire.MinValidNumber) || num > uint64(protowire.MaxValidNumber) {
+	num, typ := v>>3, protowire.Type(v&7)
+	if num < uint64(protowire.MinValidNumber) || num > uint64(protowire.MaxValidNumber) || typ == protowire.EndGroupType {
 		return 0, 0, -1
 	}
-	return protowire.Number(v >> 3), protowire.Type(v & 7), n
+	return protowire.Number(num), typ, n
 }

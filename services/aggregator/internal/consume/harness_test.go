@@ -74,10 +74,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("producer: %v", err)
 	}
 	t.Cleanup(producer.Close)
-	dec, err := aggregate.NewDecoder()
-	if err != nil {
-		t.Fatalf("NewDecoder() = %v", err)
-	}
+	dec := aggregate.NewDecoder()
 	st := store.New(client, prefix, 25*time.Hour)
 	return &env{
 		t:        t,

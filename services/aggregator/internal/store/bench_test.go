@@ -144,10 +144,7 @@ func benchmarkFoldApply(b *testing.B, window time.Duration) {
 	raw, prefix := valkeytest.New(b)
 	client := &countingClient{Client: raw}
 	st := New(client, prefix, 25*time.Hour)
-	dec, err := aggregate.NewDecoder()
-	if err != nil {
-		b.Fatal(err)
-	}
+	dec := aggregate.NewDecoder()
 	gen := newSalesGen(b)
 	ctx := context.Background()
 
