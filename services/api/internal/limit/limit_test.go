@@ -216,11 +216,34 @@ func TestAdaptiveConcurrent(t *testing.T) {
 func TestAdaptiveHoldsUnboundLimit(t *testing.T) {
 	t.Parallel()
 	a, now := newAt(Config{Max: 1024, Min: 64, Target: 50 * time.Millisecond})
+	// A fast baseline first, so that the slow windows overshoot the
+	// target: only the limit not binding may then hold it.
+	feed(a, &now, 100, 10*time.Millisecond, 300)
 	for range 20 {
 		feed(a, &now, 100, time.Second, 300)
 	}
 	if got := a.Limit(); got != 1024 {
 		t.Errorf("Limit() after slow windows with 300 of 1024 in flight = %d, want 1024", got)
+	}
+}
+
+// TestAdaptiveHoldsWhileThroughputFalls: a binding limit with slow calls
+// is not cut while the throughput is falling: the calls are slow for a
+// reason a lower limit would not cure (a slow broker, a busy machine), and
+// a cut would only serve fewer of them.
+func TestAdaptiveHoldsWhileThroughputFalls(t *testing.T) {
+	t.Parallel()
+	a, now := newAt(Config{Max: 1024, Min: 64, Target: 50 * time.Millisecond})
+	for range 20 {
+		feed(a, &now, 300, 10*time.Millisecond, a.Limit())
+	}
+	// A cut that cost throughput would be undone some windows later:
+	// look after each window.
+	for i := range 5 {
+		feed(a, &now, 100, 200*time.Millisecond, a.Limit())
+		if got := a.Limit(); got != 1024 {
+			t.Fatalf("Limit() after %d slow windows serving a third of the best throughput = %d, want 1024 (no cut)", i+1, got)
+		}
 	}
 }
 
