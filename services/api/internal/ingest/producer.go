@@ -70,23 +70,24 @@ type Config struct {
 // franz-go's linger timers cost CPU per record). Each client is idempotent
 // on its own; sales of different calls have no order to keep.
 type Producer struct {
-	client     *kgo.Client // single sales
-	batch      *kgo.Client // batches: client itself when there is no linger
-	bufferCap  int
-	topic      string
-	partitions int32
-	timeout    time.Duration
-	breaker    *breaker
-	closed     atomic.Bool
+	client *kgo.Client // single sales
+	batch  *kgo.Client // batches: client itself when there is no linger
+	// clients are the distinct clients: client, and batch if it is another.
+	clients     []*kgo.Client
+	maxBuffered int
+	topic       string
+	partitions  int32
+	timeout     time.Duration
+	breaker     *breaker
+	closed      atomic.Bool
 	// deadlines are the calls' shared deadline contexts.
 	deadlines *deadlines
 	// waiters are reusable single-sale calls (see Record).
 	waiters sync.Pool
 
-	// Header values are shared read-only by every record.
-	contentType []byte
-	schema      []byte
-	protocols   map[Protocol][]byte
+	// headers are each protocol's record headers, shared read-only by
+	// every record: franz-go only reads them.
+	headers map[Protocol][]kgo.RecordHeader
 }
 
 // New returns a Producer. It does not contact Kafka: the server must start
@@ -130,26 +131,25 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	batch, buffers := client, 1
+	clients := []*kgo.Client{client}
 	if cfg.Linger > 0 {
-		batch, err = kgo.NewClient(append(opts, kgo.ProducerLinger(0), kgo.WithHooks(cfg.BatchHooks...))...)
+		batch, err := kgo.NewClient(append(opts, kgo.ProducerLinger(0), kgo.WithHooks(cfg.BatchHooks...))...)
 		if err != nil {
 			client.Close()
 			return nil, fmt.Errorf("kafka batch client: %w", err)
 		}
-		buffers = 2
+		clients = append(clients, batch)
 	}
 	p := &Producer{
 		client:      client,
-		batch:       batch,
-		bufferCap:   buffers * cfg.MaxBufferedRecords,
+		batch:       clients[len(clients)-1],
+		clients:     clients,
+		maxBuffered: cfg.MaxBufferedRecords,
 		topic:       cfg.Topic,
 		partitions:  cfg.Partitions,
 		timeout:     cfg.ProduceTimeout,
 		deadlines:   newDeadlines(min(max(cfg.ProduceTimeout/100, time.Millisecond), 10*time.Millisecond)),
-		contentType: []byte(ContentTypeProtobuf),
-		schema:      []byte(SchemaSale),
-		protocols:   map[Protocol][]byte{},
+		headers:     map[Protocol][]kgo.RecordHeader{},
 	}
 	p.waiters.New = func() any {
 		w := &waiter{done: make(chan error, 1)}
@@ -157,7 +157,11 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		return w
 	}
 	for _, proto := range protocols() {
-		p.protocols[proto] = []byte(proto)
+		p.headers[proto] = []kgo.RecordHeader{
+			{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
+			{Key: HeaderSchema, Value: []byte(SchemaSale)},
+			{Key: HeaderIngestProtocol, Value: []byte(proto)},
+		}
 	}
 	p.breaker = newBreaker(threshold, window, coolDown, time.Now, func(from, to breakerState) {
 		log.Warn("sales log circuit breaker", "from", from.String(), "to", to.String())
@@ -214,7 +218,7 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 	}
 	recordCtx, waitCtx := p.callDeadlines(ctx)
 	w := p.waiters.Get().(*waiter)
-	if err := p.fill(w, sale, p.protocolHeader(ProtocolFrom(ctx))); err != nil {
+	if err := p.fill(w, sale, p.recordHeaders(ProtocolFrom(ctx))); err != nil {
 		p.waiters.Put(w)
 		p.breaker.done(probe, outcomeNeutral)
 		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
@@ -248,7 +252,6 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 // holds its key and value, and where its promise delivers.
 type waiter struct {
 	rec     kgo.Record
-	headers [3]kgo.RecordHeader
 	buf     []byte
 	done    chan error
 	promise func(*kgo.Record, error)
@@ -259,8 +262,8 @@ func (w *waiter) deliver(_ *kgo.Record, err error) { w.done <- err }
 // maxReusedBuffer bounds the buffer a waiter keeps between calls.
 const maxReusedBuffer = 4 << 10
 
-// fill makes w's record the sale's.
-func (p *Producer) fill(w *waiter, sale *salesv1.Sale, protocol []byte) error {
+// fill makes w's record the sale's, with headers.
+func (p *Producer) fill(w *waiter, sale *salesv1.Sale, headers []kgo.RecordHeader) error {
 	if cap(w.buf) > maxReusedBuffer {
 		w.buf = nil
 	}
@@ -269,8 +272,7 @@ func (p *Producer) fill(w *waiter, sale *salesv1.Sale, protocol []byte) error {
 		return err
 	}
 	w.buf = buf
-	w.headers = p.headers(protocol)
-	w.rec = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: w.headers[:]}
+	w.rec = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: headers}
 	return nil
 }
 
@@ -286,16 +288,6 @@ func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err err
 		return buf[:start], nil, nil, fmt.Errorf("encode sale: %w", err)
 	}
 	return out, out[start:mid:mid], out[mid:len(out):len(out)], nil
-}
-
-// headers returns a record's headers; franz-go only reads them, so one set
-// may serve every record of a call.
-func (p *Producer) headers(protocol []byte) [3]kgo.RecordHeader {
-	return [3]kgo.RecordHeader{
-		{Key: HeaderContentType, Value: p.contentType},
-		{Key: HeaderSchema, Value: p.schema},
-		{Key: HeaderIngestProtocol, Value: protocol},
-	}
 }
 
 // callDeadlines returns the contexts for a call made with ctx: the one its
@@ -345,15 +337,14 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 
 	recordCtx, waitCtx := p.callDeadlines(ctx)
 	results := make(chan result, len(sales))
-	protocol := p.protocolHeader(ProtocolFrom(ctx))
+	headers := p.recordHeaders(ProtocolFrom(ctx))
 
 	answered := make([]bool, len(sales))
 	waiting := 0
-	// One allocation each for the call's records, their keys and values
-	// (about 64 bytes a sale, grown if need be) and their headers.
+	// One allocation each for the call's records and for their keys and
+	// values (about 64 bytes a sale, grown if need be).
 	recs := make([]kgo.Record, len(sales))
 	buf := make([]byte, 0, 64*len(sales))
-	headers := p.headers(protocol)
 	for i, sale := range sales {
 		var key, value []byte
 		var err error
@@ -361,7 +352,7 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 			errs[i], answered[i] = err, true
 			continue
 		}
-		recs[i] = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: headers[:]}
+		recs[i] = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: headers}
 		p.batch.TryProduce(recordCtx, &recs[i], func(_ *kgo.Record, err error) {
 			// The channel has room for every result, so the promise never
 			// blocks franz-go's promise goroutine, even after we returned.
@@ -447,11 +438,12 @@ func (p *Producer) classify(err error) error {
 	}
 }
 
-func (p *Producer) protocolHeader(proto Protocol) []byte {
-	if v, ok := p.protocols[proto]; ok {
-		return v
+// recordHeaders returns the headers of a record ingested over proto.
+func (p *Producer) recordHeaders(proto Protocol) []kgo.RecordHeader {
+	if h, ok := p.headers[proto]; ok {
+		return h
 	}
-	return p.protocols[ProtocolUnknown]
+	return p.headers[ProtocolUnknown]
 }
 
 // Ping reports whether any Kafka broker answers.
@@ -461,27 +453,23 @@ func (p *Producer) Ping(ctx context.Context) error {
 
 // Buffered returns the number of records awaiting Kafka's acknowledgement.
 func (p *Producer) Buffered() int64 {
-	n := p.client.BufferedProduceRecords()
-	if p.batch != p.client {
-		n += p.batch.BufferedProduceRecords()
+	var n int64
+	for _, cl := range p.clients {
+		n += cl.BufferedProduceRecords()
 	}
 	return n
 }
 
 // BufferLimit returns the most records that may await an acknowledgement:
 // MaxBufferedRecords for each client.
-func (p *Producer) BufferLimit() int { return p.bufferCap }
+func (p *Producer) BufferLimit() int { return len(p.clients) * p.maxBuffered }
 
 // Close stops taking sales, waits until ctx is done for the buffered records
 // to be acknowledged, and closes the clients, failing whatever is left.
 func (p *Producer) Close(ctx context.Context) error {
 	p.closed.Store(true)
-	clients := []*kgo.Client{p.client}
-	if p.batch != p.client {
-		clients = append(clients, p.batch)
-	}
 	var errs []error
-	for _, cl := range clients {
+	for _, cl := range p.clients {
 		if err := cl.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush with %d records unacknowledged: %w", cl.BufferedProduceRecords(), err))
 		}
