@@ -507,6 +507,12 @@ func TestLingerSparesBatches(t *testing.T) {
 
 	single := make(chan error, 1)
 	go func() { single <- p.Record(ctx, testSale(t)) }()
+	// The single sale is in its client's buffer before the batch starts.
+	for deadline := time.Now().Add(hangBound); p.client.BufferedProduceRecords() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the single sale never reached its client's buffer (%d buffered)", p.client.BufferedProduceRecords())
+		}
+	}
 	batch := []*salesv1.Sale{testSale(t), testSale(t), testSale(t)}
 	began := time.Now()
 	for i, err := range p.RecordAll(ctx, batch) {
@@ -521,6 +527,13 @@ func TestLingerSparesBatches(t *testing.T) {
 	case err := <-single:
 		t.Errorf("Record() = %v before the %v linger was over, want it to linger", err, linger)
 	default:
+	}
+	if n := p.client.BufferedProduceRecords(); n != 1 {
+		t.Errorf("the single sale's client holds %d records after the batch was written, want 1 (it lingers)", n)
+	}
+	// End the linger rather than wait it out.
+	if err := p.client.Flush(ctx); err != nil {
+		t.Fatalf("Flush() = %v", err)
 	}
 	if err := <-single; err != nil {
 		t.Fatalf("Record() = %v, want nil", err)
