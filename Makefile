@@ -14,7 +14,6 @@ BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
 MODULES  := gen kafkasecurity services/api services/aggregator services/devstack services/loadgen test/e2e test/deploy test/browser test/pipelinetest
-GO_DIRS  := $(MODULES)
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
 
@@ -66,7 +65,7 @@ lint: tools ## buf lint, format and breaking; gofmt; go vet.
 	  mkdir -p "$$tmp/third_party" && cp -r $(PV_DIR) "$$tmp/third_party/"; \
 	  echo "buf breaking --against $(BREAKING_AGAINST)"; $(BUF) breaking --against "$$tmp"; \
 	else echo "buf breaking: no $(BREAKING_AGAINST) with schemas yet, skipped"; fi
-	@out=$$(gofmt -l $(GO_DIRS)); if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
 	go vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
 	@# Each module also builds alone, as container builds need.
 	@for m in $(MODULES); do (cd $$m && GOWORK=off go vet ./...) || { echo "$$m does not build alone (GOWORK=off)" >&2; exit 1; }; done

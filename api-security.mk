@@ -37,16 +37,21 @@ fuzz-api-short: ## Run each api fuzz target for API_FUZZTIME (20s).
 fuzz-api: ## Run each api fuzz target for API_FUZZ_LONGTIME (10m).
 	@$(MAKE) --no-print-directory fuzz-api-short API_FUZZTIME=$(API_FUZZ_LONGTIME)
 
+# What both overload targets start with: a real broker and Valkey of their
+# own, stopped on exit; and the test they run.
+OVERLOAD_STACK = export BF_RUN_DIR=$(OVERLOAD_DIR); \
+	trap 'scripts/testenv.sh down >/dev/null 2>&1 || true' EXIT; \
+	scripts/testenv.sh up >/dev/null || exit 1; \
+	source $(OVERLOAD_DIR)/testenv.env
+OVERLOAD_TEST = go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/
+
 .PHONY: overload-api
 overload-api: ## The api overload test at full length (OVERLOAD_DURATION=30s), strict bounds; run it on a quiet machine.
 	@mkdir -p $(OVERLOAD_DIR)
-	@export BF_RUN_DIR=$(OVERLOAD_DIR); \
-	trap 'scripts/testenv.sh down >/dev/null 2>&1 || true' EXIT; \
-	scripts/testenv.sh up >/dev/null || exit 1; \
-	source $(OVERLOAD_DIR)/testenv.env; \
+	@$(OVERLOAD_STACK); \
 	echo "overload-api: OVERLOAD_DURATION=$(OVERLOAD_DURATION), load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $(OVERLOAD_DIR)/overload.log"; \
 	rc=0; OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/overload.json \
-	  go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $(OVERLOAD_DIR)/overload.log 2>&1 || rc=$$?; \
+	  $(OVERLOAD_TEST) > $(OVERLOAD_DIR)/overload.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |ok|FAIL)|overload_test.go:[0-9]+: ' $(OVERLOAD_DIR)/overload.log | grep -v 'waiting for the aggregates' || true; \
 	echo "figures: $(OVERLOAD_DIR)/overload.json"; \
 	exit $$rc
@@ -54,10 +59,7 @@ overload-api: ## The api overload test at full length (OVERLOAD_DURATION=30s), s
 .PHONY: overload-api-compare
 overload-api-compare: ## The overload test at full length with each ADMISSION_MODE in turn, OVERLOAD_ROUNDS times, in one window.
 	@mkdir -p $(OVERLOAD_DIR) && rm -f $(OVERLOAD_DIR)/compare-*
-	@export BF_RUN_DIR=$(OVERLOAD_DIR); \
-	trap 'scripts/testenv.sh down >/dev/null 2>&1 || true' EXIT; \
-	scripts/testenv.sh up >/dev/null || exit 1; \
-	source $(OVERLOAD_DIR)/testenv.env; \
+	@$(OVERLOAD_STACK); \
 	echo "overload-api-compare: OVERLOAD_DURATION=$(OVERLOAD_DURATION), modes $(OVERLOAD_MODES), $(OVERLOAD_ROUNDS) rounds, start $$(date -u +%H:%M:%S) UTC"; \
 	rc=0; \
 	for round in $$(seq $(OVERLOAD_ROUNDS)); do \
@@ -67,7 +69,7 @@ overload-api-compare: ## The overload test at full length with each ADMISSION_MO
 	  echo "round $$round, ADMISSION_MODE=$$mode: load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $$log"; \
 	  OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/compare-$$round-$$mode.json \
 	    OVERLOAD_API_ENV="ADMISSION_MODE=$$mode $(OVERLOAD_API_ENV)" \
-	    go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $$log 2>&1 || rc=$$?; \
+	    $(OVERLOAD_TEST) > $$log 2>&1 || rc=$$?; \
 	  grep -E '^(--- |FAIL)|RESULT \|' $$log | sed 's/^ *overload_test.go:[0-9]*: //' || true; \
 	done; done; \
 	echo "end $$(date -u +%H:%M:%S) UTC; figures: $(OVERLOAD_DIR)/compare-*.json"; echo; \

@@ -119,7 +119,7 @@ images-push: images ## Push the images built by `make images`.
 deploy-secrets: ## Create the Secrets (random passwords, one write token) in NAMESPACE if missing; never rotates.
 	@command -v kubectl >/dev/null || { echo "deploy-secrets: kubectl not found" >&2; exit 1; }
 	kubectl get namespace $(NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(NAMESPACE)
-	@pw() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }; \
+	@pw() { head -c $${1:-24} /dev/urandom | base64 | tr -d '/+=' ; }; \
 	if kubectl -n $(NAMESPACE) get secret valkey-users >/dev/null 2>&1; then echo "secret valkey-users exists, kept"; else \
 	  kubectl -n $(NAMESPACE) create secret generic valkey-users \
 	    --from-literal=aggregator-password=$$(pw) --from-literal=reader-password=$$(pw) \
@@ -129,7 +129,7 @@ deploy-secrets: ## Create the Secrets (random passwords, one write token) in NAM
 	    --from-literal=admin-user=admin --from-literal=admin-password=$$(pw); fi; \
 	if kubectl -n $(NAMESPACE) get secret api-write-tokens >/dev/null 2>&1; then echo "secret api-write-tokens exists, kept"; else \
 	  kubectl -n $(NAMESPACE) create secret generic api-write-tokens \
-	    --from-literal=tokens="$$(head -c 32 /dev/urandom | base64 | tr -d '/+=')"; \
+	    --from-literal=tokens="$$(pw 32)"; \
 	  echo "the clients' write token: kubectl -n $(NAMESPACE) get secret api-write-tokens -o jsonpath='{.data.tokens}' | base64 -d"; fi
 
 .PHONY: deploy-apply
