@@ -23,17 +23,23 @@ import (
 	"blackfriday.local/kafkasecurity/kafkasecuritytest"
 )
 
-// runAPI runs the api in this process, as main does, with env as its whole
-// environment (plus a free port, no metrics listener and an unreachable
-// Valkey), until the test ends. It returns the api's base URL.
-func runAPI(t *testing.T, env map[string]string) string {
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// runAPI runs the api in this process, as main does, with env as its whole
+// environment (plus a free port, no metrics listener and an unreachable
+// Valkey), until the test ends. It returns the api's base URL.
+func runAPI(t *testing.T, env map[string]string) string {
+	t.Helper()
+	port := freePort(t)
 	all := map[string]string{
 		"PORT": strconv.Itoa(port), "METRICS_ADDR": "off", "VALKEY_ADDR": "127.0.0.1:1",
 		"LOG_LEVEL": "error", "PRODUCE_TIMEOUT": "2s", "SHUTDOWN_TIMEOUT": "3s",

@@ -3,8 +3,8 @@ package main
 import (
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,12 +15,7 @@ import (
 // only when PPROF asks for them, never by default.
 func TestServeMetricsPprof(t *testing.T) {
 	for _, withPprof := range []bool{false, true} {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 		stop, err := serveMetrics(addr, withPprof, metrics.New(), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
