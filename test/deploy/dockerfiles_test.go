@@ -13,8 +13,10 @@ import (
 
 // TestDockerfiles checks each service's Dockerfile (multi-stage, pinned
 // bases, static binary, non-root distroless) and, since no Docker engine
-// runs here, builds the way its build stage does: only gen/ and the
-// service's directory copied, GOWORK=off, CGO_ENABLED=0.
+// runs here, builds the way its build stage does: in a context holding only
+// what its COPY lines copy (whole directories, `COPY dir/ dir/`, and files
+// into their own directory, `COPY dir/go.mod dir/`), go mod download, then
+// go build, with GOWORK=off and CGO_ENABLED=0.
 func TestDockerfiles(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
@@ -61,23 +63,33 @@ func TestDockerfiles(t *testing.T) {
 			if testing.Short() {
 				t.Skip("building is skipped in -short mode")
 			}
-			// The build context holds what the Dockerfile copies whole:
-			// its `COPY dir/ dir/` lines.
+			// The build context holds what the Dockerfile copies to the
+			// same path: `COPY dir/ dir/` (the whole directory) and
+			// `COPY dir/go.mod [dir/go.sum ...] dir/` (just those files).
 			ctx := t.TempDir()
-			var dirs []string
-			for _, m := range regexp.MustCompile(`(?m)^COPY ([\w/.-]+)/ ([\w/.-]+)/$`).FindAllStringSubmatch(df, -1) {
-				if m[1] == m[2] {
-					dirs = append(dirs, m[1])
+			var copied []string
+			for _, line := range regexp.MustCompile(`(?m)^COPY [\w/. -]+/$`).FindAllString(df, -1) {
+				args := strings.Fields(line)[1:]
+				dest := args[len(args)-1]
+				for _, src := range args[:len(args)-1] {
+					switch {
+					case src == dest:
+						copyTree(t, filepath.Join(root, src), filepath.Join(ctx, src))
+					case src[:strings.LastIndex(src, "/")+1] == dest:
+						copyFile(t, filepath.Join(root, src), filepath.Join(ctx, src))
+					default:
+						continue
+					}
+					copied = append(copied, src)
 				}
 			}
-			for _, dir := range dirs {
-				copyTree(t, filepath.Join(root, dir), filepath.Join(ctx, dir))
-			}
-			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(ctx, "out", svc), ".")
-			cmd.Dir = filepath.Join(ctx, "services", svc)
-			cmd.Env = append(cleanEnv(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("go build in a copy of %v (GOWORK=off), as the Dockerfile copies them, error: %v\n%s", dirs, err, out)
+			for _, args := range [][]string{{"mod", "download"}, {"build", "-trimpath", "-o", filepath.Join(ctx, "out", svc), "."}} {
+				cmd := exec.Command("go", args...)
+				cmd.Dir = filepath.Join(ctx, "services", svc)
+				cmd.Env = append(cleanEnv(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("go %s in a copy of %v (GOWORK=off), as the Dockerfile copies them, error: %v\n%s", strings.Join(args, " "), copied, err, out)
+				}
 			}
 			// A static binary has no dynamic section interpreter.
 			exe, err := os.ReadFile(filepath.Join(ctx, "out", svc))
@@ -142,6 +154,20 @@ func copyTree(t *testing.T, from, to string) {
 		}
 		return os.WriteFile(dst, b, 0o644)
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(to), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(to, b, 0o644)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

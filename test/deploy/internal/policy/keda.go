@@ -41,13 +41,13 @@ func (c *checker) kafkaTrigger(so m.Object, i int, trigger any) {
 		c.add(RuleKafkaAuth, so, "trigger %d has no literal bootstrapServers to check", i)
 		return
 	}
-	params, ok := c.kedaParams(so, i, trigger)
-	if !ok {
+	params := c.kedaParams(so, i, trigger)
+	if params == nil {
 		return
 	}
 	for _, server := range strings.Split(servers, ",") {
-		kafka, listener, ok := c.kafkaListener(so, i, strings.TrimSpace(server))
-		if !ok {
+		kafka, listener := c.kafkaListener(so, i, strings.TrimSpace(server))
+		if kafka == nil {
 			continue
 		}
 		lname := m.String(listener, "name")
@@ -86,13 +86,14 @@ func (c *checker) kafkaTrigger(so m.Object, i int, trigger any) {
 }
 
 // kafkaListener finds the Kafka and the listener a bootstrap address names:
-// <cluster>-kafka-bootstrap.<namespace>[.svc[.cluster.local]]:<port>.
-func (c *checker) kafkaListener(so m.Object, i int, server string) (kafka m.Object, listener map[string]any, ok bool) {
+// <cluster>-kafka-bootstrap.<namespace>[.svc[.cluster.local]]:<port>. When
+// there is none, it reports why and returns nils.
+func (c *checker) kafkaListener(so m.Object, i int, server string) (kafka m.Object, listener map[string]any) {
 	host, portText, err := net.SplitHostPort(server)
 	port, perr := strconv.Atoi(portText)
 	if err != nil || perr != nil {
 		c.add(RuleKafkaAuth, so, "trigger %d: bootstrap server %q is not host:port", i, server)
-		return nil, nil, false
+		return nil, nil
 	}
 	name, rest, qualified := strings.Cut(host, ".")
 	ns, suffix, _ := strings.Cut(rest, ".")
@@ -100,30 +101,30 @@ func (c *checker) kafkaListener(so m.Object, i int, server string) (kafka m.Obje
 	switch {
 	case !isBootstrap:
 		c.add(RuleKafkaAuth, so, "trigger %d: bootstrap server %s is not a Strimzi bootstrap Service (<cluster>-kafka-bootstrap)", i, server)
-		return nil, nil, false
+		return nil, nil
 	case !qualified:
 		c.add(RuleKafkaAuth, so, "trigger %d: bootstrap server %s is a short name, which KEDA's operator resolves in its own namespace: use %s.%s.svc:%d", i, server, name, so.Namespace(), port)
-		return nil, nil, false
+		return nil, nil
 	case suffix != "" && suffix != "svc" && suffix != "svc.cluster.local":
 		c.add(RuleKafkaAuth, so, "trigger %d: bootstrap server %s is not <service>.<namespace>.svc", i, server)
-		return nil, nil, false
+		return nil, nil
 	}
 	kafka = c.find("Kafka", cluster, ns)
 	if kafka == nil {
 		c.add(RuleKafkaAuth, so, "trigger %d: bootstrap server %s names no Kafka %s in namespace %s of the build", i, server, cluster, ns)
-		return nil, nil, false
+		return nil, nil
 	}
 	var ports []string
 	for _, l := range m.List(kafka, "spec", "kafka", "listeners") {
 		p, _ := m.Int(l, "port")
 		if p == int64(port) {
 			lm, _ := l.(map[string]any)
-			return kafka, lm, true
+			return kafka, lm
 		}
 		ports = append(ports, strconv.FormatInt(p, 10))
 	}
 	c.add(RuleKafkaAuth, so, "trigger %d: bootstrap server %s: %s has no listener on port %d (listeners on %s)", i, server, kafka.ID(), port, strings.Join(ports, ", "))
-	return nil, nil, false
+	return nil, nil
 }
 
 // scramTrigger checks a trigger on a SCRAM-SHA-512 listener: it logs in as
@@ -173,8 +174,9 @@ func (c *checker) scramTrigger(so m.Object, i int, kafka m.Object, lname string,
 }
 
 // kedaParams gathers a trigger's parameters: its metadata, then its
-// TriggerAuthentication (ConfigMap values and Secret references).
-func (c *checker) kedaParams(so m.Object, i int, trigger any) (map[string]kedaParam, bool) {
+// TriggerAuthentication (ConfigMap values and Secret references). When the
+// TriggerAuthentication is not in the build, it reports that and returns nil.
+func (c *checker) kedaParams(so m.Object, i int, trigger any) map[string]kedaParam {
 	params := make(map[string]kedaParam)
 	metadata := m.Map(trigger, "metadata")
 	for k, v := range metadata {
@@ -185,7 +187,7 @@ func (c *checker) kedaParams(so m.Object, i int, trigger any) (map[string]kedaPa
 	}
 	ref := m.Map(trigger, "authenticationRef")
 	if ref == nil {
-		return params, true
+		return params
 	}
 	kind, name, ns := m.String(ref, "kind"), m.String(ref, "name"), so.Namespace()
 	if kind == "" {
@@ -197,7 +199,7 @@ func (c *checker) kedaParams(so m.Object, i int, trigger any) (map[string]kedaPa
 	ta := c.find(kind, name, ns)
 	if ta == nil {
 		c.add(RuleKafkaAuth, so, "trigger %d: authenticationRef %s/%s is not in the build", i, kind, name)
-		return nil, false
+		return nil
 	}
 	// The scaler reads sasl and tls from the metadata first, the rest only
 	// from here.
@@ -219,7 +221,7 @@ func (c *checker) kedaParams(so m.Object, i int, trigger any) (map[string]kedaPa
 	for _, x := range m.List(ta, "spec", "secretTargetRef") {
 		set(m.String(x, "parameter"), kedaParam{secret: m.String(x, "name") + "/" + m.String(x, "key")})
 	}
-	return params, true
+	return params
 }
 
 // authOnly are the Kafka scaler's parameters it takes from a

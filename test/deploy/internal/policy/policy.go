@@ -232,7 +232,7 @@ var secretAssignment = regexp.MustCompile(`(?im)^[ \t-]*["']?([\w.-]*(?:passw(?:
 func (c *checker) env(o m.Object, name string, ctr map[string]any) {
 	for _, x := range m.List(ctr, "env") {
 		e, _ := x.(map[string]any)
-		if secretName.MatchString(m.String(e, "name")) && m.String(e, "value") != "" && !fileReference(m.String(e, "name"), m.String(e, "value")) {
+		if secretName.MatchString(m.String(e, "name")) && m.String(e, "value") != "" {
 			c.add(RulePlaintextSecret, o, "container %s: env %s has a literal value: use valueFrom.secretKeyRef", name, m.String(e, "name"))
 		}
 	}
@@ -246,10 +246,10 @@ func fileReference(name, value string) bool {
 
 func (c *checker) configMap(o m.Object) {
 	for k, v := range m.Map(o, "data") {
-		if s, _ := v.(string); secretName.MatchString(k) && !fileReference(k, s) {
+		s, _ := v.(string)
+		if secretName.MatchString(k) && !fileReference(k, s) {
 			c.add(RulePlaintextSecret, o, "key %s looks like a secret: put it in a Secret created out of band", k)
 		}
-		s, _ := v.(string)
 		for _, sm := range secretAssignment.FindAllStringSubmatch(s, -1) {
 			if !strings.HasPrefix(sm[2], "$") {
 				c.add(RulePlaintextSecret, o, "%s sets %s to a literal: reference the environment (${VAR}) fed from a Secret", k, sm[1])
