@@ -1,6 +1,10 @@
 package ingest
 
-import "errors"
+import (
+	"errors"
+
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+)
 
 // The errors below are what callers of the Producer branch on. The edge of
 // the service maps each to a client-facing status and message; their text is
@@ -16,7 +20,7 @@ var (
 	// reach the broker: the sale was not recorded.
 	ErrNotWritten = errors.New("sale was not written")
 
-	// ErrUnconfirmed means the call's deadline passed while the record was
+	// ErrUnconfirmed means the produce timeout passed while the record was
 	// in flight: the broker may or may not have written it.
 	ErrUnconfirmed = errors.New("sale was not acknowledged in time")
 
@@ -29,12 +33,28 @@ var (
 )
 
 // SaleError ties a failure to the sale it concerns, so that the edge can tell
-// the client which sale_id to retry with.
+// the client which sale_id to retry with, and whether the sale was written.
 type SaleError struct {
 	// SaleID is the sale's id, as assigned before the attempt.
 	SaleID string
+	// Unwritten is true only when the sale was certainly not written: it
+	// never reached franz-go, or franz-go failed it unsent or on the
+	// broker's answer. Otherwise (the call gave up waiting, the caller
+	// left, the client closed with it in flight) it may have been, and a
+	// retry must keep the sale_id.
+	Unwritten bool
 	// Err is the failure.
 	Err error
+}
+
+// unwritten is the failure of a sale that was certainly not written.
+func unwritten(sale *salesv1.Sale, err error) *SaleError {
+	return &SaleError{SaleID: sale.GetSaleId(), Unwritten: true, Err: err}
+}
+
+// maybeWritten is the failure of a sale that may have been written.
+func maybeWritten(sale *salesv1.Sale, err error) *SaleError {
+	return &SaleError{SaleID: sale.GetSaleId(), Err: err}
 }
 
 // Error implements error.

@@ -200,52 +200,64 @@ func orDefault[T comparable](v, def T) T {
 }
 
 // Record writes one sale and returns once Kafka has acknowledged it. The sale
-// must be complete (see Stamp) and valid. Errors wrap ErrBufferFull,
+// must be complete (see Stamp) and valid. Errors are a *SaleError, which
+// says whether the sale was certainly not written, wrapping ErrBufferFull,
 // ErrNotWritten, ErrUnconfirmed, ErrSalesLogDown, ErrClosed or the caller's
-// context error, inside a *SaleError.
+// context error.
 //
 // It is RecordAll for one sale, on the path every unary call takes: the
 // record, its buffer and the call's result channel are reused from call to
 // call, and the deadlines are shared, so that a call allocates next to
 // nothing beyond what franz-go does.
 func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
-	if p.closed.Load() {
-		return &SaleError{SaleID: sale.GetSaleId(), Err: ErrClosed}
+	if err := p.admit(ctx); err != nil {
+		return unwritten(sale, err)
 	}
 	probe, err := p.breaker.allow()
 	if err != nil {
-		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
+		return unwritten(sale, err)
 	}
-	recordCtx, waitCtx := p.callDeadlines(ctx)
+	recordCtx, waitCtx := p.callDeadlines()
 	w := p.waiters.Get().(*waiter)
 	if err := p.fill(w, sale, p.recordHeaders(ProtocolFrom(ctx))); err != nil {
 		p.waiters.Put(w)
 		p.breaker.done(probe, outcomeNeutral)
-		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
+		return unwritten(sale, err)
 	}
 	p.client.TryProduce(recordCtx, &w.rec, w.promise)
 
 	learned := outcomeNeutral
+	var failed *SaleError
 	select {
-	case err = <-w.done:
+	case err := <-w.done:
 		// franz-go is done with the record: the waiter is free again.
 		w.rec = kgo.Record{}
 		p.waiters.Put(w)
-		err = p.classify(err)
-		learned = learn(learned, err)
+		failed = p.classify(sale, err)
+		learned = learn(learned, failed)
 	case <-waitCtx.Done():
 		// franz-go failed the record a moment ago if it was unsent, so
 		// it was sent: it may yet be written. The waiter stays with the
 		// record; its promise still has room to deliver.
-		err, learned = ErrUnconfirmed, outcomeFailure
+		failed, learned = maybeWritten(sale, ErrUnconfirmed), outcomeFailure
 	case <-ctx.Done():
-		err = ctx.Err()
+		// The caller left; its record did not (see callDeadlines).
+		failed = maybeWritten(sale, ctx.Err())
 	}
 	p.breaker.done(probe, learned)
-	if err != nil {
-		return &SaleError{SaleID: sale.GetSaleId(), Err: err}
+	if failed != nil {
+		return failed
 	}
 	return nil
+}
+
+// admit refuses a call before anything is produced: the producer is
+// closing, or the caller has already gone.
+func (p *Producer) admit(ctx context.Context) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
 }
 
 // waiter is one single-sale call: the record it produces, the buffer that
@@ -290,32 +302,28 @@ func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err err
 	return out, out[start:mid:mid], out[mid:len(out):len(out)], nil
 }
 
-// callDeadlines returns the contexts for a call made with ctx: the one its
-// records carry and the one it waits on for their acknowledgements.
+// callDeadlines returns the contexts for a call starting now: the one its
+// records carry and the one it waits on for their acknowledgements. Both
+// are the server's own, from ProduceTimeout.
 //
-// Records carry the deadline but not the caller's cancellation: franz-go
-// fails every buffered record of a partition behind a cancelled one, so one
-// client hanging up would fail other clients' sales. A record whose caller
-// left is written if it can be; its sale_id makes that visible.
+// Records never carry anything of the caller's, neither its deadline nor
+// its cancellation: franz-go fails every record buffered on a partition
+// behind one whose context is done, so one client's tiny deadline or
+// hang-up would fail other clients' sales. A caller that leaves only loses
+// its answer; its record is written if it can be, and its sale_id makes
+// that visible.
 //
 // franz-go fails the records it has not sent once their deadline passes;
 // giving it a moment before ours lets those sales be reported as certainly
 // not written, rather than as unconfirmed.
-func (p *Producer) callDeadlines(ctx context.Context) (records, wait context.Context) {
+func (p *Producer) callDeadlines() (records, wait context.Context) {
 	deadline := time.Now().Add(p.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	recordDeadline := deadline
-	if grace := p.timeout / 20; time.Until(deadline) > 2*grace {
-		recordDeadline = deadline.Add(-grace)
-	}
-	return p.deadlines.context(recordDeadline), p.deadlines.context(deadline)
+	return p.deadlines.context(deadline.Add(-p.timeout / 20)), p.deadlines.context(deadline)
 }
 
 // RecordAll writes sales in order and waits for each acknowledgement, all
 // within one deadline. It returns one error per sale, nil for those Kafka
-// acknowledged.
+// acknowledged; each error is a *SaleError, as Record's.
 func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error {
 	if len(sales) == 0 {
 		return nil
@@ -323,19 +331,19 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 	errs := make([]error, len(sales))
 	fail := func(err error) []error {
 		for i, s := range sales {
-			errs[i] = &SaleError{SaleID: s.GetSaleId(), Err: err}
+			errs[i] = unwritten(s, err)
 		}
 		return errs
 	}
-	if p.closed.Load() {
-		return fail(ErrClosed)
+	if err := p.admit(ctx); err != nil {
+		return fail(err)
 	}
 	probe, err := p.breaker.allow()
 	if err != nil {
 		return fail(err)
 	}
 
-	recordCtx, waitCtx := p.callDeadlines(ctx)
+	recordCtx, waitCtx := p.callDeadlines()
 	results := make(chan result, len(sales))
 	headers := p.recordHeaders(ProtocolFrom(ctx))
 
@@ -349,7 +357,7 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 		var key, value []byte
 		var err error
 		if buf, key, value, err = appendSale(buf, sale); err != nil {
-			errs[i], answered[i] = err, true
+			errs[i], answered[i] = unwritten(sale, err), true
 			continue
 		}
 		recs[i] = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: headers}
@@ -362,32 +370,40 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 	}
 
 	learned := outcomeNeutral
+	// unanswered fails every sale still without an answer: they were
+	// produced, so they may yet be written.
+	unanswered := func(err error) {
+		for i, ok := range answered {
+			if !ok {
+				errs[i] = maybeWritten(sales[i], err)
+			}
+		}
+	}
 wait:
 	for ; waiting > 0; waiting-- {
 		select {
 		case r := <-results:
-			err := p.classify(r.err)
-			learned = learn(learned, err)
-			errs[r.index], answered[r.index] = err, true
+			failed := p.classify(sales[r.index], r.err)
+			learned = learn(learned, failed)
+			if failed != nil {
+				errs[r.index] = failed
+			}
+			answered[r.index] = true
 		case <-waitCtx.Done():
 			// franz-go failed the unsent records a moment ago, so the
 			// ones still unanswered were sent: they may yet be written.
-			markUnanswered(answered, errs, ErrUnconfirmed)
+			unanswered(ErrUnconfirmed)
 			if learned == outcomeNeutral {
 				learned = outcomeFailure
 			}
 			break wait
 		case <-ctx.Done():
-			markUnanswered(answered, errs, ctx.Err())
+			// The caller left; its records did not (see callDeadlines).
+			unanswered(ctx.Err())
 			break wait
 		}
 	}
 	p.breaker.done(probe, learned)
-	for i, err := range errs {
-		if err != nil {
-			errs[i] = &SaleError{SaleID: sales[i].GetSaleId(), Err: err}
-		}
-	}
 	return errs
 }
 
@@ -401,40 +417,33 @@ type result struct {
 // about Kafka for the breaker: an acknowledgement is a success, a record
 // Kafka failed is a failure unless another record of the call succeeded,
 // and anything else (a full buffer, the caller leaving) says nothing.
-func learn(learned outcome, err error) outcome {
+func learn(learned outcome, failed *SaleError) outcome {
 	switch {
-	case err == nil:
+	case failed == nil:
 		return outcomeSuccess
-	case errors.Is(err, ErrNotWritten) && learned == outcomeNeutral:
+	case errors.Is(failed, ErrNotWritten) && learned == outcomeNeutral:
 		return outcomeFailure
 	}
 	return learned
 }
 
-// markUnanswered sets err for every sale without an answer yet.
-func markUnanswered(answered []bool, errs []error, err error) {
-	for i, ok := range answered {
-		if !ok {
-			errs[i] = err
-		}
-	}
-}
-
-// classify turns a promise's error into one of the package's errors, keeping
-// the cause for logs.
-func (p *Producer) classify(err error) error {
+// classify turns a promise's error into the sale's failure, nil for an
+// acknowledgement, keeping the cause for logs.
+func (p *Producer) classify(sale *salesv1.Sale, err error) *SaleError {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, kgo.ErrMaxBuffered):
-		return fmt.Errorf("%w: %w", ErrBufferFull, err)
+		return unwritten(sale, fmt.Errorf("%w: %w", ErrBufferFull, err))
 	case errors.Is(err, kgo.ErrClientClosed):
-		return fmt.Errorf("%w: %w", ErrClosed, err)
+		// Closing fails the records in flight too: they may have been
+		// written.
+		return maybeWritten(sale, fmt.Errorf("%w: %w", ErrClosed, err))
 	default:
 		// franz-go fails an idempotent record only when it is safe to:
 		// never sent, or answered by the broker. So a failed record was
 		// not written, whether by timeout, broker error or retries.
-		return fmt.Errorf("%w: %w", ErrNotWritten, err)
+		return unwritten(sale, fmt.Errorf("%w: %w", ErrNotWritten, err))
 	}
 }
 

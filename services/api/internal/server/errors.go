@@ -106,9 +106,9 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 	case errors.Is(err, analytics.ErrCorrupt):
 		ce = connect.NewError(connect.CodeInternal, errors.New("analytics store holds an unexpected value"))
 	case errors.Is(err, context.Canceled):
-		ce = connect.NewError(connect.CodeCanceled, errors.New("the call was canceled"))
+		ce = connect.NewError(connect.CodeCanceled, errors.New("the call was canceled"+m.leftBehind(err)))
 	case errors.Is(err, context.DeadlineExceeded):
-		ce = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call's deadline passed"))
+		ce = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call's deadline passed"+m.leftBehind(err)))
 	default:
 		m.log.Error("unexpected error", "err", err)
 		return connect.NewError(connect.CodeInternal, errors.New("internal error"))
@@ -118,11 +118,31 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 	}
 	if se := new(ingest.SaleError); errors.As(err, &se) {
 		ce.Meta().Set(SaleIDKey, se.SaleID)
-		if errors.Is(err, ingest.ErrUnconfirmed) {
-			ce.Meta().Set(SaleRecordedKey, "unknown")
-		} else {
-			ce.Meta().Set(SaleRecordedKey, "no")
-		}
+		ce.Meta().Set(SaleRecordedKey, recordedOf(se))
 	}
 	return ce
+}
+
+// The values of SaleRecordedKey.
+const (
+	recordedNo      = "no"
+	recordedUnknown = "unknown"
+)
+
+// recordedOf is the Sale-Recorded value of a failed sale: "no" only when it
+// was certainly not written.
+func recordedOf(se *ingest.SaleError) string {
+	if se.Unwritten {
+		return recordedNo
+	}
+	return recordedUnknown
+}
+
+// leftBehind is what a caller that went away is told of its sale, if the
+// call was recording one that may still be written.
+func (m *errorMapper) leftBehind(err error) string {
+	if se := new(ingest.SaleError); errors.As(err, &se) && !se.Unwritten {
+		return " before the sales log acknowledged; the sale may still be recorded, retry with the same sale_id"
+	}
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/metrics"
 )
@@ -80,16 +81,31 @@ func protocolOf(req connect.AnyRequest) ingest.Protocol {
 
 // errorInterceptor maps every error a handler returns through the one error
 // mapping, so handlers return domain errors and never build Connect errors.
+//
+// A failed write always says whether its sale was written: the producer
+// says it of every sale it was given, and a write that failed before
+// reaching it (its deadline passed, its token or its fields were refused)
+// was certainly not written.
 func errorInterceptor(m *errorMapper) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			resp, err := next(ctx, req)
 			if err != nil {
-				return nil, m.toConnect(err)
+				ce := m.toConnect(err)
+				if isWrite(req.Spec().Procedure) && ce.Meta().Get(SaleRecordedKey) == "" {
+					ce.Meta().Set(SaleRecordedKey, recordedNo)
+				}
+				return nil, ce
 			}
 			return resp, nil
 		}
 	}
+}
+
+// isWrite reports whether procedure records sales: SalesService's methods
+// and the course's ProcesarVenta.
+func isWrite(procedure string) bool {
+	return strings.HasPrefix(procedure, "/"+salesv1connect.SalesServiceName+"/") || strings.HasPrefix(procedure, legacyPrefix)
 }
 
 // stampInterceptor completes the sales of SalesService requests before they
