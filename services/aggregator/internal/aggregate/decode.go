@@ -91,12 +91,16 @@ func NewDecoder() *Decoder {
 // Decode checks a record's headers, decodes and validates its sale. A record
 // that cannot be counted yields a *DeadLetterError.
 //
-// Validation runs with "now" set to the record's timestamp, which the
-// producer stamps just after the api validated the sale. That makes the
-// outcome a function of the record alone: a replay months later, or an
-// aggregator whose clock is behind the api's, reaches the same verdict, so
-// the sold_at "not in the future" rule can never count a sale on one pass
-// and dead-letter it on another.
+// The api judged sold_at's "not more than an hour in the future" against its
+// own clock, to the nanosecond, and acknowledged the sale; nothing it
+// acknowledged may be dead-lettered here. So the one rule that depends on
+// "now" is only a backstop here, judged against the record's timestamp plus
+// ClockSkewBudget. The timestamp makes the outcome a function of the record
+// alone (a replay months later, or an aggregator whose clock is behind the
+// api's, reaches the same verdict), and the budget makes the api's check
+// strictly tighter than this one: the producer stamps the record after the
+// api validated the sale, on the same clock, but truncated to the
+// millisecond.
 //
 // The decoding and the rules are hand-written (wire.go, validate.go) for
 // speed; the tests hold them to proto.Unmarshal and protovalidate.
@@ -144,13 +148,7 @@ func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) e
 	if !msg.hasSoldAt {
 		return deadLetter(ReasonMissingSoldAt, nil)
 	}
-	now := r.Timestamp
-	if now.UnixMilli() <= 0 {
-		// Only a hand-made record lacks a timestamp; fall back to the wall
-		// clock rather than reject a sale the api could have accepted.
-		now = time.Now()
-	}
-	if err := validateSale(&msg, now); err != nil {
+	if err := validateSale(&msg, validationNow(r)); err != nil {
 		return deadLetter(ReasonInvalid, err)
 	}
 	productID, ok := products[string(msg.productID)]
@@ -172,6 +170,27 @@ func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) e
 		RecordMillis: r.Timestamp.UnixMilli(),
 	}
 	return nil
+}
+
+// ClockSkewBudget is how far the api's clock, when it validated a sale, may
+// be ahead of the record's timestamp. It covers the millisecond truncation
+// of record timestamps (under 1 ms), a step back of the api host's clock
+// between validation and produce, and, should the topic be switched to
+// LogAppendTime, the broker's clock running behind the api's. A sale whose
+// sold_at is more than an hour and this budget past its record's timestamp
+// cannot have been acknowledged by the api, and is dead-lettered.
+const ClockSkewBudget = 5 * time.Minute
+
+// validationNow is the "now" a record's sale is validated against: its
+// timestamp plus ClockSkewBudget. Only a hand-made record lacks a
+// timestamp; it falls back to the wall clock rather than reject a sale the
+// api could have accepted.
+func validationNow(r *kgo.Record) time.Time {
+	now := r.Timestamp
+	if now.UnixMilli() <= 0 {
+		now = time.Now()
+	}
+	return now.Add(ClockSkewBudget)
 }
 
 // protocolName returns the ingest protocol a header value names: one of

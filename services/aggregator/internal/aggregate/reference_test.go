@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"buf.build/go/protovalidate"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -63,11 +62,7 @@ func (d *referenceDecoder) Decode(r *kgo.Record) (Sale, error) {
 	if msg.GetSoldAt() == nil {
 		return Sale{}, deadLetter(ReasonMissingSoldAt, nil)
 	}
-	now := r.Timestamp
-	if now.UnixMilli() <= 0 {
-		now = time.Now()
-	}
-	nowPB := timestamppb.New(now)
+	nowPB := timestamppb.New(validationNow(r))
 	err := d.validator.Validate(&msg, protovalidate.WithNowFunc(func() *timestamppb.Timestamp { return nowPB }))
 	if err != nil {
 		return Sale{}, deadLetter(ReasonInvalid, err)

@@ -19,7 +19,8 @@ const (
 	maxQuantity   = 10000
 	// minSoldAt is 2000-01-01T00:00:00Z: sold_at must be after it.
 	minSoldAt = 946684800
-	// maxFuture is how far past the record's timestamp sold_at may be.
+	// maxFuture is how far past "now" sold_at may be (see validationNow
+	// for the "now" a record is judged against).
 	maxFuture = time.Hour
 	// celMaxUnix is the last second CEL can represent
 	// (9999-12-31T23:59:59Z); computing "now + 1h" past it is an error.
