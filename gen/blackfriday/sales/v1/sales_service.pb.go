@@ -22,6 +22,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Recorded says whether a sale was written to the sales log.
+type Recorded int32
+
+const (
+	// RECORDED_UNSPECIFIED is never sent.
+	Recorded_RECORDED_UNSPECIFIED Recorded = 0
+	// RECORDED_YES: Kafka acknowledged the sale; it will be counted once.
+	Recorded_RECORDED_YES Recorded = 1
+	// RECORDED_NO: the sale was certainly not written. Retrying it cannot
+	// double-count it.
+	Recorded_RECORDED_NO Recorded = 2
+	// RECORDED_UNKNOWN: the sale may have been written (the server stopped
+	// waiting for Kafka, or the caller left, while it was in flight). Retry it
+	// with the same sale_id.
+	Recorded_RECORDED_UNKNOWN Recorded = 3
+)
+
+// Enum value maps for Recorded.
+var (
+	Recorded_name = map[int32]string{
+		0: "RECORDED_UNSPECIFIED",
+		1: "RECORDED_YES",
+		2: "RECORDED_NO",
+		3: "RECORDED_UNKNOWN",
+	}
+	Recorded_value = map[string]int32{
+		"RECORDED_UNSPECIFIED": 0,
+		"RECORDED_YES":         1,
+		"RECORDED_NO":          2,
+		"RECORDED_UNKNOWN":     3,
+	}
+)
+
+func (x Recorded) Enum() *Recorded {
+	p := new(Recorded)
+	*p = x
+	return p
+}
+
+func (x Recorded) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Recorded) Descriptor() protoreflect.EnumDescriptor {
+	return file_blackfriday_sales_v1_sales_service_proto_enumTypes[0].Descriptor()
+}
+
+func (Recorded) Type() protoreflect.EnumType {
+	return &file_blackfriday_sales_v1_sales_service_proto_enumTypes[0]
+}
+
+func (x Recorded) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Recorded.Descriptor instead.
+func (Recorded) EnumDescriptor() ([]byte, []int) {
+	return file_blackfriday_sales_v1_sales_service_proto_rawDescGZIP(), []int{0}
+}
+
 // RecordSaleRequest carries one sale. In JSON: {"sale":{...}}.
 type RecordSaleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -167,7 +227,8 @@ type RecordSalesResponse struct {
 	Results []*SaleResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	// accepted counts the sales Kafka acknowledged.
 	Accepted int32 `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	// failed counts the sales that were not written.
+	// failed counts the sales that were not acknowledged: certainly not written,
+	// or, with recorded RECORDED_UNKNOWN, possibly written.
 	Failed        int32 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -234,7 +295,10 @@ type SaleResult struct {
 	// Connect error code, such as "unavailable" or "resource_exhausted".
 	ErrorCode string `protobuf:"bytes,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	// error_message explains error_code.
-	ErrorMessage  string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorMessage string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// recorded says whether the sale was written: RECORDED_YES exactly when
+	// error_code is empty.
+	Recorded      Recorded `protobuf:"varint,4,opt,name=recorded,proto3,enum=blackfriday.sales.v1.Recorded" json:"recorded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,6 +354,13 @@ func (x *SaleResult) GetErrorMessage() string {
 	return ""
 }
 
+func (x *SaleResult) GetRecorded() Recorded {
+	if x != nil {
+		return x.Recorded
+	}
+	return Recorded_RECORDED_UNSPECIFIED
+}
+
 var File_blackfriday_sales_v1_sales_service_proto protoreflect.FileDescriptor
 
 const file_blackfriday_sales_v1_sales_service_proto_rawDesc = "" +
@@ -304,13 +375,19 @@ const file_blackfriday_sales_v1_sales_service_proto_rawDesc = "" +
 	"\x13RecordSalesResponse\x12:\n" +
 	"\aresults\x18\x01 \x03(\v2 .blackfriday.sales.v1.SaleResultR\aresults\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\x05R\baccepted\x12\x16\n" +
-	"\x06failed\x18\x03 \x01(\x05R\x06failed\"i\n" +
+	"\x06failed\x18\x03 \x01(\x05R\x06failed\"\xa5\x01\n" +
 	"\n" +
 	"SaleResult\x12\x17\n" +
 	"\asale_id\x18\x01 \x01(\tR\x06saleId\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x02 \x01(\tR\terrorCode\x12#\n" +
-	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage2\xd7\x01\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\x12:\n" +
+	"\brecorded\x18\x04 \x01(\x0e2\x1e.blackfriday.sales.v1.RecordedR\brecorded*]\n" +
+	"\bRecorded\x12\x18\n" +
+	"\x14RECORDED_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fRECORDED_YES\x10\x01\x12\x0f\n" +
+	"\vRECORDED_NO\x10\x02\x12\x14\n" +
+	"\x10RECORDED_UNKNOWN\x10\x032\xd7\x01\n" +
 	"\fSalesService\x12a\n" +
 	"\n" +
 	"RecordSale\x12'.blackfriday.sales.v1.RecordSaleRequest\x1a(.blackfriday.sales.v1.RecordSaleResponse\"\x00\x12d\n" +
@@ -329,28 +406,31 @@ func file_blackfriday_sales_v1_sales_service_proto_rawDescGZIP() []byte {
 	return file_blackfriday_sales_v1_sales_service_proto_rawDescData
 }
 
+var file_blackfriday_sales_v1_sales_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_blackfriday_sales_v1_sales_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_blackfriday_sales_v1_sales_service_proto_goTypes = []any{
-	(*RecordSaleRequest)(nil),   // 0: blackfriday.sales.v1.RecordSaleRequest
-	(*RecordSaleResponse)(nil),  // 1: blackfriday.sales.v1.RecordSaleResponse
-	(*RecordSalesRequest)(nil),  // 2: blackfriday.sales.v1.RecordSalesRequest
-	(*RecordSalesResponse)(nil), // 3: blackfriday.sales.v1.RecordSalesResponse
-	(*SaleResult)(nil),          // 4: blackfriday.sales.v1.SaleResult
-	(*Sale)(nil),                // 5: blackfriday.sales.v1.Sale
+	(Recorded)(0),               // 0: blackfriday.sales.v1.Recorded
+	(*RecordSaleRequest)(nil),   // 1: blackfriday.sales.v1.RecordSaleRequest
+	(*RecordSaleResponse)(nil),  // 2: blackfriday.sales.v1.RecordSaleResponse
+	(*RecordSalesRequest)(nil),  // 3: blackfriday.sales.v1.RecordSalesRequest
+	(*RecordSalesResponse)(nil), // 4: blackfriday.sales.v1.RecordSalesResponse
+	(*SaleResult)(nil),          // 5: blackfriday.sales.v1.SaleResult
+	(*Sale)(nil),                // 6: blackfriday.sales.v1.Sale
 }
 var file_blackfriday_sales_v1_sales_service_proto_depIdxs = []int32{
-	5, // 0: blackfriday.sales.v1.RecordSaleRequest.sale:type_name -> blackfriday.sales.v1.Sale
-	5, // 1: blackfriday.sales.v1.RecordSalesRequest.sales:type_name -> blackfriday.sales.v1.Sale
-	4, // 2: blackfriday.sales.v1.RecordSalesResponse.results:type_name -> blackfriday.sales.v1.SaleResult
-	0, // 3: blackfriday.sales.v1.SalesService.RecordSale:input_type -> blackfriday.sales.v1.RecordSaleRequest
-	2, // 4: blackfriday.sales.v1.SalesService.RecordSales:input_type -> blackfriday.sales.v1.RecordSalesRequest
-	1, // 5: blackfriday.sales.v1.SalesService.RecordSale:output_type -> blackfriday.sales.v1.RecordSaleResponse
-	3, // 6: blackfriday.sales.v1.SalesService.RecordSales:output_type -> blackfriday.sales.v1.RecordSalesResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 0: blackfriday.sales.v1.RecordSaleRequest.sale:type_name -> blackfriday.sales.v1.Sale
+	6, // 1: blackfriday.sales.v1.RecordSalesRequest.sales:type_name -> blackfriday.sales.v1.Sale
+	5, // 2: blackfriday.sales.v1.RecordSalesResponse.results:type_name -> blackfriday.sales.v1.SaleResult
+	0, // 3: blackfriday.sales.v1.SaleResult.recorded:type_name -> blackfriday.sales.v1.Recorded
+	1, // 4: blackfriday.sales.v1.SalesService.RecordSale:input_type -> blackfriday.sales.v1.RecordSaleRequest
+	3, // 5: blackfriday.sales.v1.SalesService.RecordSales:input_type -> blackfriday.sales.v1.RecordSalesRequest
+	2, // 6: blackfriday.sales.v1.SalesService.RecordSale:output_type -> blackfriday.sales.v1.RecordSaleResponse
+	4, // 7: blackfriday.sales.v1.SalesService.RecordSales:output_type -> blackfriday.sales.v1.RecordSalesResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_blackfriday_sales_v1_sales_service_proto_init() }
@@ -364,13 +444,14 @@ func file_blackfriday_sales_v1_sales_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_blackfriday_sales_v1_sales_service_proto_rawDesc), len(file_blackfriday_sales_v1_sales_service_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_blackfriday_sales_v1_sales_service_proto_goTypes,
 		DependencyIndexes: file_blackfriday_sales_v1_sales_service_proto_depIdxs,
+		EnumInfos:         file_blackfriday_sales_v1_sales_service_proto_enumTypes,
 		MessageInfos:      file_blackfriday_sales_v1_sales_service_proto_msgTypes,
 	}.Build()
 	File_blackfriday_sales_v1_sales_service_proto = out.File

@@ -8,6 +8,8 @@ import (
 
 	"connectrpc.com/connect"
 
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
@@ -136,6 +138,31 @@ func recordedOf(se *ingest.SaleError) string {
 		return recordedNo
 	}
 	return recordedUnknown
+}
+
+// batchFailure is the error of a RecordSales call none of whose sales was
+// acknowledged: the first sale's error, carrying every sale's result as
+// its one detail, so that no sale's outcome is hidden behind the first.
+// Its Sale-Recorded is the least certain of them, and its Sale-Id names
+// the sale only when there is one.
+func (m *errorMapper) batchFailure(first error, results *salesv1.RecordSalesResponse) *connect.Error {
+	ce := m.toConnect(first)
+	if len(results.GetResults()) > 1 {
+		ce.Meta().Del(SaleIDKey)
+	}
+	ce.Meta().Set(SaleRecordedKey, recordedNo)
+	for _, r := range results.GetResults() {
+		if r.GetRecorded() != salesv1.Recorded_RECORDED_NO {
+			ce.Meta().Set(SaleRecordedKey, recordedUnknown)
+			break
+		}
+	}
+	if detail, err := connect.NewErrorDetail(results); err == nil {
+		ce.AddDetail(detail)
+	} else {
+		m.log.Error("encode the results of a failed batch", "err", err)
+	}
+	return ce
 }
 
 // leftBehind is what a caller that went away is told of its sale, if the

@@ -51,8 +51,13 @@ type SalesServiceClient interface {
 	// invalid_argument naming it (for example sales[3].price_cents) and none is
 	// written. Valid batches are written sale by sale, and the response reports
 	// a result per sale in request order: a sale either has an acknowledged
-	// sale_id or an error code. If no sale could be written the whole call fails
-	// with the error instead.
+	// sale_id or an error code, and says whether it was recorded.
+	//
+	// If no sale was acknowledged the whole call fails with the first sale's
+	// error, and the per-sale results are not lost: the error carries a
+	// RecordSalesResponse as its one error detail, with every sale's id and
+	// outcome. Its Sale-Recorded metadata is the least certain of them:
+	// "unknown" if any sale may have been written, otherwise "no".
 	RecordSales(context.Context, *v1.RecordSalesRequest) (*v1.RecordSalesResponse, error)
 }
 
@@ -117,8 +122,13 @@ type SalesServiceHandler interface {
 	// invalid_argument naming it (for example sales[3].price_cents) and none is
 	// written. Valid batches are written sale by sale, and the response reports
 	// a result per sale in request order: a sale either has an acknowledged
-	// sale_id or an error code. If no sale could be written the whole call fails
-	// with the error instead.
+	// sale_id or an error code, and says whether it was recorded.
+	//
+	// If no sale was acknowledged the whole call fails with the first sale's
+	// error, and the per-sale results are not lost: the error carries a
+	// RecordSalesResponse as its one error detail, with every sale's id and
+	// outcome. Its Sale-Recorded metadata is the least certain of them:
+	// "unknown" if any sale may have been written, otherwise "no".
 	RecordSales(context.Context, *v1.RecordSalesRequest) (*v1.RecordSalesResponse, error)
 }
 

@@ -2,8 +2,8 @@
 // @generated from file blackfriday/sales/v1/sales_service.proto (package blackfriday.sales.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Sale } from "./sale_pb";
 import { file_blackfriday_sales_v1_sale } from "./sale_pb";
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb";
@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file blackfriday/sales/v1/sales_service.proto.
  */
 export const file_blackfriday_sales_v1_sales_service: GenFile = /*@__PURE__*/
-  fileDesc("CihibGFja2ZyaWRheS9zYWxlcy92MS9zYWxlc19zZXJ2aWNlLnByb3RvEhRibGFja2ZyaWRheS5zYWxlcy52MSJFChFSZWNvcmRTYWxlUmVxdWVzdBIwCgRzYWxlGAEgASgLMhouYmxhY2tmcmlkYXkuc2FsZXMudjEuU2FsZUIGukgDyAEBIiUKElJlY29yZFNhbGVSZXNwb25zZRIPCgdzYWxlX2lkGAEgASgJIkwKElJlY29yZFNhbGVzUmVxdWVzdBI2CgVzYWxlcxgBIAMoCzIaLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlNhbGVCC7pICJIBBQgBEOgHImoKE1JlY29yZFNhbGVzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlNhbGVSZXN1bHQSEAoIYWNjZXB0ZWQYAiABKAUSDgoGZmFpbGVkGAMgASgFIkgKClNhbGVSZXN1bHQSDwoHc2FsZV9pZBgBIAEoCRISCgplcnJvcl9jb2RlGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAky1wEKDFNhbGVzU2VydmljZRJhCgpSZWNvcmRTYWxlEicuYmxhY2tmcmlkYXkuc2FsZXMudjEuUmVjb3JkU2FsZVJlcXVlc3QaKC5ibGFja2ZyaWRheS5zYWxlcy52MS5SZWNvcmRTYWxlUmVzcG9uc2UiABJkCgtSZWNvcmRTYWxlcxIoLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlJlY29yZFNhbGVzUmVxdWVzdBopLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlJlY29yZFNhbGVzUmVzcG9uc2UiAGIGcHJvdG8z", [file_blackfriday_sales_v1_sale, file_buf_validate_validate]);
+  fileDesc("CihibGFja2ZyaWRheS9zYWxlcy92MS9zYWxlc19zZXJ2aWNlLnByb3RvEhRibGFja2ZyaWRheS5zYWxlcy52MSJFChFSZWNvcmRTYWxlUmVxdWVzdBIwCgRzYWxlGAEgASgLMhouYmxhY2tmcmlkYXkuc2FsZXMudjEuU2FsZUIGukgDyAEBIiUKElJlY29yZFNhbGVSZXNwb25zZRIPCgdzYWxlX2lkGAEgASgJIkwKElJlY29yZFNhbGVzUmVxdWVzdBI2CgVzYWxlcxgBIAMoCzIaLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlNhbGVCC7pICJIBBQgBEOgHImoKE1JlY29yZFNhbGVzUmVzcG9uc2USMQoHcmVzdWx0cxgBIAMoCzIgLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlNhbGVSZXN1bHQSEAoIYWNjZXB0ZWQYAiABKAUSDgoGZmFpbGVkGAMgASgFInoKClNhbGVSZXN1bHQSDwoHc2FsZV9pZBgBIAEoCRISCgplcnJvcl9jb2RlGAIgASgJEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSMAoIcmVjb3JkZWQYBCABKA4yHi5ibGFja2ZyaWRheS5zYWxlcy52MS5SZWNvcmRlZCpdCghSZWNvcmRlZBIYChRSRUNPUkRFRF9VTlNQRUNJRklFRBAAEhAKDFJFQ09SREVEX1lFUxABEg8KC1JFQ09SREVEX05PEAISFAoQUkVDT1JERURfVU5LTk9XThADMtcBCgxTYWxlc1NlcnZpY2USYQoKUmVjb3JkU2FsZRInLmJsYWNrZnJpZGF5LnNhbGVzLnYxLlJlY29yZFNhbGVSZXF1ZXN0GiguYmxhY2tmcmlkYXkuc2FsZXMudjEuUmVjb3JkU2FsZVJlc3BvbnNlIgASZAoLUmVjb3JkU2FsZXMSKC5ibGFja2ZyaWRheS5zYWxlcy52MS5SZWNvcmRTYWxlc1JlcXVlc3QaKS5ibGFja2ZyaWRheS5zYWxlcy52MS5SZWNvcmRTYWxlc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_blackfriday_sales_v1_sale, file_buf_validate_validate]);
 
 /**
  * RecordSaleRequest carries one sale. In JSON: {"sale":{...}}.
@@ -99,7 +99,8 @@ export type RecordSalesResponse = Message<"blackfriday.sales.v1.RecordSalesRespo
   accepted: number;
 
   /**
-   * failed counts the sales that were not written.
+   * failed counts the sales that were not acknowledged: certainly not written,
+   * or, with recorded RECORDED_UNKNOWN, possibly written.
    *
    * @generated from field: int32 failed = 3;
    */
@@ -141,6 +142,14 @@ export type SaleResult = Message<"blackfriday.sales.v1.SaleResult"> & {
    * @generated from field: string error_message = 3;
    */
   errorMessage: string;
+
+  /**
+   * recorded says whether the sale was written: RECORDED_YES exactly when
+   * error_code is empty.
+   *
+   * @generated from field: blackfriday.sales.v1.Recorded recorded = 4;
+   */
+  recorded: Recorded;
 };
 
 /**
@@ -151,14 +160,60 @@ export const SaleResultSchema: GenMessage<SaleResult> = /*@__PURE__*/
   messageDesc(file_blackfriday_sales_v1_sales_service, 4);
 
 /**
+ * Recorded says whether a sale was written to the sales log.
+ *
+ * @generated from enum blackfriday.sales.v1.Recorded
+ */
+export enum Recorded {
+  /**
+   * RECORDED_UNSPECIFIED is never sent.
+   *
+   * @generated from enum value: RECORDED_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * RECORDED_YES: Kafka acknowledged the sale; it will be counted once.
+   *
+   * @generated from enum value: RECORDED_YES = 1;
+   */
+  YES = 1,
+
+  /**
+   * RECORDED_NO: the sale was certainly not written. Retrying it cannot
+   * double-count it.
+   *
+   * @generated from enum value: RECORDED_NO = 2;
+   */
+  NO = 2,
+
+  /**
+   * RECORDED_UNKNOWN: the sale may have been written (the server stopped
+   * waiting for Kafka, or the caller left, while it was in flight). Retry it
+   * with the same sale_id.
+   *
+   * @generated from enum value: RECORDED_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+}
+
+/**
+ * Describes the enum blackfriday.sales.v1.Recorded.
+ */
+export const RecordedSchema: GenEnum<Recorded> = /*@__PURE__*/
+  enumDesc(file_blackfriday_sales_v1_sales_service, 0);
+
+/**
  * SalesService takes sales in. Every sale it acknowledges has been written to
  * Kafka and acknowledged by all in-sync replicas, so it will be counted exactly
  * once in the aggregates.
  *
  * Errors: invalid_argument names the offending field and nothing is written;
  * resource_exhausted means the server's in-flight buffer is full (back off and
- * retry); unavailable means Kafka did not acknowledge in time (retry with the
- * same sale_id to be safe).
+ * retry); unavailable means Kafka did not acknowledge in time. Every failed
+ * write carries the response metadata Sale-Recorded: "no" when the sale was
+ * certainly not written, "unknown" when it may have been. Retry with the same
+ * sale_id: the aggregator counts a sale_id once within its dedup window.
  *
  * @generated from service blackfriday.sales.v1.SalesService
  */
@@ -181,8 +236,13 @@ export const SalesService: GenService<{
    * invalid_argument naming it (for example sales[3].price_cents) and none is
    * written. Valid batches are written sale by sale, and the response reports
    * a result per sale in request order: a sale either has an acknowledged
-   * sale_id or an error code. If no sale could be written the whole call fails
-   * with the error instead.
+   * sale_id or an error code, and says whether it was recorded.
+   *
+   * If no sale was acknowledged the whole call fails with the first sale's
+   * error, and the per-sale results are not lost: the error carries a
+   * RecordSalesResponse as its one error detail, with every sale's id and
+   * outcome. Its Sale-Recorded metadata is the least certain of them:
+   * "unknown" if any sale may have been written, otherwise "no".
    *
    * @generated from rpc blackfriday.sales.v1.SalesService.RecordSales
    */
