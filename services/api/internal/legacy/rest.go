@@ -16,20 +16,31 @@ import (
 	"blackfriday.local/services/api/internal/ingest"
 )
 
-// restOK is the course's success body, plus the sale's id.
+// restOK is the course's success body, plus the sale's id: the client's own
+// when it sent one.
 type restOK struct {
 	Estado string `json:"estado"`
 	SaleID string `json:"sale_id"`
 }
 
 // restError is the error body: a Connect code, the course field at fault when
-// there is one, and a message.
+// there is one, a message, the sale's id when one was assigned, and whether
+// the sale was written ("no" or "unknown", as the Sale-Recorded header).
 type restError struct {
-	Error   string `json:"error"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
-	SaleID  string `json:"sale_id,omitempty"`
+	Error    string `json:"error"`
+	Field    string `json:"field,omitempty"`
+	Message  string `json:"message"`
+	SaleID   string `json:"sale_id,omitempty"`
+	Recorded string `json:"sale_recorded"`
 }
+
+// The Sale-Recorded header of every failed course REST call, and its
+// values: "no" when the sale was certainly not written, "unknown" when it
+// may have been.
+const (
+	saleRecordedKey = "Sale-Recorded"
+	recordedNo      = "no"
+)
 
 // RESTHandler serves the course's POST /venta and POST /procesar. toConnect
 // is the service's one mapping from errors to Connect codes and client
@@ -38,26 +49,26 @@ func (s *Service) RESTHandler(toConnect func(error) *connect.Error, maxBytes int
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeJSON(w, http.StatusMethodNotAllowed, restError{Error: connect.CodeUnimplemented.String(), Message: "use POST"})
+			writeFailure(w, http.StatusMethodNotAllowed, restError{Error: connect.CodeUnimplemented.String(), Message: "use POST"})
 			return
 		}
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-				writeJSON(w, http.StatusUnsupportedMediaType, restError{Error: connect.CodeInvalidArgument.String(), Message: "Content-Type must be application/json"})
+				writeFailure(w, http.StatusUnsupportedMediaType, restError{Error: connect.CodeInvalidArgument.String(), Message: "Content-Type must be application/json"})
 				return
 			}
 		}
 		if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 			// The course's clients never compressed; nothing here would
 			// decompress, so say so rather than fail to parse.
-			writeJSON(w, http.StatusUnsupportedMediaType, restError{Error: connect.CodeInvalidArgument.String(), Message: "Content-Encoding is not supported: send the body uncompressed"})
+			writeFailure(w, http.StatusUnsupportedMediaType, restError{Error: connect.CodeInvalidArgument.String(), Message: "Content-Encoding is not supported: send the body uncompressed"})
 			return
 		}
 		sale, err := decodeVenta(http.MaxBytesReader(w, r.Body, maxBytes))
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				writeJSON(w, http.StatusRequestEntityTooLarge, restError{
+				writeFailure(w, http.StatusRequestEntityTooLarge, restError{
 					Error:   connect.CodeResourceExhausted.String(),
 					Message: fmt.Sprintf("request body is larger than %d bytes", tooLarge.Limit),
 				})
@@ -86,13 +97,15 @@ func (s *Service) writeError(w http.ResponseWriter, toConnect func(error) *conne
 	if errors.As(err, &se) {
 		body.SaleID = se.SaleID
 	}
+	body.Recorded = ce.Meta().Get(saleRecordedKey)
 	writeRESTError(w, ce, body)
 }
 
 // WriteRESTError answers a course REST call with ce, in the course API's
 // error shape: the status Connect uses for the code, and a JSON body
-// {"error":code,"message":…}. The server's edge uses it for the calls it
-// refuses before they reach the handler (no token, overload).
+// {"error":code,"message":…,"sale_recorded":"no"}. The server's edge uses
+// it for the calls it refuses before they reach the handler (no token,
+// overload), which wrote nothing.
 func WriteRESTError(w http.ResponseWriter, ce *connect.Error) {
 	writeRESTError(w, ce, restError{Error: ce.Code().String(), Message: ce.Message()})
 }
@@ -105,6 +118,17 @@ func writeRESTError(w http.ResponseWriter, ce *connect.Error, body restError) {
 	if v := ce.Meta().Get("WWW-Authenticate"); v != "" {
 		w.Header().Set("WWW-Authenticate", v)
 	}
+	writeFailure(w, status, body)
+}
+
+// writeFailure answers a failed call, saying whether its sale was written
+// in the Sale-Recorded header and the body's sale_recorded: "no" unless the
+// failure said otherwise.
+func writeFailure(w http.ResponseWriter, status int, body restError) {
+	if body.Recorded == "" {
+		body.Recorded = recordedNo
+	}
+	w.Header().Set(saleRecordedKey, body.Recorded)
 	writeJSON(w, status, body)
 }
 
@@ -248,6 +272,15 @@ func ventaFromJSON(fields map[string]any) (*salesv1.Sale, error) {
 		}
 	default:
 		return nil, &FieldError{Field: fieldCantidad, Message: "must be an integer"}
+	}
+
+	// Optional: without one (or with an empty one), the server assigns an
+	// id. The schema's sale_id rules apply to it once converted.
+	switch v := fields[fieldSaleID].(type) {
+	case nil, string:
+		sale.SaleId, _ = v.(string)
+	default:
+		return nil, &FieldError{Field: fieldSaleID, Message: "must be a string"}
 	}
 	return sale, nil
 }

@@ -19,12 +19,15 @@ import (
 	"blackfriday.local/services/api/internal/ingest"
 )
 
-// The course's field names, used in every error a course client sees.
+// The course's field names, used in every error a course client sees, and
+// sale_id, our extension of the course's REST body: an optional id of the
+// client's, so that a retry of a sale can be counted once.
 const (
 	fieldCategoria = "categoria"
 	fieldProducto  = "producto_id"
 	fieldPrecio    = "precio"
 	fieldCantidad  = "cantidad_vendida"
+	fieldSaleID    = "sale_id"
 )
 
 // ErrInvalid is wrapped by every *FieldError: the course sale is invalid and

@@ -24,11 +24,13 @@ import (
 type errorMapper struct {
 	log *slog.Logger
 
-	bufferFull  string
-	notWritten  string
-	unconfirmed string
-	logDown     string
-	closed      string
+	bufferFull string
+	notWritten string
+	// noAck starts the answer of a sale in flight when the produce
+	// timeout passed.
+	noAck   string
+	logDown string
+	closed  string
 }
 
 // RetryAfterKey is the response metadata (an HTTP header) that tells a
@@ -52,11 +54,22 @@ func newErrorMapper(produceTimeout time.Duration, log *slog.Logger) *errorMapper
 		log:         log,
 		bufferFull:  "server ingest buffer is full; retry with backoff",
 		notWritten:  "sales log did not acknowledge within " + within + "; the sale was not recorded, retry",
-		unconfirmed: "sales log did not acknowledge within " + within + "; the sale may not have been recorded, retry with the same sale_id",
+		noAck:       "sales log did not acknowledge within " + within,
 		logDown:     "sales log is unavailable; the sale was not recorded, retry with backoff",
-		closed:      "server is shutting down; the sale was not recorded, retry",
+		closed:      "server is shutting down",
 	}
 }
+
+// The ends of the answers to a failed sale, by what is known of it.
+const (
+	// notRecorded: it was certainly not written.
+	notRecorded = "; the sale was not recorded, retry"
+	// maybeRecorded: it may have been, and the client can name it again.
+	maybeRecorded = "; the sale may have been recorded, retry with the same sale_id"
+	// maybeRecordedNoID: it may have been, and the client has no sale_id
+	// to name it by (the course's gRPC API): it must not be told to.
+	maybeRecordedNoID = "; the sale may have been recorded, and a retry may count it twice"
+)
 
 // SaleIDKey is the response metadata (header or trailer) naming the sale a
 // failed RecordSale concerns, so that a client can retry with the same
@@ -71,9 +84,26 @@ const SaleIDKey = "Sale-Id"
 const SaleRecordedKey = "Sale-Recorded"
 
 // toConnect maps err to the Connect error the client sees.
-func (m *errorMapper) toConnect(err error) *connect.Error {
+func (m *errorMapper) toConnect(err error) *connect.Error { return m.mapError(err, maybeRecorded) }
+
+// toCourseConnect maps err for the course's gRPC API, whose clients cannot
+// send a sale_id, and so are never told to retry with one.
+func (m *errorMapper) toCourseConnect(err error) *connect.Error {
+	return m.mapError(err, maybeRecordedNoID)
+}
+
+// mapError maps err, ending the answer to a sale that may have been written
+// with maybe.
+func (m *errorMapper) mapError(err error, maybe string) *connect.Error {
 	if ce := new(connect.Error); errors.As(err, &ce) {
 		return ce // already decided, such as a validation failure
+	}
+	// outcome ends the answer to a failed sale with what became of it.
+	outcome := notRecorded
+	se := new(ingest.SaleError)
+	isSale := errors.As(err, &se)
+	if isSale && !se.Unwritten {
+		outcome = maybe
 	}
 	var ce *connect.Error
 	switch {
@@ -82,11 +112,11 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 	case errors.Is(err, ingest.ErrNotWritten):
 		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.notWritten))
 	case errors.Is(err, ingest.ErrUnconfirmed):
-		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.unconfirmed))
+		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.noAck+outcome))
 	case errors.Is(err, ingest.ErrSalesLogDown):
 		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.logDown))
 	case errors.Is(err, ingest.ErrClosed):
-		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.closed))
+		ce = connect.NewError(connect.CodeUnavailable, errors.New(m.closed+outcome))
 	case errors.Is(err, errTooManyCalls):
 		ce = connect.NewError(connect.CodeResourceExhausted, errors.New("server is at its limit of write calls in flight; retry with backoff"))
 		ce.Meta().Set(RetryAfterKey, "1")
@@ -108,9 +138,9 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 	case errors.Is(err, analytics.ErrCorrupt):
 		ce = connect.NewError(connect.CodeInternal, errors.New("analytics store holds an unexpected value"))
 	case errors.Is(err, context.Canceled):
-		ce = connect.NewError(connect.CodeCanceled, errors.New("the call was canceled"+m.leftBehind(err)))
+		ce = connect.NewError(connect.CodeCanceled, errors.New("the call was canceled"+leftBehind(outcome)))
 	case errors.Is(err, context.DeadlineExceeded):
-		ce = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call's deadline passed"+m.leftBehind(err)))
+		ce = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call's deadline passed"+leftBehind(outcome)))
 	default:
 		m.log.Error("unexpected error", "err", err)
 		return connect.NewError(connect.CodeInternal, errors.New("internal error"))
@@ -118,7 +148,7 @@ func (m *errorMapper) toConnect(err error) *connect.Error {
 	if ce.Code() != connect.CodeInvalidArgument {
 		m.log.Debug("call failed", "code", ce.Code().String(), "err", err)
 	}
-	if se := new(ingest.SaleError); errors.As(err, &se) {
+	if isSale {
 		ce.Meta().Set(SaleIDKey, se.SaleID)
 		ce.Meta().Set(SaleRecordedKey, recordedOf(se))
 	}
@@ -165,11 +195,11 @@ func (m *errorMapper) batchFailure(first error, results *salesv1.RecordSalesResp
 	return ce
 }
 
-// leftBehind is what a caller that went away is told of its sale, if the
-// call was recording one that may still be written.
-func (m *errorMapper) leftBehind(err error) string {
-	if se := new(ingest.SaleError); errors.As(err, &se) && !se.Unwritten {
-		return " before the sales log acknowledged; the sale may still be recorded, retry with the same sale_id"
+// leftBehind is what a caller that went away is told of its sale: nothing
+// unless the sale may still be written.
+func leftBehind(outcome string) string {
+	if outcome == notRecorded {
+		return ""
 	}
-	return ""
+	return " before the sales log acknowledged" + outcome
 }

@@ -91,8 +91,13 @@ func errorInterceptor(m *errorMapper) connect.UnaryInterceptorFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			resp, err := next(ctx, req)
 			if err != nil {
-				ce := m.toConnect(err)
-				if isWrite(req.Spec().Procedure) && ce.Meta().Get(SaleRecordedKey) == "" {
+				procedure := req.Spec().Procedure
+				toConnect := m.toConnect
+				if strings.HasPrefix(procedure, legacyPrefix) {
+					toConnect = m.toCourseConnect
+				}
+				ce := toConnect(err)
+				if isWrite(procedure) && ce.Meta().Get(SaleRecordedKey) == "" {
 					ce.Meta().Set(SaleRecordedKey, recordedNo)
 				}
 				return nil, ce

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
@@ -30,6 +32,13 @@ func TestLegacyREST(t *testing.T) {
 		wantHeader  map[string]string
 	}{
 		{"course example", "POST", "/venta", "application/json", good, 200, map[string]string{"estado": "OK"}, nil},
+		{"own sale_id", "POST", "/venta", "application/json", strings.TrimSuffix(good, "}") + `,"sale_id":"caja-7:0042"}`,
+			200, map[string]string{"estado": "OK", "sale_id": "caja-7:0042"}, nil},
+		{"bad sale_id", "POST", "/venta", "application/json", strings.TrimSuffix(good, "}") + `,"sale_id":"caja 7"}`,
+			400, map[string]string{"error": "invalid_argument", "field": "sale_id",
+				"message": "does not match regex pattern `^[A-Za-z0-9][A-Za-z0-9._:-]*$`"}, nil},
+		{"sale_id not a string", "POST", "/venta", "application/json", strings.TrimSuffix(good, "}") + `,"sale_id":42}`,
+			400, map[string]string{"error": "invalid_argument", "field": "sale_id", "message": "must be a string"}, nil},
 		{"procesar", "POST", "/procesar", "application/json; charset=utf-8", good, 200, map[string]string{"estado": "OK"}, nil},
 		{"no content type", "POST", "/venta", "", good, 200, map[string]string{"estado": "OK"}, nil},
 		{"bad precio", "POST", "/venta", "application/json", `{"categoria":"Ropa","producto_id":"P7","precio":"caro","cantidad_vendida":1}`,
@@ -78,10 +87,20 @@ func TestLegacyREST(t *testing.T) {
 				t.Errorf("%s %s = %d %s, want %d", tt.method, tt.path, resp.StatusCode, b, tt.wantStatus)
 			}
 			if tt.wantStatus == 200 {
-				if got["sale_id"] == "" {
+				if want, ok := tt.wantBody["sale_id"]; got["sale_id"] == "" || ok && got["sale_id"] != want {
 					t.Errorf("%s %s = %s, want a sale_id", tt.method, tt.path, b)
 				}
-				delete(got, "sale_id")
+				got["sale_id"] = tt.wantBody["sale_id"]
+				if got["sale_id"] == "" {
+					delete(got, "sale_id")
+				}
+			} else {
+				// Every failure says whether the sale was written: here,
+				// never.
+				if got["sale_recorded"] != "no" || resp.Header.Get("Sale-Recorded") != "no" {
+					t.Errorf("%s %s = %s, Sale-Recorded %q, want sale_recorded and Sale-Recorded no", tt.method, tt.path, b, resp.Header.Get("Sale-Recorded"))
+				}
+				delete(got, "sale_recorded")
 			}
 			if !equalMaps(got, tt.wantBody) {
 				t.Errorf("%s %s = %s, want %v", tt.method, tt.path, b, tt.wantBody)
@@ -94,10 +113,10 @@ func TestLegacyREST(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		// Only the three good requests were written.
+		// Only the four good requests were written.
 		recs := h.consume(t)
-		if len(recs) != 3 {
-			t.Fatalf("topic holds %d records, want 3", len(recs))
+		if len(recs) != 4 {
+			t.Fatalf("topic holds %d records, want 4", len(recs))
 		}
 		want := &salesv1.Sale{Category: salesv1.Category_CATEGORY_ELECTRONICS, ProductId: "P7", PriceCents: 53288, Quantity: 13}
 		for _, r := range recs {
@@ -167,6 +186,49 @@ func TestLegacyPathsAgree(t *testing.T) {
 		suffix := string(rune('a' + i))
 		if got["R"+suffix] != p.cents || got["G"+suffix] != p.cents {
 			t.Errorf("precio %s recorded as %d cents (REST) and %d (gRPC), want %d", p.text, got["R"+suffix], got["G"+suffix], p.cents)
+		}
+	}
+}
+
+// TestLegacyAnswersSayWhatWasRecorded: a course sale that may have been
+// written is answered "unknown" on both course APIs. The REST client can
+// name its sale (sale_id, our extension of its body) and is told to retry
+// with it; the gRPC client cannot, and is told nothing it cannot do.
+func TestLegacyAnswersSayWhatWasRecorded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{recorder: outcomeRecorder{}})
+	for _, outcome := range []string{"no", "unknown"} {
+		body := `{"categoria":"Hogar","producto_id":"` + outcome + `","precio":2.5,"cantidad_vendida":1,"sale_id":"caja-1:` + outcome + `"}`
+		resp, err := http.Post(h.url+"/venta", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var got map[string]string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("POST /venta = %s, want JSON", b)
+		}
+		if got["sale_recorded"] != outcome || resp.Header.Get(SaleRecordedKey) != outcome || got["sale_id"] != "caja-1:"+outcome {
+			t.Errorf("POST /venta (%s) = %d %s, Sale-Recorded %q, want sale_recorded and Sale-Recorded %q and the client's sale_id",
+				outcome, resp.StatusCode, b, resp.Header.Get(SaleRecordedKey), outcome)
+		}
+		if outcome == "unknown" && !strings.Contains(got["message"], "retry with the same sale_id") {
+			t.Errorf("POST /venta (unknown) message = %q, want it to say to retry with the same sale_id", got["message"])
+		}
+
+		sale := validSale()
+		sale.ProductId = outcome
+		_, err = legacyGRPCPrice(context.Background(), httpClient(t, false, true), h, sale, 2.5)
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Meta().Get(SaleRecordedKey) != outcome {
+			t.Fatalf("ProcesarVenta (%s) = %v, want an error with Sale-Recorded %q", outcome, err, outcome)
+		}
+		if strings.Contains(ce.Message(), "sale_id") {
+			t.Errorf("ProcesarVenta (%s) message = %q: a course gRPC client cannot send a sale_id", outcome, ce.Message())
+		}
+		if outcome == "unknown" && !strings.Contains(ce.Message(), "may have been recorded") {
+			t.Errorf("ProcesarVenta (unknown) message = %q, want it to say the sale may have been recorded", ce.Message())
 		}
 	}
 }
