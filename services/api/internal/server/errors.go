@@ -51,12 +51,12 @@ const (
 func newErrorMapper(produceTimeout time.Duration, log *slog.Logger) *errorMapper {
 	within := produceTimeout.String()
 	return &errorMapper{
-		log:         log,
-		bufferFull:  "server ingest buffer is full; retry with backoff",
-		notWritten:  "sales log did not acknowledge within " + within + "; the sale was not recorded, retry",
-		noAck:       "sales log did not acknowledge within " + within,
-		logDown:     "sales log is unavailable; the sale was not recorded, retry with backoff",
-		closed:      "server is shutting down",
+		log:        log,
+		bufferFull: "server ingest buffer is full; retry with backoff",
+		notWritten: "sales log did not acknowledge within " + within + "; the sale was not recorded, retry",
+		noAck:      "sales log did not acknowledge within " + within,
+		logDown:    "sales log is unavailable; the sale was not recorded, retry with backoff",
+		closed:     "server is shutting down",
 	}
 }
 
