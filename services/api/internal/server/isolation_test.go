@@ -147,3 +147,32 @@ func TestTinyDeadlinesFailNobodyElse(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAnswersInFlightUnknown: when the producer closes with a sale in
+// flight (the shutdown deadline passed before Kafka answered), the sale may
+// yet be written, and its caller is told so: Sale-Recorded unknown, never
+// no.
+func TestCloseAnswersInFlightUnknown(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{produce: ingest.Config{ProduceTimeout: 4 * hangBound}})
+	warmUp(t, h)
+	release := make(chan struct{})
+	held := sleepProduce(h.cluster, release)
+	defer close(release)
+	answer := make(chan *failure, 1)
+	go func() { answer <- grpcPath(t, h, validSale()) }()
+	<-held
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := h.producer.Close(ctx); err == nil {
+		t.Error("Close() = nil with a sale in flight, want the flush to time out")
+	}
+	select {
+	case f := <-answer:
+		if f == nil || f.code != connect.CodeUnavailable || f.recorded != "unknown" {
+			t.Errorf("RecordSale() in flight when the producer closed = %+v, want unavailable with Sale-Recorded unknown", f)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("RecordSale() in flight when the producer closed never answered")
+	}
+}
