@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,33 +30,55 @@ var (
 	errTooManyBytes = errors.New("too many request bytes in flight")
 )
 
+// The errors a call's own client brought on. Their answers are built in
+// newAdmission, since they quote the limits.
+var (
+	// errClientBytes means the request bodies of one client's calls in
+	// flight add up to MaxInflightBytesPerClient.
+	errClientBytes = errors.New("client's share of request bytes in flight taken")
+	// errBodyLate means a body did not arrive within WriteBodyTimeout.
+	errBodyLate = errors.New("request body too slow")
+)
+
 // admission guards the write handlers (SalesService, the course's gRPC and
 // REST APIs) before they read a byte of the request body:
 //
 //   - with authentication on, a call without an accepted bearer token is
 //     refused at once (unauthenticated), so it never costs a body read, a
 //     decode or a slot below;
-//   - at most limit.Limit() calls are served at once, and the request bytes
-//     they read and hold add up to at most maxBytes. A call beyond either
-//     limit is answered resource_exhausted as soon as its headers are read:
-//     it is never queued, so under overload the calls admitted keep their
-//     latency and the others learn at once that they should back off.
+//   - at most limit.Limit() calls are served at once. A call beyond it is
+//     answered resource_exhausted as soon as its headers are read: it is
+//     never queued, so under overload the calls admitted keep their latency
+//     and the others learn at once that they should back off;
+//   - the request bytes the calls read and hold add up to at most
+//     bytes.total, and those of one client's calls to at most
+//     bytes.perClient (client.go says who a client is). A body is charged
+//     as it is read, and a read that would pass either limit fails the call
+//     with resource_exhausted;
+//   - a body must arrive within bytes.bodyTimeout of admission, or the call
+//     fails with deadline_exceeded.
 //
 // The call limit is MaxInflightWrites (limit.Fixed), or an adaptive limit
 // below it (limit.Adaptive) that admission feeds with the latency of every
 // call it let in, so that under overload it admits only as many as are
 // answered near the target latency.
 //
-// Both limits bound memory whatever the load: the Kafka buffer bounds what
+// The limits bound memory whatever the load: the Kafka buffer bounds what
 // admitted calls produce, and admission bounds the calls themselves and
-// their bodies. A compressed body reserves MaxRequestBytes up front, since
-// its decompressed size is unknown until it is read.
+// their bodies. A compressed message may decompress to MaxRequestBytes,
+// which connect-go allocates only once the message has arrived whole
+// (compression.go): so that is when its allowance is charged, and a
+// compressed body that stalls holds only the bytes it sent. The body
+// deadline frees what a stalled body holds long before UnaryTimeout would,
+// and the per-client share keeps one client's stalled or oversized bodies
+// from starving the others while they last.
 type admission struct {
-	limit      limiter
-	maxBytes   int64
-	maxRequest int64
-	calls      atomic.Int64
-	bytes      atomic.Int64
+	limit limiter
+	bytes byteLimits
+	calls atomic.Int64
+	held  atomic.Int64
+	// clients holds what each client's calls hold of the byte budget.
+	clients *shares
 
 	auth    *authPolicy
 	metrics *metrics.Metrics
@@ -63,8 +86,24 @@ type admission struct {
 	// encoded once per protocol: under overload most calls get one, so
 	// each must cost next to nothing.
 	refusals map[error]*refusal
-	// over is the error a metered body fails with.
-	over *connect.Error
+	// shareRefusals and lateBodies count the calls cut for their client's
+	// share and for their body's deadline.
+	shareRefusals atomic.Int64
+	lateBodies    atomic.Int64
+}
+
+// byteLimits are admission's limits on request bodies.
+type byteLimits struct {
+	// total bounds the bytes held by every call in flight
+	// (MaxInflightBytes), perClient those of one client's calls.
+	total, perClient int64
+	// request bounds one body, and one message once decompressed
+	// (MaxRequestBytes): the allowance a compressed message is charged.
+	request int64
+	// bodyTimeout bounds the time from admission to the body's end.
+	bodyTimeout time.Duration
+	// clients tells clients apart.
+	clients clients
 }
 
 // limiter decides how many write calls may be served at once: limit.Fixed
@@ -78,17 +117,33 @@ type limiter interface {
 	Observe(end time.Time, latency time.Duration, inflight int64)
 }
 
-func newAdmission(calls limiter, maxBytes, maxRequest int64, policy *authPolicy, errs *errorMapper, m *metrics.Metrics) *admission {
+func newAdmission(calls limiter, bytes byteLimits, policy *authPolicy, errs *errorMapper, m *metrics.Metrics) *admission {
 	a := &admission{
-		limit: calls, maxBytes: maxBytes, maxRequest: maxRequest,
+		limit: calls, bytes: bytes, clients: newShares(),
 		auth: policy, metrics: m, refusals: map[error]*refusal{},
 	}
 	for _, err := range []error{errTooManyCalls, errTooManyBytes, auth.ErrNoToken, auth.ErrBadToken} {
 		a.refusals[err] = newRefusal(errs.toConnect(err))
 	}
-	a.over = errs.toConnect(errTooManyBytes)
+	share := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+		"this client's calls in flight hold their share of request bytes (%d); retry with backoff", bytes.perClient))
+	share.Meta().Set(RetryAfterKey, "1")
+	a.refusals[errClientBytes] = newRefusal(share)
+	late := connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
+		"the request body did not arrive within %v; send it in one go", bytes.bodyTimeout))
+	a.refusals[errBodyLate] = newRefusal(late)
+
 	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once: MAX_INFLIGHT_WRITES, or below it the adaptive limit (ADMISSION_MODE=adaptive).",
 		func() float64 { return float64(a.limit.Limit()) })
+	m.Gauge("bf_api_inflight_request_bytes_client_limit", "The most request bytes one client's write calls in flight may hold (MAX_INFLIGHT_BYTES_PER_CLIENT).",
+		func() float64 { return float64(bytes.perClient) })
+	m.Gauge("bf_api_inflight_request_bytes_top_client", "The most request bytes any one client's write calls in flight hold.",
+		func() float64 { return float64(a.clients.top()) })
+	m.Gauge("bf_api_write_clients", "Clients with write calls in flight.", func() float64 { return float64(a.clients.clients()) })
+	m.Counter("bf_api_client_share_refusals_total", "Write calls cut because their client's calls held MAX_INFLIGHT_BYTES_PER_CLIENT.",
+		func() float64 { return float64(a.shareRefusals.Load()) })
+	m.Counter("bf_api_write_body_timeouts_total", "Write calls cut because their body did not arrive within WRITE_BODY_TIMEOUT.",
+		func() float64 { return float64(a.lateBodies.Load()) })
 	return a
 }
 
@@ -112,19 +167,19 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		protocol := httpProtocol(r)
-		inflight, err := a.admit(r, r.URL.Path)
+		body, inflight, err := a.admit(w, r, r.URL.Path, compressionOf(r))
 		if err != nil {
 			rf := a.refusals[err]
 			rf.writeRPC(w, r)
 			a.metrics.Observe(r.URL.Path, string(protocol), rf.code, time.Since(start))
 			return
 		}
-		defer a.release(r)
+		defer a.release(body)
 		flag := new(atomic.Bool)
 		sw := &outcomeWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), observedKey{}, flag)))
 		code, end := sw.code(), time.Now()
-		a.observe(start, end, inflight, code)
+		a.observe(body, start, end, inflight, code)
 		if !flag.Load() {
 			a.metrics.Observe(r.URL.Path, string(protocol), code, end.Sub(start))
 		}
@@ -136,50 +191,51 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 func (a *admission) restHandler(procedure string, reject func(http.ResponseWriter, *connect.Error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		inflight, err := a.admit(r, procedure)
+		// The course never compressed, and the handler refuses a body
+		// that claims to be: nothing here is decompressed.
+		body, inflight, err := a.admit(w, r, procedure, uncompressed)
 		if err != nil {
 			reject(w, a.refusals[err].ce)
 			return
 		}
-		defer a.release(r)
+		defer a.release(body)
 		sw := &outcomeWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		a.observe(start, time.Now(), inflight, sw.code())
+		a.observe(body, start, time.Now(), inflight, sw.code())
 	})
 }
 
-// admit checks the token and takes a call slot and, for a compressed body,
-// its byte reservation; it replaces r.Body with a metered one. It returns
-// the calls in flight with this one. On success the caller must call
-// release.
-func (a *admission) admit(r *http.Request, procedure string) (int64, error) {
+// admit checks the token and takes a call slot, then replaces r.Body with
+// a metered one, read under the body deadline, that comp says how to watch
+// for compressed messages. It returns that body and the calls in flight
+// with this one. On success the caller must release the body.
+func (a *admission) admit(w http.ResponseWriter, r *http.Request, procedure string, comp compression) (*meteredBody, int64, error) {
 	if err := a.auth.check(procedure, r.Header.Get("Authorization")); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	inflight := a.calls.Add(1)
 	if inflight > a.limit.Limit() {
 		a.calls.Add(-1)
-		return 0, errTooManyCalls
+		return nil, 0, errTooManyCalls
 	}
-	body := &meteredBody{ReadCloser: r.Body, a: a}
-	if compressed(r) {
-		if !a.reserve(a.maxRequest) {
-			a.calls.Add(-1)
-			return 0, errTooManyBytes
-		}
-		body.reserved = a.maxRequest
+	rc := http.NewResponseController(w)
+	// An error means the writer takes no deadline (a test's recorder):
+	// the body is then bounded by nothing but its size.
+	_ = rc.SetReadDeadline(time.Now().Add(a.bytes.bodyTimeout))
+	body := &meteredBody{
+		ReadCloser: r.Body, a: a, rc: rc, comp: comp,
+		share: a.clients.join(a.bytes.clients.key(r.RemoteAddr, r.Header)),
 	}
-	body.over = a.over
 	r.Body = body
-	return inflight, nil
+	return body, inflight, nil
 }
 
 // release gives back what admit took, once the handler has returned (or
 // panicked).
-func (a *admission) release(r *http.Request) {
-	if body, ok := r.Body.(*meteredBody); ok {
-		a.bytes.Add(-(body.charged + body.reserved))
-	}
+func (a *admission) release(body *meteredBody) {
+	a.held.Add(-body.held)
+	body.share.held.Add(-body.held)
+	a.clients.leave(body.share)
 	a.calls.Add(-1)
 }
 
@@ -187,54 +243,114 @@ func (a *admission) release(r *http.Request) {
 // something about load: a success, or a failure that waited on Kafka
 // (unavailable, deadline_exceeded: a slow or absent broker held the slot
 // that long). A call refused for its content answers without doing the
-// work, so its latency would only flatter the limiter.
-func (a *admission) observe(start, end time.Time, inflight int64, code string) {
+// work, and a body that never arrived measures its client, not the
+// server: their latency would only mislead the limiter.
+func (a *admission) observe(body *meteredBody, start, end time.Time, inflight int64, code string) {
+	if body.late {
+		return
+	}
 	switch code {
 	case "ok", "unavailable", "deadline_exceeded":
 		a.limit.Observe(end, end.Sub(start), inflight)
 	}
 }
 
-// reserve takes n bytes of the budget, or reports that they are not there.
-func (a *admission) reserve(n int64) bool {
-	if a.bytes.Add(n) > a.maxBytes {
-		a.bytes.Add(-n)
-		return false
+// take charges n bytes to the budget and to the client's share, or reports
+// which of them has no room: the budget first, so that a refusal names the
+// client's share only when the server had room for the bytes.
+func (a *admission) take(sh *share, n int64) error {
+	if a.held.Add(n) > a.bytes.total {
+		a.held.Add(-n)
+		return errTooManyBytes
 	}
-	return true
+	if !sh.take(n, a.bytes.perClient) {
+		a.held.Add(-n)
+		a.shareRefusals.Add(1)
+		return errClientBytes
+	}
+	return nil
 }
 
-// compressed reports whether the request body is compressed, in any of the
-// protocols' ways.
-func compressed(r *http.Request) bool {
-	for _, h := range []string{"Content-Encoding", "Grpc-Encoding", "Connect-Content-Encoding"} {
-		if v := r.Header.Get(h); v != "" && !strings.EqualFold(v, "identity") {
-			return true
-		}
-	}
-	return false
-}
-
-// meteredBody charges every byte read to the admission's byte budget until
-// the call ends. A read that would overdraw it fails with over, a Connect
-// error that connect-go passes on to the client as it is.
+// meteredBody charges every byte read to the byte budget and the client's
+// share until the call ends, and a compressed message's allowance once it
+// is whole. A read that would overdraw either fails with resource_exhausted,
+// and one past the body deadline with deadline_exceeded: Connect errors,
+// which connect-go and the course's REST handler pass on to the client as
+// they are.
 type meteredBody struct {
 	io.ReadCloser
-	a        *admission
-	over     error
-	charged  int64
-	reserved int64
+	a     *admission
+	rc    *http.ResponseController
+	share *share
+	comp  compression
+	// held is what the call holds of the budget.
+	held int64
+	// read counts the bytes read; env follows gRPC envelopes.
+	read int64
+	env  envelopes
+	// allowed: the decompression allowance is charged.
+	allowed bool
+	// late: the body missed its deadline.
+	late bool
 }
 
 func (b *meteredBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.late = true
+		b.a.lateBodies.Add(1)
+		return 0, b.a.refusals[errBodyLate].ce
+	}
 	if n > 0 {
-		if !b.a.reserve(int64(n)) {
-			return 0, b.over
+		if cerr := b.charge(int64(n)); cerr != nil {
+			return 0, cerr
 		}
-		b.charged += int64(n)
+		b.read += int64(n)
+		// gRPC decompresses a message once it has its last byte: charge
+		// the allowance before that byte is handed over.
+		if !b.allowed && b.comp == enveloped && b.env.completes(p[:n]) {
+			if cerr := b.allow(); cerr != nil {
+				return 0, cerr
+			}
+		}
+	}
+	if err == io.EOF {
+		// Connect decompresses a unary body once it has read it to the
+		// end: charge the allowance before the end is handed over.
+		if !b.allowed && b.comp == wholeBody && b.read > 0 {
+			if cerr := b.allow(); cerr != nil {
+				return 0, cerr
+			}
+		}
+		// The body is in: its deadline has done its work. Left set, it
+		// would end the call's context when it passed (an HTTP/1.1
+		// server reads on in the background after the body, and a
+		// timeout there cancels the request).
+		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
+}
+
+// charge takes n bytes for the call. When they are not there the call is
+// over, and the rest of its body is abandoned at once: closing a body still
+// open reads on to drain it (Go's HTTP/1.1 server does, up to 256 KiB, for
+// the connection's sake), which for a stalled body would hold the call, and
+// all it holds, until the body deadline.
+func (b *meteredBody) charge(n int64) error {
+	if err := b.a.take(b.share, n); err != nil {
+		_ = b.rc.SetReadDeadline(time.Now())
+		return b.a.refusals[err].ce
+	}
+	b.held += n
+	return nil
+}
+
+// allow charges the allowance of a compressed message: what it may
+// decompress to. One is enough: connect-go decompresses the messages of a
+// call one at a time, and a unary call has one.
+func (b *meteredBody) allow() error {
+	b.allowed = true
+	return b.charge(b.a.bytes.request)
 }
 
 // outcomeWriter remembers what a Connect handler answered, for the calls the

@@ -158,14 +158,18 @@ func TestInflightWriteLimit(t *testing.T) {
 }
 
 // TestInflightByteLimit holds calls whose bodies fill the byte budget: a
-// further large body is cut off while it is read, and a compressed one (whose
-// decompressed size is unknown) is shed before its body is read, both with
-// resource_exhausted; small calls still fit.
+// further large body is cut off while it is read, and a compressed one is
+// refused once it has arrived, when there is no room left for what it may
+// decompress to, both with resource_exhausted; small calls still fit. (One
+// client may hold the whole budget here: stall_test.go tests its share.)
 func TestInflightByteLimit(t *testing.T) {
 	t.Parallel()
-	const maxRequest = 64 << 10
+	const (
+		maxRequest = 64 << 10
+		budget     = 2*maxRequest + 8<<10
+	)
 	g := newGate()
-	h := newHarness(t, options{recorder: g, maxRequestBytes: maxRequest, server: Config{MaxInflightBytes: 2*maxRequest + 8<<10}})
+	h := newHarness(t, options{recorder: g, maxRequestBytes: maxRequest, server: Config{MaxInflightBytes: budget, MaxInflightBytesPerClient: budget}})
 	t.Cleanup(g.release)
 	// A batch of 400 sales is about 40 KiB in JSON: two hold 80 KiB of
 	// the 136 KiB budget, and a third cannot fit.

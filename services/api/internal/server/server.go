@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,18 @@ type Config struct {
 	// MaxInflightBytes bounds the request bytes that the write calls in
 	// flight read and hold (64 MiB when zero).
 	MaxInflightBytes int64
+	// MaxInflightBytesPerClient bounds those of one client's write calls
+	// (client.go says who a client is). When zero: a quarter of
+	// MaxInflightBytes, but room for at least one compressed request of
+	// MaxRequestBytes and its allowance.
+	MaxInflightBytesPerClient int64
+	// WriteBodyTimeout bounds the time a write call's body takes to
+	// arrive once the call is admitted, so that a stalled body lets go of
+	// its slot and bytes soon (5s when zero; never beyond UnaryTimeout).
+	WriteBodyTimeout time.Duration
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed to
+	// name the client. Empty: the peer of a connection is the client.
+	TrustedProxies []netip.Prefix
 	// UnaryTimeout bounds reading a unary RPC or plain HTTP request and,
 	// with ProduceTimeout added, writing its response (15s when zero).
 	// Streaming RPCs have no overall bound.
@@ -84,6 +97,7 @@ const (
 	defaultMaxInflightWrites  = 1024
 	defaultMaxInflightBytes   = 64 << 20
 	defaultMaxConnections     = 1024
+	defaultWriteBodyTimeout   = 5 * time.Second
 )
 
 func orDefault[T int | int64 | time.Duration](v, def T) T {
@@ -160,6 +174,8 @@ func New(cfg Config, deps Deps) *Server {
 		func() float64 { return float64(s.conns.refused.Load()) })
 
 	policy := &authPolicy{tokens: cfg.WriteTokens, reads: cfg.ReadAuth, legacyOpen: cfg.LegacyOpen}
+	who := clients{trusted: cfg.TrustedProxies}
+	unary := orDefault(cfg.UnaryTimeout, defaultUnaryTimeout)
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
@@ -187,13 +203,18 @@ func New(cfg Config, deps Deps) *Server {
 		lc.Max = maxWrites
 		writes = limit.NewAdaptive(lc)
 	}
-	adm := newAdmission(writes,
-		orDefault(cfg.MaxInflightBytes, defaultMaxInflightBytes),
-		cfg.MaxRequestBytes, policy, errs, m)
+	totalBytes := orDefault(cfg.MaxInflightBytes, defaultMaxInflightBytes)
+	adm := newAdmission(writes, byteLimits{
+		total:       totalBytes,
+		perClient:   orDefault(cfg.MaxInflightBytesPerClient, min(max(totalBytes/4, 2*cfg.MaxRequestBytes), totalBytes)),
+		request:     cfg.MaxRequestBytes,
+		bodyTimeout: min(orDefault(cfg.WriteBodyTimeout, defaultWriteBodyTimeout), unary),
+		clients:     who,
+	}, policy, errs, m)
 	s.adm = adm
 	m.Gauge("bf_api_inflight_writes", "Write calls being served (at most MAX_INFLIGHT_WRITES).", func() float64 { return float64(adm.calls.Load()) })
 	m.Gauge("bf_api_inflight_request_bytes", "Request bytes held by the write calls in flight (at most MAX_INFLIGHT_BYTES).",
-		func() float64 { return float64(adm.bytes.Load()) })
+		func() float64 { return float64(adm.held.Load()) })
 	course := legacy.New(deps.Recorder, deps.Validator)
 	rest := course.RESTHandler(errs.toConnect, cfg.MaxRequestBytes)
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
@@ -224,7 +245,6 @@ func New(cfg Config, deps Deps) *Server {
 		handler = corsHandler(cfg.CORSAllowedOrigins, handler)
 	}
 	handler = recoverHTTP(log, handler)
-	unary := orDefault(cfg.UnaryTimeout, defaultUnaryTimeout)
 	handler = deadlines(streamingPaths(), unary, unary+cfg.ProduceTimeout,
 		orDefault(cfg.StreamWriteTimeout, defaultStreamWriteTimeout), handler)
 
