@@ -71,6 +71,9 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For is believed to
 	// name the client. Empty: the peer of a connection is the client.
 	TrustedProxies []netip.Prefix
+	// MaxWatchersPerClient bounds the WatchSummary streams one client may
+	// hold open (100 when zero).
+	MaxWatchersPerClient int
 	// UnaryTimeout bounds reading a unary RPC or plain HTTP request and,
 	// with ProduceTimeout added, writing its response (15s when zero).
 	// Streaming RPCs have no overall bound.
@@ -98,6 +101,7 @@ const (
 	defaultMaxInflightBytes   = 64 << 20
 	defaultMaxConnections     = 1024
 	defaultWriteBodyTimeout   = 5 * time.Second
+	defaultWatchersPerClient  = 100
 )
 
 func orDefault[T int | int64 | time.Duration](v, def T) T {
@@ -175,6 +179,7 @@ func New(cfg Config, deps Deps) *Server {
 
 	policy := &authPolicy{tokens: cfg.WriteTokens, reads: cfg.ReadAuth, legacyOpen: cfg.LegacyOpen}
 	who := clients{trusted: cfg.TrustedProxies}
+	watchers := newWatcherLimit(who, int64(orDefault(cfg.MaxWatchersPerClient, defaultWatchersPerClient)), m)
 	unary := orDefault(cfg.UnaryTimeout, defaultUnaryTimeout)
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
@@ -185,7 +190,7 @@ func New(cfg Config, deps Deps) *Server {
 		connect.WithCompressMinBytes(1024),
 		connect.WithInterceptors(
 			// Streaming calls only: unary ones pass through it.
-			streamInterceptor{errors: errs, metrics: m, draining: draining},
+			streamInterceptor{errors: errs, metrics: m, draining: draining, watchers: watchers},
 			// Outermost, so it sees every call's final code.
 			metricsInterceptor(m),
 			protocolInterceptor(),
