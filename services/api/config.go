@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -60,6 +61,11 @@ type config struct {
 	// resource_exhausted before their body is read.
 	MaxInflightWrites int
 	MaxInflightBytes  int64
+	// MaxInflightBytesPerClient is one client's share of MaxInflightBytes.
+	MaxInflightBytesPerClient int64
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client, for the per-client limits.
+	TrustedProxies []netip.Prefix
 	// AdmissionMode is "fixed" (the write-call limit is
 	// MaxInflightWrites, the default) or "adaptive" (it follows the
 	// latency of the calls admitted, between AdmissionMinWrites and
@@ -118,6 +124,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// The floor defaults to 64 calls, or MAX_INFLIGHT_WRITES if that is
 	// lower.
 	cfg.AdmissionMinWrites = e.int("ADMISSION_MIN_WRITES", min(64, max(cfg.MaxInflightWrites, 1)))
+	// A client's share defaults to a quarter of the budget, with room for
+	// the largest compressed request.
+	cfg.MaxInflightBytesPerClient = e.bytes("MAX_INFLIGHT_BYTES_PER_CLIENT",
+		min(max(cfg.MaxInflightBytes/4, 2*cfg.MaxRequestBytes), cfg.MaxInflightBytes))
+	cfg.TrustedProxies = e.prefixes("TRUSTED_PROXIES")
 	// The aggregator's reader, given the api's: the same variables, the same
 	// rules, the same messages.
 	var kafkaErrs []error
@@ -150,8 +161,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if cfg.AdmissionMinWrites < 1 || cfg.AdmissionMinWrites > cfg.MaxInflightWrites {
 		e.fail("ADMISSION_MIN_WRITES", "must be between 1 and MAX_INFLIGHT_WRITES")
 	}
-	if cfg.MaxInflightBytes < cfg.MaxRequestBytes {
-		e.fail("MAX_INFLIGHT_BYTES", "must be at least MAX_REQUEST_BYTES, or no compressed request could ever be admitted")
+	// A compressed request holds its body and, once that is whole, what
+	// it may decompress to: up to MAX_REQUEST_BYTES each.
+	if cfg.MaxInflightBytes < 2*cfg.MaxRequestBytes {
+		e.fail("MAX_INFLIGHT_BYTES", "must be at least twice MAX_REQUEST_BYTES, or the largest compressed request could never be admitted")
+	}
+	if cfg.MaxInflightBytesPerClient < 2*cfg.MaxRequestBytes || cfg.MaxInflightBytesPerClient > cfg.MaxInflightBytes {
+		e.fail("MAX_INFLIGHT_BYTES_PER_CLIENT", "must be between twice MAX_REQUEST_BYTES (the largest compressed request) and MAX_INFLIGHT_BYTES")
 	}
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
@@ -221,6 +237,8 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("legacy_write_auth", c.LegacyWriteAuth),
 		slog.Int("max_inflight_writes", c.MaxInflightWrites),
 		slog.Int64("max_inflight_bytes", c.MaxInflightBytes),
+		slog.Int64("max_inflight_bytes_per_client", c.MaxInflightBytesPerClient),
+		slog.Any("trusted_proxies", c.TrustedProxies),
 		slog.String("admission_mode", c.AdmissionMode),
 		slog.String("admission_target_latency", c.AdmissionTargetLatency.String()),
 		slog.Int("admission_min_writes", c.AdmissionMinWrites),
@@ -288,6 +306,30 @@ func (e *env) origins(name, def string) []string {
 			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			e.fail(name, fmt.Sprintf("holds %q: want an origin such as https://dashboard.example.com (scheme and host, no path)", o))
 		}
+	}
+	return out
+}
+
+// prefixes reads a list of networks, comma-separated: CIDRs such as
+// 10.0.0.0/8, or single addresses. Empty is none. A network that holds
+// every address is refused: trusting it would let any client name itself.
+func (e *env) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range e.list(name, "") {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				e.fail(name, fmt.Sprintf("holds %q: want a CIDR such as 10.0.0.0/8 or an address", v))
+				continue
+			}
+			p = netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen())
+		}
+		if p.Bits() == 0 {
+			e.fail(name, fmt.Sprintf("holds %q, every address: then any client could name itself", v))
+			continue
+		}
+		out = append(out, p.Masked())
 	}
 	return out
 }
@@ -380,6 +422,11 @@ type streamConfig struct {
 	WatchHeartbeat time.Duration
 	// MaxWatchers bounds the WatchSummary streams served at once.
 	MaxWatchers int
+	// WriteBodyTimeout bounds the time a write call's body takes to
+	// arrive.
+	WriteBodyTimeout time.Duration
+	// MaxWatchersPerClient bounds one client's WatchSummary streams.
+	MaxWatchersPerClient int
 }
 
 // loadStreamConfig reads the stream settings through getenv, as loadConfig
@@ -392,7 +439,13 @@ func loadStreamConfig(getenv func(string) string) (streamConfig, error) {
 		WatchInterval:      e.duration("WATCH_INTERVAL", 250*time.Millisecond),
 		WatchHeartbeat:     e.duration("WATCH_HEARTBEAT", 5*time.Second),
 		MaxWatchers:        e.int("WATCH_MAX_STREAMS", 1000),
+		// A sale's body is a few hundred bytes and a batch's at most
+		// MAX_REQUEST_BYTES; 5 s carries a whole batch over a slow
+		// link, and frees what a stalled body holds three times sooner
+		// than UNARY_TIMEOUT would.
+		WriteBodyTimeout: e.duration("WRITE_BODY_TIMEOUT", 5*time.Second),
 	}
+	cfg.MaxWatchersPerClient = e.int("WATCH_MAX_STREAMS_PER_CLIENT", min(100, max(cfg.MaxWatchers, 1)))
 	if cfg.UnaryTimeout <= 0 {
 		e.fail("UNARY_TIMEOUT", "must be positive")
 	}
@@ -408,6 +461,12 @@ func loadStreamConfig(getenv func(string) string) (streamConfig, error) {
 	if cfg.MaxWatchers < 1 {
 		e.fail("WATCH_MAX_STREAMS", "must be positive")
 	}
+	if cfg.WriteBodyTimeout <= 0 || cfg.WriteBodyTimeout > cfg.UnaryTimeout {
+		e.fail("WRITE_BODY_TIMEOUT", "must be positive and at most UNARY_TIMEOUT")
+	}
+	if cfg.MaxWatchersPerClient < 1 || cfg.MaxWatchersPerClient > cfg.MaxWatchers {
+		e.fail("WATCH_MAX_STREAMS_PER_CLIENT", "must be between 1 and WATCH_MAX_STREAMS")
+	}
 	return cfg, errors.Join(e.errs...)
 }
 
@@ -419,5 +478,7 @@ func (c streamConfig) LogValue() slog.Value {
 		slog.String("watch_interval", c.WatchInterval.String()),
 		slog.String("watch_heartbeat", c.WatchHeartbeat.String()),
 		slog.Int("watch_max_streams", c.MaxWatchers),
+		slog.String("write_body_timeout", c.WriteBodyTimeout.String()),
+		slog.Int("watch_max_streams_per_client", c.MaxWatchersPerClient),
 	)
 }

@@ -9,11 +9,13 @@ import (
 func TestLoadStreamConfig(t *testing.T) {
 	t.Parallel()
 	defaults := streamConfig{
-		UnaryTimeout:       15 * time.Second,
-		StreamWriteTimeout: 30 * time.Second,
-		WatchInterval:      250 * time.Millisecond,
-		WatchHeartbeat:     5 * time.Second,
-		MaxWatchers:        1000,
+		UnaryTimeout:         15 * time.Second,
+		StreamWriteTimeout:   30 * time.Second,
+		WatchInterval:        250 * time.Millisecond,
+		WatchHeartbeat:       5 * time.Second,
+		MaxWatchers:          1000,
+		WriteBodyTimeout:     5 * time.Second,
+		MaxWatchersPerClient: 100,
 	}
 	tests := []struct {
 		name string
@@ -23,8 +25,10 @@ func TestLoadStreamConfig(t *testing.T) {
 		{"defaults", nil, defaults},
 		{"everything set", map[string]string{
 			"UNARY_TIMEOUT": "20s", "STREAM_WRITE_TIMEOUT": "1m", "WATCH_INTERVAL": "100ms",
-			"WATCH_HEARTBEAT": "2s", "WATCH_MAX_STREAMS": "7",
-		}, streamConfig{20 * time.Second, time.Minute, 100 * time.Millisecond, 2 * time.Second, 7}},
+			"WATCH_HEARTBEAT": "2s", "WATCH_MAX_STREAMS": "7", "WRITE_BODY_TIMEOUT": "20s", "WATCH_MAX_STREAMS_PER_CLIENT": "2",
+		}, streamConfig{20 * time.Second, time.Minute, 100 * time.Millisecond, 2 * time.Second, 7, 20 * time.Second, 2}},
+		{"a client's streams follow a small cap", map[string]string{"WATCH_MAX_STREAMS": "7"},
+			streamConfig{15 * time.Second, 30 * time.Second, 250 * time.Millisecond, 5 * time.Second, 7, 5 * time.Second, 7}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,11 +44,13 @@ func TestLoadStreamConfig(t *testing.T) {
 func TestLoadStreamConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := map[string]map[string]string{
-		"UNARY_TIMEOUT":        {"UNARY_TIMEOUT": "0s"},
-		"STREAM_WRITE_TIMEOUT": {"STREAM_WRITE_TIMEOUT": "-1s"},
-		"WATCH_INTERVAL":       {"WATCH_INTERVAL": "1ms"},
-		"WATCH_HEARTBEAT":      {"WATCH_INTERVAL": "2s", "WATCH_HEARTBEAT": "1s"},
-		"WATCH_MAX_STREAMS":    {"WATCH_MAX_STREAMS": "0"},
+		"UNARY_TIMEOUT":                {"UNARY_TIMEOUT": "0s"},
+		"STREAM_WRITE_TIMEOUT":         {"STREAM_WRITE_TIMEOUT": "-1s"},
+		"WATCH_INTERVAL":               {"WATCH_INTERVAL": "1ms"},
+		"WATCH_HEARTBEAT":              {"WATCH_INTERVAL": "2s", "WATCH_HEARTBEAT": "1s"},
+		"WATCH_MAX_STREAMS":            {"WATCH_MAX_STREAMS": "0"},
+		"WRITE_BODY_TIMEOUT":           {"WRITE_BODY_TIMEOUT": "16s"}, // beyond UNARY_TIMEOUT
+		"WATCH_MAX_STREAMS_PER_CLIENT": {"WATCH_MAX_STREAMS_PER_CLIENT": "1001"},
 	}
 	for name, env := range tests {
 		t.Run(name, func(t *testing.T) {
