@@ -83,7 +83,7 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 test: lint checkgenerate ## Run every test against a real Kafka broker and a real Valkey/Redis.
 	scripts/test.sh
 	$(MAKE) fuzz-short
-	$(MAKE) fuzz-api-short API_FUZZTIME=10s
+	$(MAKE) fuzz-api-short
 	$(MAKE) k6-check
 	$(MAKE) deploy-test
 	$(MAKE) web-test

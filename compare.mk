@@ -1,4 +1,4 @@
-# JSON vs gRPC, measured (issue 3): `make compare` runs the load comparison
+# JSON vs gRPC, measured: `make compare` runs the load comparison
 # against the real binaries and a real Kafka broker and writes docs/results/;
 # `make bench` runs the in-process benchmarks and prints their ratios;
 # `make k6-check` checks the k6 scripts statically (k6 itself is not

@@ -1,6 +1,6 @@
 package e2e
 
-// The fault suite (issue 5, docs/reliability.md): each scenario runs the real
+// The fault suite (docs/reliability.md): each scenario runs the real
 // api and aggregator under continuous load from several concurrent clients,
 // injects one kind of fault, and then checks the end state exactly against
 // the ground truth, the set of sales the api acknowledged: the aggregates

@@ -1,6 +1,6 @@
 package e2e
 
-// Hostile input against the real api binary and a real broker (issue 5),
+// Hostile input against the real api binary and a real broker,
 // configured as in production: bearer tokens from a file, a CORS allowlist,
 // a short header timeout. The in-process tests of services/api cover every
 // case over every protocol; this one shows the built binary behaves the

@@ -1,6 +1,6 @@
 package e2e
 
-// Overload (issue 5): open-loop load at three times the measured saturation
+// Overload open-loop load at three times the measured saturation
 // rate against the real api and a real broker. The api must stay up, keep
 // its memory under a documented bound, reject the excess fast with
 // resource_exhausted or unavailable (never leave a call hanging until its

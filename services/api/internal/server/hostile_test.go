@@ -1,6 +1,6 @@
 package server
 
-// Hostile input (issue 5): each case gets a clear error, never crashes the
+// Hostile input: each case gets a clear error, never crashes the
 // server, and writes nothing to Kafka, checked by the topic's end offsets
 // once every case has run. docs/security.md describes the policies.
 
