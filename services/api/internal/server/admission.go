@@ -41,7 +41,8 @@ var (
 )
 
 // admission guards the write handlers (SalesService, the course's gRPC and
-// REST APIs) before they read a byte of the request body:
+// REST APIs), before they read a byte of the request body and while they
+// read it:
 //
 //   - with authentication on, a call without an accepted bearer token is
 //     refused at once (unauthenticated), so it never costs a body read, a
@@ -219,8 +220,12 @@ func (a *admission) admit(w http.ResponseWriter, r *http.Request, procedure stri
 		return nil, 0, errTooManyCalls
 	}
 	rc := http.NewResponseController(w)
-	// An error means the writer takes no deadline (a test's recorder):
-	// the body is then bounded by nothing but its size.
+	// The deadline binds the body only: once it has ended, Go's HTTP/1.1
+	// server lifts the connection's read deadline for its background read,
+	// and on HTTP/2 it would only close a body already ended, so a call
+	// waiting for Kafka is not cut by it. An error means the writer takes
+	// no deadline (a test's recorder): the body is then bounded by nothing
+	// but its size.
 	_ = rc.SetReadDeadline(time.Now().Add(a.bytes.bodyTimeout))
 	body := &meteredBody{
 		ReadCloser: r.Body, a: a, rc: rc, comp: comp,
@@ -292,25 +297,31 @@ type meteredBody struct {
 	allowed bool
 	// late: the body missed its deadline.
 	late bool
+	// failed is the error the body failed with, if it did: every later
+	// read answers it again rather than read on.
+	failed error
 }
 
 func (b *meteredBody) Read(p []byte) (int, error) {
+	if b.failed != nil {
+		return 0, b.failed
+	}
 	n, err := b.ReadCloser.Read(p)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		b.late = true
 		b.a.lateBodies.Add(1)
-		return 0, b.a.refusals[errBodyLate].ce
+		return 0, b.fail(errBodyLate)
 	}
 	if n > 0 {
-		if cerr := b.charge(int64(n)); cerr != nil {
-			return 0, cerr
+		if ferr := b.charge(int64(n)); ferr != nil {
+			return 0, ferr
 		}
 		b.read += int64(n)
 		// gRPC decompresses a message once it has its last byte: charge
 		// the allowance before that byte is handed over.
 		if !b.allowed && b.comp == enveloped && b.env.completes(p[:n]) {
-			if cerr := b.allow(); cerr != nil {
-				return 0, cerr
+			if ferr := b.allow(); ferr != nil {
+				return 0, ferr
 			}
 		}
 	}
@@ -318,15 +329,10 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 		// Connect decompresses a unary body once it has read it to the
 		// end: charge the allowance before the end is handed over.
 		if !b.allowed && b.comp == wholeBody && b.read > 0 {
-			if cerr := b.allow(); cerr != nil {
-				return 0, cerr
+			if ferr := b.allow(); ferr != nil {
+				return 0, ferr
 			}
 		}
-		// The body is in: its deadline has done its work. Left set, it
-		// would end the call's context when it passed (an HTTP/1.1
-		// server reads on in the background after the body, and a
-		// timeout there cancels the request).
-		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }
@@ -339,10 +345,16 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 func (b *meteredBody) charge(n int64) error {
 	if err := b.a.take(b.share, n); err != nil {
 		_ = b.rc.SetReadDeadline(time.Now())
-		return b.a.refusals[err].ce
+		return b.fail(err)
 	}
 	b.held += n
 	return nil
+}
+
+// fail ends the body with admission's answer to err.
+func (b *meteredBody) fail(err error) error {
+	b.failed = b.a.refusals[err].ce
+	return b.failed
 }
 
 // allow charges the allowance of a compressed message: what it may
