@@ -43,8 +43,13 @@ type config struct {
 	// off.
 	DedupWindow time.Duration
 	// ReconcileInterval is how often every owned partition's offset is
-	// compared with Valkey's, to notice lost data even when idle.
+	// compared with Valkey's and with its log, to notice lost data even
+	// when idle.
 	ReconcileInterval time.Duration
+	// LogResetUnready is how long /readyz answers 503 after a partition's
+	// log went back under its stored offset (a recreated topic, a
+	// truncated log), so that the event shows on the readiness probe.
+	LogResetUnready time.Duration
 	// Kafka is the SASL and TLS configuration.
 	Kafka kafkasecurity.Config
 }
@@ -88,6 +93,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 		HTTPAddr:          ":8081",
 		DedupWindow:       10 * time.Minute,
 		ReconcileInterval: 30 * time.Second,
+		LogResetUnready:   5 * time.Minute,
 	}
 	duration := func(name string, lo, hi time.Duration, example string, dst *time.Duration) {
 		v := str(name, "")
@@ -104,6 +110,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	// Past the topic's retention (7 days) a window could not be replayed.
 	duration("DEDUP_WINDOW", 0, 7*24*time.Hour, "10m (0 turns dedup off)", &c.DedupWindow)
 	duration("RECONCILE_INTERVAL", time.Second, time.Hour, "30s", &c.ReconcileInterval)
+	duration("LOG_RESET_UNREADY", time.Second, 24*time.Hour, "5m", &c.LogResetUnready)
 	var kafkaErrs []error
 	c.Kafka, kafkaErrs = kafkasecurity.Load(str, lookup)
 	errs = append(errs, kafkaErrs...)
@@ -178,6 +185,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("LOG_LEVEL", c.LogLevel.String()),
 		slog.String("DEDUP_WINDOW", c.DedupWindow.String()),
 		slog.String("RECONCILE_INTERVAL", c.ReconcileInterval.String()),
+		slog.String("LOG_RESET_UNREADY", c.LogResetUnready.String()),
 		slog.String("KAFKA_SASL_MECHANISM", c.Kafka.SASLMechanism),
 		slog.String("KAFKA_SASL_USERNAME", c.Kafka.SASLUsername),
 		slog.String("KAFKA_SASL_PASSWORD", mask(c.Kafka.SASLPassword)),

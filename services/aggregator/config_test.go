@@ -28,6 +28,7 @@ func TestLoadConfig(t *testing.T) {
 		LogLevel:          slog.LevelInfo,
 		DedupWindow:       10 * time.Minute,
 		ReconcileInterval: 30 * time.Second,
+		LogResetUnready:   5 * time.Minute,
 	}
 	tests := []struct {
 		name    string
@@ -44,7 +45,7 @@ func TestLoadConfig(t *testing.T) {
 				"VALKEY_USERNAME": "agg", "VALKEY_PASSWORD": "secret", "VALKEY_KEY_PREFIX": "x:",
 				"POLL_MAX_RECORDS": "500", "RATE_TTL": "2h", "HTTP_ADDR": "127.0.0.1:9000", "LOG_LEVEL": "debug",
 				"KAFKA_INSTANCE_ID": "aggregator-0", "KAFKA_SESSION_TIMEOUT": "30s",
-				"DEDUP_WINDOW": "1h", "RECONCILE_INTERVAL": "5s",
+				"DEDUP_WINDOW": "1h", "RECONCILE_INTERVAL": "5s", "LOG_RESET_UNREADY": "90s",
 				"KAFKA_SASL_MECHANISM": "scram-sha-512", "KAFKA_SASL_USERNAME": "aggregator",
 				"KAFKA_SASL_PASSWORD": " pass word ", "KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": "/ca.crt",
 				"KAFKA_TLS_CERT_FILE": "/user.crt", "KAFKA_TLS_KEY_FILE": "/user.key", "KAFKA_TLS_SERVER_NAME": "kafka",
@@ -55,7 +56,7 @@ func TestLoadConfig(t *testing.T) {
 					TopicPartitions: 12, ValkeyAddr: "v:6379", ValkeyUsername: "agg", ValkeyPassword: "secret",
 					KeyPrefix: "x:", PollMaxRecords: 500, RateTTL: 2 * time.Hour, HTTPAddr: "127.0.0.1:9000",
 					LogLevel: slog.LevelDebug, InstanceID: "aggregator-0", SessionTimeout: 30 * time.Second,
-					DedupWindow: time.Hour, ReconcileInterval: 5 * time.Second,
+					DedupWindow: time.Hour, ReconcileInterval: 5 * time.Second, LogResetUnready: 90 * time.Second,
 					Kafka: kafkasecurity.Config{
 						SASLMechanism: "SCRAM-SHA-512", SASLUsername: "aggregator", SASLPassword: " pass word ",
 						TLS: true, TLSCAFile: "/ca.crt", TLSCertFile: "/user.crt", TLSKeyFile: "/user.key", TLSServerName: "kafka",
@@ -95,6 +96,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "negative DEDUP_WINDOW", env: map[string]string{"DEDUP_WINDOW": "-1m"}, wantErr: "DEDUP_WINDOW"},
 		{name: "DEDUP_WINDOW past retention", env: map[string]string{"DEDUP_WINDOW": "200h"}, wantErr: "DEDUP_WINDOW"},
 		{name: "short RECONCILE_INTERVAL", env: map[string]string{"RECONCILE_INTERVAL": "10ms"}, wantErr: "RECONCILE_INTERVAL"},
+		{name: "zero LOG_RESET_UNREADY", env: map[string]string{"LOG_RESET_UNREADY": "0s"}, wantErr: "LOG_RESET_UNREADY"},
 		{name: "unknown mechanism", env: map[string]string{"KAFKA_SASL_MECHANISM": "GSSAPI", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, wantErr: "KAFKA_SASL_MECHANISM"},
 		{name: "mechanism without password", env: map[string]string{"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u"}, wantErr: "KAFKA_SASL_PASSWORD"},
 		{name: "password without mechanism", env: map[string]string{"KAFKA_SASL_PASSWORD": "p"}, wantErr: "KAFKA_SASL_MECHANISM"},

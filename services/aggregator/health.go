@@ -5,8 +5,10 @@ import (
 )
 
 // healthHandler serves the probes: /healthz answers while the process can
-// serve at all, /readyz only while the consumer runs and its writes succeed.
-// It also serves /metrics.
+// serve at all, /readyz only while the consumer runs, its writes succeed,
+// Valkey refuses none of its partitions and no partition's log lately went
+// back under its stored offset (see consume.Consumer.Ready). It also serves
+// /metrics.
 func healthHandler(ready func() bool, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)

@@ -83,6 +83,7 @@ func run(ctx context.Context) error {
 		MaxPollRecords:    cfg.PollMaxRecords,
 		ReconcileInterval: cfg.ReconcileInterval,
 		DedupWindow:       cfg.DedupWindow,
+		LogResetUnready:   cfg.LogResetUnready,
 		ClientOptions:     clientOpts,
 		Observer:          m,
 	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)

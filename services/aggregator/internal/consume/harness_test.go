@@ -518,7 +518,7 @@ type flakyStore struct {
 	failBefore int
 	// failAfter applies, then fails, this many Apply calls.
 	failAfter int
-	// failLoads fails this many LoadOffsets calls.
+	// failLoads fails this many LoadPositions calls.
 	failLoads int
 	// afterApply, when set, runs after the nth successful Apply.
 	afterApply func(n int)
@@ -527,14 +527,14 @@ type flakyStore struct {
 
 var errInjected = errors.New("injected: connection reset by peer")
 
-func (f *flakyStore) Apply(ctx context.Context, d *aggregate.Delta, base int64) (store.Outcome, error) {
+func (f *flakyStore) Apply(ctx context.Context, d *aggregate.Delta, base, next store.Position) (store.Outcome, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failBefore > 0 {
 		f.failBefore--
 		return store.Outcome{}, errInjected
 	}
-	out, err := f.Store.Apply(ctx, d, base)
+	out, err := f.Store.Apply(ctx, d, base, next)
 	if err != nil {
 		return out, err
 	}
@@ -556,7 +556,7 @@ func (f *flakyStore) count() int {
 	return f.applies
 }
 
-func (f *flakyStore) LoadOffsets(ctx context.Context, topic string, parts []int32) (map[int32]int64, error) {
+func (f *flakyStore) LoadPositions(ctx context.Context, topic string, parts []int32) (map[int32]store.StoredPosition, error) {
 	f.mu.Lock()
 	fail := f.failLoads > 0
 	if fail {
@@ -566,5 +566,5 @@ func (f *flakyStore) LoadOffsets(ctx context.Context, topic string, parts []int3
 	if fail {
 		return nil, errInjected
 	}
-	return f.Store.LoadOffsets(ctx, topic, parts)
+	return f.Store.LoadPositions(ctx, topic, parts)
 }

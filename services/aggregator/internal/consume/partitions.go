@@ -11,14 +11,21 @@ type topicPartition struct {
 	partition int32
 }
 
-// partitions holds the base of each partition this member owns: the offset
-// Valkey holds for it, as far as this member knows. The poll loop reads and
-// writes it while rebalances are blocked; the group callbacks add and drop
-// partitions. The mutex makes the hand-over explicit rather than relying on
-// the client's gating alone.
+// position is where a partition stands in Valkey, as far as this member
+// knows: the stored offset (its base, -1 for none) and the topic ID stored
+// with it ("" for none).
+type position struct {
+	offset  int64
+	topicID string
+}
+
+// partitions holds the position of each partition this member owns. The
+// poll loop reads and writes it while rebalances are blocked; the group
+// callbacks add and drop partitions. The mutex makes the hand-over explicit
+// rather than relying on the client's gating alone.
 type partitions struct {
 	mu    sync.Mutex
-	bases map[topicPartition]int64
+	bases map[topicPartition]position
 	// dedup holds this member's copy of each partition's dedup set and
 	// the base it reflects.
 	dedup map[topicPartition]seenCopy
@@ -30,7 +37,7 @@ type seenCopy struct {
 }
 
 func newPartitions() *partitions {
-	return &partitions{bases: make(map[topicPartition]int64), dedup: make(map[topicPartition]seenCopy)}
+	return &partitions{bases: make(map[topicPartition]position), dedup: make(map[topicPartition]seenCopy)}
 }
 
 // seen returns the copy of a partition's dedup set if it reflects base,
@@ -51,17 +58,41 @@ func (p *partitions) setSeen(tp topicPartition, base int64, set *aggregate.SeenS
 	p.dedup[tp] = seenCopy{base: base, set: set}
 }
 
+// base returns the partition's stored offset as this member knows it.
 func (p *partitions) base(tp topicPartition) (int64, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b, ok := p.bases[tp]
-	return b, ok
+	pos, ok := p.position(tp)
+	return pos.offset, ok
 }
 
+func (p *partitions) position(tp topicPartition) (position, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pos, ok := p.bases[tp]
+	return pos, ok
+}
+
+// set sets the partition's base, keeping the topic ID known for it.
 func (p *partitions) set(tp topicPartition, base int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bases[tp] = base
+	pos := p.bases[tp]
+	pos.offset = base
+	p.bases[tp] = pos
+}
+
+func (p *partitions) setPosition(tp topicPartition, pos position) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bases[tp] = pos
+}
+
+// clear forgets every partition, when the member's Kafka client is
+// replaced.
+func (p *partitions) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.bases)
+	clear(p.dedup)
 }
 
 func (p *partitions) drop(topic string, parts []int32) {

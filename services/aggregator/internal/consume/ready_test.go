@@ -6,7 +6,12 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"blackfriday.local/services/aggregator/internal/store"
 )
 
 // TestReadyWhileOnePartitionFails: partitions apply in parallel, each in its
@@ -14,7 +19,7 @@ import (
 // failure from /readyz.
 func TestReadyWhileOnePartitionFails(t *testing.T) {
 	t.Parallel()
-	c := &Consumer{log: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	c := New(Config{}, nil, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	c.running.Store(true)
 	c.joined.Store(true)
 	if !c.Ready() {
@@ -77,5 +82,86 @@ func TestReadyWhileOnePartitionFails(t *testing.T) {
 	}
 	if n := c.failing.Load(); n != 0 {
 		t.Errorf("%d retry loops counted as failing after they ended, want 0", n)
+	}
+}
+
+// TestReadyAfterLogReset: a partition whose log went back under its stored
+// offset makes the consumer unready for LogResetUnready after the last
+// such event, then ready again by itself.
+func TestReadyAfterLogReset(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		obs := newRecorder()
+		c := New(Config{LogResetUnready: time.Minute, Observer: obs}, nil, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
+		c.running.Store(true)
+		c.joined.Store(true)
+		if !c.Ready() {
+			t.Fatal("Ready() = false before any event, want true")
+		}
+		reset := verdict{reason: reasonTruncated, to: store.Position{Offset: 5, Epoch: -1}, rewound: 7}
+		c.reportMove(topic, 0, store.Position{Offset: 12, Epoch: 2}, reset)
+		time.Sleep(40 * time.Second)
+		if c.Ready() {
+			t.Error("Ready() 40s after a log reset = true, want false for a minute")
+		}
+		// A second event starts the minute again.
+		c.reportMove(topic, 1, store.Position{Offset: 12, Epoch: 2}, reset)
+		time.Sleep(59 * time.Second)
+		if c.Ready() {
+			t.Error("Ready() 59s after the second log reset = true, want false")
+		}
+		time.Sleep(time.Second)
+		if !c.Ready() {
+			t.Error("Ready() a minute after the last log reset = false, want true")
+		}
+		// Recording a topic ID is no event.
+		c.reportMove(topic, 2, store.Position{Offset: 12, Epoch: -1}, verdict{adopt: true, to: store.Position{Offset: 12, TopicID: "x", Epoch: -1}})
+		if !c.Ready() {
+			t.Error("Ready() after a topic id was recorded = false, want true")
+		}
+		if resets, rewound, _, _ := obs.snapshot(); resets[reasonTruncated] != 2 || rewound[reasonTruncated] != 14 {
+			t.Errorf("observed resets %v rewinding %v, want 2 truncated rewinding 14", resets, rewound)
+		}
+	})
+}
+
+// TestReadyWhileRefused: a partition Valkey refuses keeps the consumer
+// unready until it is accepted again, whatever the others do.
+func TestReadyWhileRefused(t *testing.T) {
+	t.Parallel()
+	cl, err := kgo.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	obs := newRecorder()
+	c := New(Config{Observer: obs}, nil, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	c.running.Store(true)
+	c.joined.Store(true)
+	p0, p1 := topicPartition{topic: topic, partition: 0}, topicPartition{topic: topic, partition: 1}
+	c.refuse(cl, p0, "", nil, store.ErrGuard)
+	c.refuse(cl, p1, "", nil, store.ErrGuard)
+	c.refuse(cl, p1, "", nil, store.ErrGuard)
+	if got := cl.PauseFetchPartitions(nil); len(got[topic]) != 2 {
+		t.Errorf("paused partitions = %v, want 0 and 1", got)
+	}
+	for _, step := range []struct {
+		accept    topicPartition
+		wantReady bool
+		wantNow   int
+	}{
+		{accept: p1, wantReady: false, wantNow: 1},
+		{accept: p1, wantReady: false, wantNow: 1}, // already accepted
+		{accept: p0, wantReady: true, wantNow: 0},
+	} {
+		c.accepted(cl, step.accept)
+		_, _, refused, now := obs.snapshot()
+		if c.Ready() != step.wantReady || now != step.wantNow || refused != 3 {
+			t.Errorf("after accepting %d: Ready() = %v, refused partitions %d, refusals %d; want %v, %d, 3",
+				step.accept.partition, c.Ready(), now, refused, step.wantReady, step.wantNow)
+		}
+	}
+	if got := cl.PauseFetchPartitions(nil); len(got) != 0 {
+		t.Errorf("paused partitions after every refusal ended = %v, want none", got)
 	}
 }

@@ -1,6 +1,7 @@
 // Package metrics exposes the aggregator's Prometheus metrics: batch sizes,
-// apply latency, lag per partition, dead letters, duplicates and sales
-// counted.
+// apply latency, lag per partition, dead letters, duplicates, sales
+// counted, logs gone back under the stored offsets, and partitions Valkey
+// refuses.
 package metrics
 
 import (
@@ -24,6 +25,10 @@ type Metrics struct {
 	duplicates  prometheus.Counter
 	sales       prometheus.Counter
 	conflicts   prometheus.Counter
+	resets      *prometheus.CounterVec
+	rewound     *prometheus.CounterVec
+	refused     prometheus.Counter
+	refusedNow  prometheus.Gauge
 }
 
 // New returns Metrics with the Go runtime and process collectors registered.
@@ -60,8 +65,30 @@ func New() *Metrics {
 			Name: "bf_aggregator_apply_conflicts_total",
 			Help: "Batches discarded because Valkey's stored offset was not the expected one (replays, zombies, lost data).",
 		}),
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bf_aggregator_log_resets_total",
+			Help: "Partitions whose log went back under the offset stored in Valkey, by reason: recreated (a new topic ID) or truncated (records counted and then lost by Kafka). Sales written before and not yet counted are lost.",
+		}, []string{"reason"}),
+		rewound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bf_aggregator_log_reset_offsets_total",
+			Help: "Offsets the stored offsets moved back by on log resets: for truncated, records counted that the log no longer holds; for recreated, the old topic's counted offsets.",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bf_aggregator_refused_batches_total",
+			Help: "Batches (or stored offsets) Valkey refused because a stored value is not what the aggregator writes or a counter would overflow; each retry counts.",
+		}),
+		refusedNow: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bf_aggregator_refused_partitions",
+			Help: "Partitions this process holds paused because Valkey refuses their batches.",
+		}),
+	}
+	for _, reason := range []string{"recreated", "truncated"} {
+		// Present from the start, so that increase() sees the first one.
+		m.resets.WithLabelValues(reason)
+		m.rewound.WithLabelValues(reason)
 	}
 	m.registry.MustRegister(m.batch, m.apply, m.lag, m.deadLetters, m.duplicates, m.sales, m.conflicts,
+		m.resets, m.rewound, m.refused, m.refusedNow,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -99,3 +126,15 @@ func (m *Metrics) Released(partitions []int32) {
 		m.lag.DeleteLabelValues(strconv.Itoa(int(p)))
 	}
 }
+
+// LogReset records a partition whose log went back under its stored offset.
+func (m *Metrics) LogReset(_ int32, reason string, rewound int64) {
+	m.resets.WithLabelValues(reason).Inc()
+	m.rewound.WithLabelValues(reason).Add(float64(rewound))
+}
+
+// Refused records a batch Valkey refused.
+func (m *Metrics) Refused(int32) { m.refused.Inc() }
+
+// RefusedPartitions records how many partitions are paused for refusals.
+func (m *Metrics) RefusedPartitions(n int) { m.refusedNow.Set(float64(n)) }

@@ -18,6 +18,11 @@ func TestMetrics(t *testing.T) {
 	m.Lag(0, 42)
 	m.Lag(1, 7)
 	m.Released([]int32{1})
+	m.LogReset(2, "truncated", 40)
+	m.LogReset(3, "truncated", 2)
+	m.Refused(4)
+	m.Refused(4)
+	m.RefusedPartitions(1)
 
 	body := scrape(t, m)
 	for _, want := range []string{
@@ -29,6 +34,11 @@ func TestMetrics(t *testing.T) {
 		`bf_aggregator_batch_records_sum 1500`,
 		`bf_aggregator_apply_duration_seconds_count 2`,
 		`bf_aggregator_lag_records{partition="0"} 42`,
+		`bf_aggregator_log_resets_total{reason="truncated"} 2`,
+		`bf_aggregator_log_resets_total{reason="recreated"} 0`,
+		`bf_aggregator_log_reset_offsets_total{reason="truncated"} 42`,
+		`bf_aggregator_refused_batches_total 2`,
+		`bf_aggregator_refused_partitions 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %q", want)

@@ -18,7 +18,8 @@
 -- field or member once per key: the overflow checks rely on it.
 --
 -- ARGV, in this order:
---   field base next price_keep stream_maxlen
+--   field id_field epoch_field base base_id next next_id next_epoch
+--   price_keep stream_maxlen
 --   H: n, then per hash: nfields (field incr)*nfields mm [min max if mm=1] ttl
 --   Z: n, then per sorted set: nmembers (member incr)*nmembers
 --   P: n, then per sorted set: npoints (score member)*npoints
@@ -33,8 +34,20 @@
 -- aggregator looked the batch up in its copy of this set, read as of the
 -- batch's base; the compare-and-set below proves nobody changed it since.
 --
--- Returns {1, next} when applied, or {0, stored} without writing anything
--- when the stored offset is not base (stored is -1 when there is none).
+-- The partition's position is three fields of the offsets hash: the next
+-- offset to count (field), the Kafka topic ID it belongs to (id_field,
+-- absent in hashes written before topic IDs were stored) and the leader
+-- epoch of the last record counted, as "{epoch}@{offset}" (epoch_field).
+-- The compare-and-set covers the offset and the topic ID: base_id is the ID
+-- the aggregator read ('' for none), so a batch read from one incarnation
+-- of a topic never applies over the offsets of another, even when the
+-- numbers match. next_id is written when not '' (it differs from base_id
+-- only to record the ID of a hash that had none); next_epoch when not
+-- negative.
+--
+-- Returns {1, next, next_id} when applied, or {0, stored, stored_id}
+-- without writing anything when the stored position is not base's (stored
+-- is -1 when there is none, stored_id '' when there is none).
 
 local INT64_MAX = '9223372036854775807'
 local INT64_MIN_ABS = '9223372036854775808'
@@ -166,15 +179,18 @@ local function call_chunked(caller, cmd, key, prefix, args)
   return out
 end
 
--- Compare-and-set first, so that a replay costs one HGET.
+-- Compare-and-set first, so that a replay costs one HMGET.
 local offsets_key = next_key()
-local field, base, nxt = next_arg(), next_arg(), next_arg()
-local stored = read('HGET', offsets_key, field)
-if not stored then
-  stored = '-1'
+local field, id_field, epoch_field = next_arg(), next_arg(), next_arg()
+local base, base_id = next_arg(), next_arg()
+local nxt, next_id, next_epoch = next_arg(), next_arg(), next_arg()
+local cur = read('HMGET', offsets_key, field, id_field)
+local stored, stored_id = cur[1] or '-1', cur[2] or ''
+if not is_int64(stored) then
+  fail(offsets_key .. ' ' .. field .. ' holds ' .. stored .. ', not an offset')
 end
-if stored ~= base then
-  return {0, stored}
+if stored ~= base or stored_id ~= base_id then
+  return {0, stored, stored_id}
 end
 if not is_int64(nxt) or not is_int64(base) or cmp_int(nxt, base) <= 0 then
   fail('next offset ' .. tostring(nxt) .. ' must be past base ' .. tostring(base))
@@ -291,10 +307,13 @@ for _, e in ipairs(rankings) do
     if not is_int64(e.incrs[i]) or string.sub(e.incrs[i], 1, 1) == '-' then
       fail(e.key .. ' ' .. m .. ' increment ' .. e.incrs[i] .. ' is not a non-negative int64')
     end
-    local s = (tonumber(cur[i]) or 0) + tonumber(e.incrs[i])
-    if s > SCORE_MAX then
+    local c, n = tonumber(cur[i]) or 0, tonumber(e.incrs[i])
+    -- Not c + n > SCORE_MAX: past 2^53 the sum rounds to an even double,
+    -- and 2^53 + 1 would pass as 2^53.
+    if c > SCORE_MAX - n then
       fail(e.key .. ' ' .. m .. ' score would pass 2^53')
     end
+    local s = c + n
     e.zadd[#e.zadd + 1] = string.format('%.17g', s)
     e.zadd[#e.zadd + 1] = m
   end
@@ -353,5 +372,17 @@ for _, e in ipairs(seen) do
     redis.call('ZREMRANGEBYSCORE', e.key, '-inf', '(' .. e.trim)
   end
 end
-redis.call('HSET', offsets_key, field, nxt)
-return {1, nxt}
+local position = {field, nxt}
+if next_id ~= '' then
+  position[#position + 1] = id_field
+  position[#position + 1] = next_id
+end
+if string.sub(next_epoch, 1, 1) ~= '-' then
+  position[#position + 1] = epoch_field
+  position[#position + 1] = next_epoch .. '@' .. nxt
+end
+redis.call('HSET', offsets_key, unpack(position))
+if next_id == '' then
+  next_id = stored_id
+end
+return {1, nxt, next_id}

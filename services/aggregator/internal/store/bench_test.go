@@ -167,7 +167,7 @@ func benchmarkFoldApply(b *testing.B, window time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		out, err := st.Apply(ctx, d, base)
+		out, err := st.Apply(ctx, d, Position{Offset: base, Epoch: -1}, Position{Offset: d.Next, Epoch: -1})
 		if err != nil || !out.Applied {
 			b.Fatalf("Apply(base %d) = %+v, %v, want applied", base, out, err)
 		}

@@ -58,21 +58,19 @@ func statsEntry(key string, s aggregate.Stats, deadLetters, duplicates int64) ha
 // encode lays out a Delta for apply.lua. The number of keys and arguments
 // grows with the distinct categories, products and seconds of the batch, not
 // with its sales.
-func encode(k Keys, d *aggregate.Delta, base int64, rateTTLSeconds int64) (*call, error) {
+func encode(k Keys, d *aggregate.Delta, base, next Position, rateTTLSeconds int64) (*call, error) {
 	if d.Next < 0 {
 		return nil, fmt.Errorf("delta of %s/%d has no records", d.Topic, d.Partition)
 	}
-	if d.Next <= base {
-		return nil, fmt.Errorf("delta of %s/%d ends at %d, not past base %d", d.Topic, d.Partition, d.Next, base)
+	if d.Next <= base.Offset {
+		return nil, fmt.Errorf("delta of %s/%d ends at %d, not past base %d", d.Topic, d.Partition, d.Next, base.Offset)
 	}
 	c := &call{
 		keys: make([]string, 0, 16+len(d.Prices)+len(d.Rates)/4),
 		args: make([]string, 0, 64+4*len(d.Units)+6*len(d.Rates)+3*len(d.Prices)*aggregate.PriceHistoryLen),
 	}
 	c.key(k.Offsets())
-	c.arg(OffsetField(d.Topic, d.Partition))
-	c.int(base)
-	c.int(d.Next)
+	c.arg(positionArgs(d.Topic, d.Partition, base, next)...)
 	c.count(aggregate.PriceHistoryLen)
 	c.count(RateLogMaxLen)
 

@@ -72,3 +72,19 @@ func (k Keys) Seen(topic string, partition int32) string {
 func OffsetField(topic string, partition int32) string {
 	return topic + ":" + strconv.FormatInt(int64(partition), 10)
 }
+
+// TopicIDField is the field of the offsets hash naming the incarnation of
+// the topic a partition's offset belongs to: the Kafka topic ID. Kafka topic
+// names cannot hold a colon, so it cannot be another topic's offset field.
+func TopicIDField(topic string, partition int32) string {
+	return OffsetField(topic, partition) + ":topic-id"
+}
+
+// EpochField is the field of the offsets hash holding the leader epoch of
+// the last record a partition counted, as "{epoch}@{offset}": it is valid
+// only while the offset field still holds {offset}, so that an offset moved
+// by anything else (an older aggregator, an operator) never pairs with an
+// epoch it does not belong to.
+func EpochField(topic string, partition int32) string {
+	return OffsetField(topic, partition) + ":epoch"
+}

@@ -85,9 +85,13 @@ func delta(t testing.TB, partition int32, sales ...sale) *aggregate.Delta {
 	return d
 }
 
+// at is a position with no topic ID or epoch, as a broker without them
+// gives.
+func at(offset int64) Position { return Position{Offset: offset, Epoch: -1} }
+
 func (f *fixture) apply(t *testing.T, d *aggregate.Delta, base int64) Outcome {
 	t.Helper()
-	got, err := f.store.Apply(t.Context(), d, base)
+	got, err := f.store.Apply(t.Context(), d, at(base), at(d.Next))
 	if err != nil {
 		t.Fatalf("Apply(%s, base %d) = %v", OffsetField(d.Topic, d.Partition), base, err)
 	}
@@ -433,6 +437,20 @@ func TestApplyGuardWritesNothing(t *testing.T) {
 			wantGuard: true,
 		},
 		{
+			// The sum, 2^53 + 1, rounds to 2^53 as a double.
+			name: "ranking score at 2^53, one more unit",
+			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+				return b.Zadd().Key(k.RankUnits()).ScoreMember().ScoreMember(9007199254740992, "B1").Build()
+			},
+			wantGuard: true,
+		},
+		{
+			name: "ranking score reaches exactly 2^53",
+			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+				return b.Zadd().Key(k.RankUnits()).ScoreMember().ScoreMember(9007199254740991, "B1").Build()
+			},
+		},
+		{
 			name: "offsets is not a hash",
 			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
 				return b.Set().Key(k.Offsets()).Value("x").Build()
@@ -487,7 +505,7 @@ func TestApplyGuardWritesNothing(t *testing.T) {
 				sale{offset: 2, cat: beauty, product: "B1", price: 99, qty: 1, soldAt: t0},
 				sale{offset: 3, dead: true},
 			)
-			got, err := f.store.Apply(t.Context(), d, -1)
+			got, err := f.store.Apply(t.Context(), d, at(-1), at(d.Next))
 			if !tt.wantGuard {
 				if err != nil || !got.Applied {
 					t.Fatalf("Apply() = %+v, %v, want applied", got, err)
@@ -574,10 +592,10 @@ func TestApplyRejectsEmptyOrBackwardsBatch(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	if _, err := f.store.Apply(ctx, aggregate.NewDelta("sales", 0), -1); err == nil {
+	if _, err := f.store.Apply(ctx, aggregate.NewDelta("sales", 0), at(-1), at(-1)); err == nil {
 		t.Errorf("Apply(empty delta) = nil, want an error")
 	}
-	if _, err := f.store.Apply(ctx, batchA(t), 5); err == nil {
+	if _, err := f.store.Apply(ctx, batchA(t), at(5), at(5)); err == nil {
 		t.Errorf("Apply(batch ending at 5, base 5) = nil, want an error")
 	}
 }
@@ -666,7 +684,7 @@ func TestApplyRemembersSaleIDs(t *testing.T) {
 		t.Errorf("LoadSeen() on a string key = %v, want ErrGuard", err)
 	}
 	before = f.snapshot(t)
-	if _, err := f.store.Apply(ctx, seenDelta(8, 0, "y"), 8); !errors.Is(err, ErrGuard) {
+	if _, err := f.store.Apply(ctx, seenDelta(8, 0, "y"), at(8), at(10)); !errors.Is(err, ErrGuard) {
 		t.Errorf("Apply() with a string dedup key = %v, want ErrGuard", err)
 	}
 	if after := f.snapshot(t); !reflect.DeepEqual(after, before) {
