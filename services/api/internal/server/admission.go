@@ -300,6 +300,8 @@ type meteredBody struct {
 	// failed is the error the body failed with, if it did: every later
 	// read answers it again rather than read on.
 	failed error
+	// ended: the body has been read to its end.
+	ended bool
 }
 
 func (b *meteredBody) Read(p []byte) (int, error) {
@@ -307,6 +309,7 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 		return 0, b.failed
 	}
 	n, err := b.ReadCloser.Read(p)
+	b.ended = err == io.EOF
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		b.late = true
 		b.a.lateBodies.Add(1)
@@ -341,10 +344,16 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 // over, and the rest of its body is abandoned at once: closing a body still
 // open reads on to drain it (Go's HTTP/1.1 server does, up to 256 KiB, for
 // the connection's sake), which for a stalled body would hold the call, and
-// all it holds, until the body deadline.
+// all it holds, until the body deadline. Not once the body has ended,
+// though: there is nothing left to abandon, and on HTTP/1.1 the server is
+// then reading the connection in the background, where a deadline passed
+// would cancel the connection's context, and with it every later call on
+// the connection.
 func (b *meteredBody) charge(n int64) error {
 	if err := b.a.take(b.share, n); err != nil {
-		_ = b.rc.SetReadDeadline(time.Now())
+		if !b.ended {
+			_ = b.rc.SetReadDeadline(time.Now())
+		}
 		return b.fail(err)
 	}
 	b.held += n
