@@ -133,6 +133,10 @@ func newAdmission(calls limiter, bytes byteLimits, policy *authPolicy, errs *err
 	late := connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
 		"the request body did not arrive within %v; send it in one go", bytes.bodyTimeout))
 	a.refusals[errBodyLate] = newRefusal(late)
+	// A refused write was never read whole, let alone written.
+	for _, rf := range a.refusals {
+		rf.ce.Meta().Set(SaleRecordedKey, recordedNo)
+	}
 
 	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once: MAX_INFLIGHT_WRITES, or below it the adaptive limit (ADMISSION_MODE=adaptive).",
 		func() float64 { return float64(a.limit.Limit()) })

@@ -127,6 +127,10 @@ func TestInflightWriteLimit(t *testing.T) {
 			if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
 				t.Errorf("POST %s with every slot taken = %d, Retry-After %q, want 429 and 1", path, resp.StatusCode, resp.Header.Get("Retry-After"))
 			}
+			// A refused write was never read, let alone written.
+			if got := resp.Header.Get(SaleRecordedKey); got != "no" {
+				t.Errorf("POST %s with every slot taken: Sale-Recorded %q, want no", path, got)
+			}
 		}
 	})
 	t.Run("reads are not limited", func(t *testing.T) {
