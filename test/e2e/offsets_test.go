@@ -52,7 +52,7 @@ func TestTopicRecreatedUnderLoad(t *testing.T) {
 	// wrote the old one, so the api is restarted with it, as the runbook
 	// says. The aggregator keeps running.
 	s.stopAPI()
-	recreated := recreateTopic(ctx, t, s.kafka, s.topic)
+	deleted := recreateTopic(ctx, t, s.kafka, s.topic)
 	s.startAPI()
 
 	after := startLoad(t, s, 909, loadOptions{clients: 4})
@@ -74,40 +74,41 @@ func TestTopicRecreatedUnderLoad(t *testing.T) {
 		t.Errorf(`bf_aggregator_log_resets_total{reason="recreated"} = %v, want %d, one per partition logged`, n, len(events))
 	}
 	first, last := events[0], events[len(events)-1]
-	if first.Before(recreated) {
-		t.Errorf("a recreation was logged at %v, before the topic was recreated at %v", first, recreated)
+	if first.Before(deleted) {
+		t.Errorf("a recreation was logged at %v, before the topic was deleted at %v", first, deleted)
 	}
 	s.waitReady("aggregator", true, offsetsHangBound)
 	ready.waitReadySince(t, last.Add(unready))
 	samples := ready.stop()
-	// Ready() turns false before the event is logged and stays false until
-	// LOG_RESET_UNREADY after the last one; the margin is for the moment
-	// between the two.
-	const margin = 200 * time.Millisecond
+	// Ready() turns false just before each event is logged and stays
+	// false until LOG_RESET_UNREADY after the last one. A sample sent after
+	// the first line and answered before the window ends was judged within
+	// it; the margin is for the moment between turning unready and logging.
+	const margin = 50 * time.Millisecond
 	notReady, readyAgain := false, false
 	for _, smp := range samples {
+		within := smp.sent.After(first) && smp.answered.Before(last.Add(unready-margin))
 		switch {
-		case smp.at.After(first) && smp.at.Before(last.Add(unready-margin)):
-			if smp.ready {
-				t.Errorf("/readyz answered 200 at %v, %v after the first recreation was logged, want 503 for %v after the last (%v)",
-					smp.at, smp.at.Sub(first), unready, last)
-			}
+		case within && smp.ready:
+			t.Errorf("/readyz answered 200 to a request sent %v after the first recreation was logged, want 503 until %v after the last (%v)",
+				smp.sent.Sub(first), unready, last)
+		case within:
 			notReady = true
-		case smp.at.After(last.Add(unready)) && smp.ready:
+		case smp.ready && smp.sent.After(last.Add(unready)):
 			readyAgain = true
 		}
 	}
 	if !notReady || !readyAgain {
 		t.Errorf("/readyz seen 503 after the recreation = %v, 200 again after %v = %v; want both", notReady, unready, readyAgain)
 	}
-	t.Logf("topic recreated at %v; %d partitions logged (first %v later); %d sales before and %d after, all counted; /readyz 503 from %v to at least %v",
-		recreated.Format(time.RFC3339Nano), len(events), first.Sub(recreated).Round(time.Millisecond),
+	t.Logf("topic deleted at %v and created again; %d partitions logged (first %v later); %d sales before and %d after, all counted; /readyz 503 from %v to at least %v",
+		deleted.Format(time.RFC3339Nano), len(events), first.Sub(deleted).Round(time.Millisecond),
 		before.tr.count(), after.tr.count(), first.Format(time.StampMilli), last.Add(unready).Format(time.StampMilli))
 }
 
 // recreateTopic deletes topic and creates it again with 6 partitions, as
-// kafka-topics.sh --delete and --create would, and returns when the new
-// topic exists.
+// kafka-topics.sh --delete and --create would. It returns, once the new
+// topic exists, when the deletion was asked for.
 func recreateTopic(ctx context.Context, t *testing.T, brokers, topic string) time.Time {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
@@ -120,6 +121,7 @@ func recreateTopic(ctx context.Context, t *testing.T, brokers, topic string) tim
 	if err != nil || before[topic].Err != nil {
 		t.Fatalf("describe %s: %v, %v", topic, err, before[topic].Err)
 	}
+	deleted := time.Now()
 	resp, err := adm.DeleteTopics(ctx, topic)
 	if err == nil {
 		err = resp[topic].Err
@@ -155,7 +157,7 @@ func recreateTopic(ctx context.Context, t *testing.T, brokers, topic string) tim
 		t.Fatalf("topic %s kept its ID %v across the recreation", topic, now[topic].ID)
 	}
 	t.Logf("topic %s recreated: ID %v, was %v", topic, now[topic].ID, before[topic].ID)
-	return time.Now()
+	return deleted
 }
 
 // stopAPI stops the api with SIGTERM, as a rollout would.
@@ -189,10 +191,11 @@ func loggedResets(t *testing.T, log, reason string) []time.Time {
 	return out
 }
 
-// readySample is one answer of /readyz and when its request was sent.
+// readySample is one answer of /readyz, with when its request was sent
+// and when the answer came: the aggregator judged it in between.
 type readySample struct {
-	at    time.Time
-	ready bool
+	sent, answered time.Time
+	ready          bool
 }
 
 // readyWatch polls an aggregator's /readyz until stopped.
@@ -215,14 +218,14 @@ func watchReady(t *testing.T, s *stack, name string) *readyWatch {
 	go func() {
 		defer close(w.done)
 		for {
-			at := time.Now()
+			sent := time.Now()
 			resp, err := client.Get(url)
 			ready := err == nil && resp.StatusCode == http.StatusOK
 			if resp != nil {
 				resp.Body.Close()
 			}
 			w.mu.Lock()
-			w.samples = append(w.samples, readySample{at: at, ready: ready})
+			w.samples = append(w.samples, readySample{sent: sent, answered: time.Now(), ready: ready})
 			w.mu.Unlock()
 			select {
 			case <-w.quit:
@@ -240,7 +243,7 @@ func (w *readyWatch) waitReadySince(t *testing.T, since time.Time) {
 	t.Helper()
 	for deadline := time.Now().Add(offsetsHangBound); ; time.Sleep(50 * time.Millisecond) {
 		w.mu.Lock()
-		ok := slices.ContainsFunc(w.samples, func(s readySample) bool { return s.ready && s.at.After(since) })
+		ok := slices.ContainsFunc(w.samples, func(s readySample) bool { return s.ready && s.sent.After(since) })
 		w.mu.Unlock()
 		if ok {
 			return
