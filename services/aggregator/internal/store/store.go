@@ -125,7 +125,7 @@ func (s *Store) Apply(ctx context.Context, d *aggregate.Delta, base, next Positi
 	if err != nil {
 		return Outcome{}, err
 	}
-	out, err := s.position(s.script.Exec(ctx, s.client, c.keys, c.args))
+	out, err := readOutcome(s.script.Exec(ctx, s.client, c.keys, c.args))
 	if err != nil {
 		return Outcome{}, fmt.Errorf("apply %s: %w", OffsetField(d.Topic, d.Partition), err)
 	}
@@ -168,7 +168,7 @@ func (s *Store) Reset(ctx context.Context, topic string, partition int32, base, 
 		return Outcome{}, fmt.Errorf("reset %s to offset %d: want an offset", field, next.Offset)
 	}
 	args := positionArgs(topic, partition, base, next)
-	out, err := s.position(s.reset.Exec(ctx, s.client, []string{s.keys.Offsets()}, args))
+	out, err := readOutcome(s.reset.Exec(ctx, s.client, []string{s.keys.Offsets()}, args))
 	if err != nil {
 		return Outcome{}, fmt.Errorf("reset %s: %w", field, err)
 	}
@@ -184,9 +184,9 @@ func positionArgs(topic string, partition int32, base, next Position) []string {
 	}
 }
 
-// position reads a reply of apply.lua or resetSource: {applied, offset,
+// readOutcome reads a reply of apply.lua or resetSource: {applied, offset,
 // topic id}.
-func (s *Store) position(resp rueidis.RedisResult) (Outcome, error) {
+func readOutcome(resp rueidis.RedisResult) (Outcome, error) {
 	reply, err := resp.ToArray()
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "BFGUARD") {
