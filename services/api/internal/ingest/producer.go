@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -80,6 +81,10 @@ type Producer struct {
 	timeout     time.Duration
 	breaker     *breaker
 	closed      atomic.Bool
+	// purging is set while the topic is being purged from the clients
+	// (see forgetRecreatedTopic).
+	purging atomic.Bool
+	log     *slog.Logger
 	// deadlines are the calls' shared deadline contexts.
 	deadlines *deadlines
 	// waiters are reusable single-sale calls (see Record).
@@ -150,6 +155,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		timeout:     cfg.ProduceTimeout,
 		deadlines:   newDeadlines(min(max(cfg.ProduceTimeout/100, time.Millisecond), 10*time.Millisecond)),
 		headers:     map[Protocol][]kgo.RecordHeader{},
+		log:         log,
 	}
 	p.waiters.New = func() any {
 		w := &waiter{done: make(chan error, 1)}
@@ -440,11 +446,34 @@ func (p *Producer) classify(sale *salesv1.Sale, err error) *SaleError {
 		// written.
 		return maybeWritten(sale, fmt.Errorf("%w: %w", ErrClosed, err))
 	default:
+		if errors.Is(err, kerr.UnknownTopicID) {
+			p.forgetRecreatedTopic()
+		}
 		// franz-go fails an idempotent record only when it is safe to:
 		// never sent, or answered by the broker. So a failed record was
 		// not written, whether by timeout, broker error or retries.
 		return unwritten(sale, fmt.Errorf("%w: %w", ErrNotWritten, err))
 	}
+}
+
+// forgetRecreatedTopic makes the clients produce to the sales topic as it is
+// now. franz-go keeps producing to the first instance of a topic it knew:
+// once the topic is deleted and recreated, every record fails with
+// UNKNOWN_TOPIC_ID, for as long as the client lives. Purging the topic from
+// the clients makes the next record load the new instance, with fresh
+// partitions and sequence numbers. Records buffered for the old instance
+// fail as not written, as they would have anyway.
+func (p *Producer) forgetRecreatedTopic() {
+	if !p.purging.CompareAndSwap(false, true) {
+		return // one purge at a time; the rest of its failures join it
+	}
+	p.log.Warn("the sales topic was deleted and recreated: producing to its new instance", "topic", p.topic)
+	go func() {
+		defer p.purging.Store(false)
+		for _, cl := range p.clients {
+			cl.PurgeTopicsFromProducing(p.topic)
+		}
+	}()
 }
 
 // recordHeaders returns the headers of a record ingested over proto.
