@@ -118,10 +118,17 @@ func (c *consumer) stop(t *testing.T) {
 // real store when set.
 func (e *env) start(name string, maxPoll int, st Store, opts ...kgo.Opt) *consumer {
 	e.t.Helper()
+	log := slog.New(slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("consumer", name)
+	return e.run(name, maxPoll, st, log, nil, opts...)
+}
+
+// run runs a consumer with log and obs (nil: none) until stop or the end
+// of the test. st wraps the real store when set.
+func (e *env) run(name string, maxPoll int, st Store, log *slog.Logger, obs Observer, opts ...kgo.Opt) *consumer {
+	e.t.Helper()
 	if st == nil {
 		st = e.store
 	}
-	log := slog.New(slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("consumer", name)
 	c := New(Config{
 		Brokers:           e.brokers,
 		Topic:             topic,
@@ -130,6 +137,7 @@ func (e *env) start(name string, maxPoll int, st Store, opts ...kgo.Opt) *consum
 		MaxPollRecords:    maxPoll,
 		ReconcileInterval: time.Second,
 		DedupWindow:       e.dedupWindow,
+		Observer:          obs,
 		ClientOptions: append([]kgo.Opt{
 			kgo.FetchMaxWait(250 * time.Millisecond),
 			kgo.HeartbeatInterval(250 * time.Millisecond),

@@ -2,7 +2,6 @@ package consume
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -118,47 +117,13 @@ type watched struct {
 // written to the test's output) and a recorder as its Observer.
 func (e *env) startWatched(name string, maxPoll int, st Store, opts ...kgo.Opt) *watched {
 	e.t.Helper()
-	if st == nil {
-		st = e.store
-	}
 	logs := &logBuffer{}
 	log := slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}),
 	)).With("consumer", name)
 	obs := newRecorder()
-	c := New(Config{
-		Brokers:           e.brokers,
-		Topic:             topic,
-		DLQTopic:          dlqTopic,
-		Group:             e.group,
-		MaxPollRecords:    maxPoll,
-		ReconcileInterval: time.Second,
-		DedupWindow:       e.dedupWindow,
-		Observer:          obs,
-		ClientOptions: append([]kgo.Opt{
-			kgo.FetchMaxWait(250 * time.Millisecond),
-			kgo.HeartbeatInterval(250 * time.Millisecond),
-			kgo.SessionTimeout(6 * time.Second),
-			kgo.RebalanceTimeout(10 * time.Second),
-		}, opts...),
-	}, st, e.dec, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	rc := &consumer{Consumer: c, cancel: cancel, done: make(chan struct{})}
-	// The goroutine ends when stop or the cleanup cancels ctx.
-	go func() {
-		defer close(rc.done)
-		rc.err = c.Run(ctx)
-	}()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-rc.done:
-		case <-time.After(30 * time.Second):
-			e.t.Errorf("consumer %s did not stop", name)
-		}
-	})
-	return &watched{consumer: rc, logs: logs, obs: obs}
+	return &watched{consumer: e.run(name, maxPoll, st, log, obs, opts...), logs: logs, obs: obs}
 }
 
 // waitReady waits until c.Ready() is want.

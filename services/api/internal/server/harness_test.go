@@ -17,7 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/proto"
 
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/ingest"
@@ -227,6 +229,20 @@ func (h *harness) consume(tb testing.TB) []*kgo.Record {
 		recs = append(recs, fetches.Records()...)
 	}
 	return recs
+}
+
+// saleIDs returns the sale_id of every record on the topic.
+func (h *harness) saleIDs(tb testing.TB) map[string]bool {
+	tb.Helper()
+	ids := map[string]bool{}
+	for _, r := range h.consume(tb) {
+		s := &salesv1.Sale{}
+		if err := proto.Unmarshal(r.Value, s); err != nil {
+			tb.Fatal(err)
+		}
+		ids[s.GetSaleId()] = true
+	}
+	return ids
 }
 
 // produceErrors answers every produce request with code for each partition.

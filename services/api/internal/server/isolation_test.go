@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
@@ -128,14 +127,7 @@ func TestTinyDeadlinesFailNobodyElse(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no well-behaved call was acknowledged")
 	}
-	onTopic := map[string]bool{}
-	for _, r := range h.consume(t) {
-		s := &salesv1.Sale{}
-		if err := proto.Unmarshal(r.Value, s); err != nil {
-			t.Fatal(err)
-		}
-		onTopic[s.GetSaleId()] = true
-	}
+	onTopic := h.saleIDs(t)
 	for _, id := range acked {
 		if !onTopic[id] {
 			t.Errorf("sale %s was acknowledged but is not on the topic", id)

@@ -16,7 +16,6 @@ import (
 	"connectrpc.com/grpchealth"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"google.golang.org/protobuf/proto"
 
 	legacypb "blackfriday.local/gen/blackfriday"
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
@@ -314,14 +313,7 @@ func TestKafkaStopped(t *testing.T) {
 	}
 	t.Logf("recovered %v after Kafka's return", time.Since(start).Round(time.Millisecond))
 
-	onTopic := map[string]bool{}
-	for _, r := range h.consume(t) {
-		s := &salesv1.Sale{}
-		if err := proto.Unmarshal(r.Value, s); err != nil {
-			t.Fatal(err)
-		}
-		onTopic[s.GetSaleId()] = true
-	}
+	onTopic := h.saleIDs(t)
 	for _, id := range acked {
 		if !onTopic[id] {
 			t.Errorf("sale %s was answered OK but is not on the topic", id)
