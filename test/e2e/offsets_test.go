@@ -140,15 +140,26 @@ func recreateTopic(ctx context.Context, t *testing.T, brokers, topic string) tim
 			t.Fatalf("create topic %s again: %v", topic, err)
 		}
 	}
-	// A new client: kadm answers from metadata cached for seconds.
-	fresh, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
-	now, err := kadm.NewClient(fresh).ListTopics(ctx, topic)
-	if err != nil || now[topic].Err != nil {
-		t.Fatalf("describe %s: %v, %v", topic, err, now[topic].Err)
+	// A new client each time: kadm answers from metadata cached for
+	// seconds. The broker learns of the new topic a moment after the
+	// controller created it, and says it does not know it until then.
+	var now kadm.TopicDetails
+	for deadline := time.Now().Add(offsetsHangBound); ; time.Sleep(200 * time.Millisecond) {
+		fresh, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now, err = kadm.NewClient(fresh).ListTopics(ctx, topic)
+		fresh.Close()
+		if err == nil {
+			err = now[topic].Err
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			t.Fatalf("describe %s after creating it again: %v", topic, err)
+		}
 	}
 	if now[topic].ID == before[topic].ID {
 		t.Fatalf("topic %s kept its ID %v across the recreation", topic, now[topic].ID)
