@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"blackfriday.local/kafkasecurity"
+	"blackfriday.local/contract/kafkasecurity"
 )
 
 // config is the aggregator's configuration, read once from the environment.

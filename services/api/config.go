@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"blackfriday.local/kafkasecurity"
+	"blackfriday.local/contract/kafkasecurity"
 	"blackfriday.local/services/api/internal/ingest"
 )
 

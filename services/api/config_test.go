@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"blackfriday.local/kafkasecurity"
+	"blackfriday.local/contract/kafkasecurity"
 )
 
 func TestLoadConfig(t *testing.T) {

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	blackfriday.local/gen v0.0.0
-	blackfriday.local/kafkasecurity v0.0.0
+	blackfriday.local/contract v0.0.0
 	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.2
 	buf.build/go/protovalidate v1.4.0
 	connectrpc.com/connect v1.21.1
@@ -48,4 +48,4 @@ require (
 
 replace blackfriday.local/gen => ../../gen
 
-replace blackfriday.local/kafkasecurity => ../../kafkasecurity
+replace blackfriday.local/contract => ../../contract

@@ -20,7 +20,7 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/kafkasecurity/kafkasecuritytest"
+	"blackfriday.local/contract/kafkasecurity/kafkasecuritytest"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.

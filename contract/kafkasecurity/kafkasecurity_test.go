@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"blackfriday.local/kafkasecurity/kafkasecuritytest"
+	"blackfriday.local/contract/kafkasecurity/kafkasecuritytest"
 )
 
 // fromMap returns Load's readers over env: str trims and applies the

@@ -1,4 +1,4 @@
-module blackfriday.local/kafkasecurity
+module blackfriday.local/contract
 
 go 1.26.0
 
