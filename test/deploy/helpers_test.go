@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 
@@ -17,43 +16,45 @@ import (
 	"blackfriday.local/test/deploy/internal/schema"
 )
 
-// overlays are the environments; every one is also built with every
-// optional component on top ("<env>-all").
+// overlays are the environments.
 var overlays = []string{"dev", "staging", "prod"}
 
-var optionalComponents = []string{
-	"components/ingress-nginx",
-	"components/keda-lag-autoscaler",
-	"components/load-job",
-	"components/service-monitor",
-}
-
-// overlayComponents are the optional components an overlay needs on top of
-// the others: prod's Kafka takes only authenticated clients, so KEDA's
-// trigger needs its own KafkaUser there. deploy.mk lists the same.
-var overlayComponents = map[string][]string{
-	"prod": {"components/keda-kafka-auth"},
-}
-
-// variants lists every build the checks cover.
-func variants() []m.Variant {
+// variants lists every build the checks cover: each overlay, and each
+// combination of components checked in under kustomize/tests/ (each
+// overlay with every optional component on top, "<env>-all").
+func variants(t testing.TB) []m.Variant {
+	t.Helper()
 	var vs []m.Variant
 	for _, env := range overlays {
-		vs = append(vs,
-			m.Variant{Name: env, Dir: "overlays/" + env},
-			m.Variant{
-				Name:       env + "-all",
-				Dir:        "overlays/" + env,
-				Components: append(slices.Clone(optionalComponents), overlayComponents[env]...),
-				Images:     map[string]string{"blackfriday/loadgen": "0.1.0"},
-			})
+		vs = append(vs, m.Variant{Name: env, Dir: "overlays/" + env})
+	}
+	dirs, err := os.ReadDir(filepath.Join(repoRoot(t), "kustomize", "tests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if d.IsDir() {
+			vs = append(vs, m.Variant{Name: d.Name(), Dir: "tests/" + d.Name()})
+		}
 	}
 	return vs
 }
 
+// variant returns the build named name.
+func variant(t testing.TB, name string) m.Variant {
+	t.Helper()
+	for _, v := range variants(t) {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("no build named %s: want an overlay or a directory of kustomize/tests", name)
+	return m.Variant{}
+}
+
 // production reports whether a variant is a production build, which
-// follows the production rules too.
-func production(v m.Variant) bool { return v.Dir == "overlays/prod" }
+// follows the production rules too: prod, alone or under components.
+func production(v m.Variant) bool { return v.Name == "prod" || strings.HasPrefix(v.Name, "prod-") }
 
 // check applies the policy rules the variant must follow.
 func check(v m.Variant, objs []m.Object) []policy.Violation {

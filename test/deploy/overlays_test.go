@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 // the production rules too).
 func TestBuildsFollowPolicy(t *testing.T) {
 	t.Parallel()
-	for _, v := range variants() {
+	for _, v := range variants(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			t.Parallel()
 			objs := build(t, tree(t), v)
@@ -44,7 +45,7 @@ func TestBuildsFollowPolicy(t *testing.T) {
 func TestBuildsMatchSchemas(t *testing.T) {
 	t.Parallel()
 	val := schemaValidator(t)
-	for _, v := range variants() {
+	for _, v := range variants(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			objs := build(t, tree(t), v)
 			valid, problems := schemaErrors(t, val, objs)
@@ -214,5 +215,25 @@ func TestOverlaysHoldOnlyComposition(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestComponentsHaveREADMEs: every component says, in a README of its own,
+// what it adds and when to use it.
+func TestComponentsHaveREADMEs(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(repoRoot(t), "kustomize", "components")
+	comps, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range comps {
+		if !c.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, c.Name(), "README.md"))
+		if err != nil || !bytes.Contains(b, []byte("**Adds:**")) || !bytes.Contains(b, []byte("**Use it**")) {
+			t.Errorf("components/%s/README.md = %v, want one saying what it adds (**Adds:**) and when to use it (**Use it**)", c.Name(), err)
+		}
 	}
 }

@@ -25,7 +25,7 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 	)
 	dev := m.Variant{Name: "dev", Dir: "overlays/dev"}
 	prod := m.Variant{Name: "prod", Dir: "overlays/prod"}
-	devAll, prodAll := variants()[1], variants()[5]
+	devAll, prodAll := variant(t, "dev-all"), variant(t, "prod-all")
 	// The lag autoscaler on prod without the component that gives it
 	// credentials for prod's authenticated Kafka.
 	prodKEDA := m.Variant{Name: "prod-keda", Dir: "overlays/prod", Components: []string{"components/keda-lag-autoscaler"}}
