@@ -16,7 +16,7 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
-	"blackfriday.local/services/aggregator/internal/aggregate"
+	"blackfriday.local/contract/record"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
 )
 
@@ -62,8 +62,8 @@ func TestRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		headers := []kgo.RecordHeader{
-			{Key: aggregate.HeaderContentType, Value: []byte(aggregate.ContentTypeProtobuf)},
-			{Key: aggregate.HeaderSchema, Value: []byte(aggregate.SchemaSale)},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
 		}
 		if i%50 == 0 {
 			headers = headers[:1] // poison: no schema

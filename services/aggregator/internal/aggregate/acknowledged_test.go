@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -43,9 +44,9 @@ func TestCountsEveryAcknowledgedSale(t *testing.T) {
 			Topic: "sales", Partition: 1, Offset: offset, Key: []byte(sale.GetProductId()), Value: value,
 			Timestamp: time.UnixMilli(stamped.UnixMilli()),
 			Headers: []kgo.RecordHeader{
-				{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
-				{Key: HeaderSchema, Value: []byte(SchemaSale)},
-				{Key: HeaderIngestProtocol, Value: []byte("connect+json")},
+				{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+				{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+				{Key: record.HeaderIngestProtocol, Value: []byte("connect+json")},
 			},
 		}
 		if _, err := dec.Decode(r); err != nil {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -43,9 +44,9 @@ func benchRecords(tb testing.TB, n int) []*kgo.Record {
 			Topic: "sales", Partition: 3, Offset: int64(i), Key: []byte(s.ProductId), Value: value,
 			Timestamp: at.Add(time.Millisecond),
 			Headers: []kgo.RecordHeader{
-				{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
-				{Key: HeaderSchema, Value: []byte(SchemaSale)},
-				{Key: HeaderIngestProtocol, Value: []byte(protocols[i%len(protocols)])},
+				{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+				{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+				{Key: record.HeaderIngestProtocol, Value: []byte(protocols[i%len(protocols)])},
 			},
 		}
 	}

@@ -6,27 +6,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
-
-// Record header names and values written by the api service. They are part
-// of the Kafka record contract.
-const (
-	HeaderContentType    = "content-type"
-	HeaderSchema         = "schema"
-	HeaderIngestProtocol = "ingest-protocol"
-
-	ContentTypeProtobuf = "application/x-protobuf"
-	SchemaSale          = "blackfriday.sales.v1.Sale"
-
-	// ProtocolUnknown counts sales whose record has no ingest-protocol
-	// header, or one this aggregator does not know.
-	ProtocolUnknown = "unknown"
-)
-
-// ingestProtocols are the ingest-protocol header values counted by name;
-// they bound the field names of the ingest hash.
-var ingestProtocols = [...]string{"connect+json", "connect+proto", "grpc", "grpc-web", "legacy-rest", "legacy-grpc"}
 
 // Reason classifies why a record was dead-lettered. Its string is the stable
 // first word of the dlq-reason header.
@@ -81,11 +63,13 @@ type Sale struct {
 }
 
 // Decoder turns records into sales. It is safe for concurrent use.
-type Decoder struct{}
+type Decoder struct {
+	schema string // record.Schema(), the one schema header counted
+}
 
 // NewDecoder returns a Decoder.
 func NewDecoder() *Decoder {
-	return &Decoder{}
+	return &Decoder{schema: record.Schema()}
 }
 
 // Decode checks a record's headers, decodes and validates its sale. A record
@@ -115,24 +99,24 @@ func (d *Decoder) Decode(r *kgo.Record) (Sale, error) {
 func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) error {
 	var haveContentType, haveSchema, contentTypeOK, schemaOK bool
 	var contentType, schema []byte
-	protocol := ProtocolUnknown
+	protocol := record.ProtocolUnknown
 	for _, h := range r.Headers {
 		switch h.Key {
-		case HeaderContentType:
+		case record.HeaderContentType:
 			contentType, haveContentType = h.Value, true
-			contentTypeOK = string(h.Value) == ContentTypeProtobuf
-		case HeaderSchema:
+			contentTypeOK = string(h.Value) == record.ContentTypeProtobuf
+		case record.HeaderSchema:
 			schema, haveSchema = h.Value, true
-			schemaOK = string(h.Value) == SchemaSale
-		case HeaderIngestProtocol:
-			protocol = protocolName(h.Value)
+			schemaOK = string(h.Value) == d.schema
+		case record.HeaderIngestProtocol:
+			protocol = record.ParseProtocol(h.Value)
 		}
 	}
 	if !haveContentType || !contentTypeOK {
-		return deadLetter(ReasonContentType, fmt.Errorf("content-type %q, want %q", contentType, ContentTypeProtobuf))
+		return deadLetter(ReasonContentType, fmt.Errorf("%s %q, want %q", record.HeaderContentType, contentType, record.ContentTypeProtobuf))
 	}
 	if !haveSchema || !schemaOK {
-		return deadLetter(ReasonSchema, fmt.Errorf("schema %q, want %q", schema, SchemaSale))
+		return deadLetter(ReasonSchema, fmt.Errorf("%s %q, want %q", record.HeaderSchema, schema, d.schema))
 	}
 
 	var msg wireSale
@@ -165,7 +149,7 @@ func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) e
 		Quantity:     int64(msg.quantity),
 		SaleID:       string(msg.saleID),
 		SoldAtMillis: time.Unix(msg.seconds, int64(msg.nanos)).UnixMilli(),
-		Protocol:     protocol,
+		Protocol:     string(protocol),
 		Offset:       r.Offset,
 		RecordMillis: r.Timestamp.UnixMilli(),
 	}
@@ -191,16 +175,4 @@ func validationNow(r *kgo.Record) time.Time {
 		now = time.Now()
 	}
 	return now.Add(ClockSkewBudget)
-}
-
-// protocolName returns the ingest protocol a header value names: one of
-// ingestProtocols, or ProtocolUnknown, so that an unexpected value cannot
-// grow the ingest hash and no string is allocated per record.
-func protocolName(v []byte) string {
-	for _, p := range ingestProtocols {
-		if string(v) == p {
-			return p
-		}
-	}
-	return ProtocolUnknown
 }

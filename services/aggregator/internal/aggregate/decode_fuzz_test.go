@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -33,19 +34,19 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	recordMillis := soldAt.Add(time.Second).UnixMilli()
-	f.Add(valid, ContentTypeProtobuf, SchemaSale, "grpc", recordMillis)
-	f.Add(valid, ContentTypeProtobuf, "blackfriday.v0.Sale", "grpc", recordMillis)
-	f.Add([]byte{0xff, 0xff, 0xff}, ContentTypeProtobuf, SchemaSale, "legacy-rest", recordMillis)
-	f.Add([]byte(`{"category":"CATEGORY_HOME"}`), "application/json", SchemaSale, "connect+json", int64(0))
+	f.Add(valid, record.ContentTypeProtobuf, record.Schema(), "grpc", recordMillis)
+	f.Add(valid, record.ContentTypeProtobuf, "blackfriday.v0.Sale", "grpc", recordMillis)
+	f.Add([]byte{0xff, 0xff, 0xff}, record.ContentTypeProtobuf, record.Schema(), "legacy-rest", recordMillis)
+	f.Add([]byte(`{"category":"CATEGORY_HOME"}`), "application/json", record.Schema(), "connect+json", int64(0))
 
 	f.Fuzz(func(t *testing.T, value []byte, contentType, schema, protocol string, timestampMillis int64) {
 		r := &kgo.Record{
 			Topic: "sales", Partition: 1, Offset: 7, Key: []byte("P1"), Value: value,
 			Timestamp: time.UnixMilli(timestampMillis),
 			Headers: []kgo.RecordHeader{
-				{Key: HeaderContentType, Value: []byte(contentType)},
-				{Key: HeaderSchema, Value: []byte(schema)},
-				{Key: HeaderIngestProtocol, Value: []byte(protocol)},
+				{Key: record.HeaderContentType, Value: []byte(contentType)},
+				{Key: record.HeaderSchema, Value: []byte(schema)},
+				{Key: record.HeaderIngestProtocol, Value: []byte(protocol)},
 			},
 		}
 		sameVerdict(t, dec, ref, r)
@@ -94,8 +95,8 @@ func checkSale(t *testing.T, s Sale, r *kgo.Record) {
 			t.Errorf("Decode() %s = %q, want 1 to 64 valid characters", name, v)
 		}
 	}
-	if !slices.Contains(ingestProtocols[:], s.Protocol) && s.Protocol != ProtocolUnknown {
-		t.Errorf("Decode() protocol = %q, want a known one or %q", s.Protocol, ProtocolUnknown)
+	if !slices.Contains(record.Protocols(), record.Protocol(s.Protocol)) && s.Protocol != string(record.ProtocolUnknown) {
+		t.Errorf("Decode() protocol = %q, want a known one or %q", s.Protocol, record.ProtocolUnknown)
 	}
 	if s.Offset != r.Offset || s.RecordMillis != r.Timestamp.UnixMilli() {
 		t.Errorf("Decode() offset %d, record ms %d, want %d, %d", s.Offset, s.RecordMillis, r.Offset, r.Timestamp.UnixMilli())

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -25,9 +26,9 @@ func validSale() *salesv1.Sale {
 	}
 }
 
-// record builds a record the way the api writes one, after edit changes
+// saleRecord builds a record the way the api writes one, after edit changes
 // the sale, with the given headers replacing the standard ones when set.
-func record(t *testing.T, edit func(*salesv1.Sale), headers ...kgo.RecordHeader) *kgo.Record {
+func saleRecord(t *testing.T, edit func(*salesv1.Sale), headers ...kgo.RecordHeader) *kgo.Record {
 	t.Helper()
 	s := validSale()
 	if edit != nil {
@@ -39,9 +40,9 @@ func record(t *testing.T, edit func(*salesv1.Sale), headers ...kgo.RecordHeader)
 	}
 	if headers == nil {
 		headers = []kgo.RecordHeader{
-			{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
-			{Key: HeaderSchema, Value: []byte(SchemaSale)},
-			{Key: HeaderIngestProtocol, Value: []byte("connect+json")},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+			{Key: record.HeaderIngestProtocol, Value: []byte("connect+json")},
 		}
 	}
 	return &kgo.Record{
@@ -60,9 +61,9 @@ func TestDecode(t *testing.T) {
 	dec := NewDecoder()
 	std := func(protocol string) []kgo.RecordHeader {
 		return []kgo.RecordHeader{
-			{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
-			{Key: HeaderSchema, Value: []byte(SchemaSale)},
-			{Key: HeaderIngestProtocol, Value: []byte(protocol)},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+			{Key: record.HeaderIngestProtocol, Value: []byte(protocol)},
 		}
 	}
 	tests := []struct {
@@ -73,35 +74,35 @@ func TestDecode(t *testing.T) {
 	}{
 		{
 			name:         "valid",
-			rec:          func(t *testing.T) *kgo.Record { return record(t, nil) },
+			rec:          func(t *testing.T) *kgo.Record { return saleRecord(t, nil) },
 			wantProtocol: "connect+json",
 		},
 		{
 			name: "legacy protocol",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, nil, std("legacy-rest")...)
+				return saleRecord(t, nil, std("legacy-rest")...)
 			},
 			wantProtocol: "legacy-rest",
 		},
 		{
 			name: "unknown protocol",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, nil, std("carrier-pigeon")...)
+				return saleRecord(t, nil, std("carrier-pigeon")...)
 			},
-			wantProtocol: ProtocolUnknown,
+			wantProtocol: string(record.ProtocolUnknown),
 		},
 		{
 			name: "no protocol header",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, nil, std("")[:2]...)
+				return saleRecord(t, nil, std("")[:2]...)
 			},
-			wantProtocol: ProtocolUnknown,
+			wantProtocol: string(record.ProtocolUnknown),
 		},
 		{
 			name: "sold_at later than the aggregator's clock but valid when produced",
 			rec: func(t *testing.T) *kgo.Record {
 				at := time.Now().Add(3 * time.Hour)
-				r := record(t, func(s *salesv1.Sale) { s.SoldAt = timestamppb.New(at) })
+				r := saleRecord(t, func(s *salesv1.Sale) { s.SoldAt = timestamppb.New(at) })
 				r.Timestamp = at.Add(-30 * time.Minute)
 				return r
 			},
@@ -110,14 +111,14 @@ func TestDecode(t *testing.T) {
 		{
 			name: "sold_at more than an hour after the record",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.SoldAt = timestamppb.New(soldAt.Add(2 * time.Hour)) })
+				return saleRecord(t, func(s *salesv1.Sale) { s.SoldAt = timestamppb.New(soldAt.Add(2 * time.Hour)) })
 			},
 			wantReason: ReasonInvalid,
 		},
 		{
 			name: "no content-type",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, nil, std("grpc")[1:]...)
+				return saleRecord(t, nil, std("grpc")[1:]...)
 			},
 			wantReason: ReasonContentType,
 		},
@@ -126,7 +127,7 @@ func TestDecode(t *testing.T) {
 			rec: func(t *testing.T) *kgo.Record {
 				h := std("grpc")
 				h[0].Value = []byte("application/json")
-				return record(t, nil, h...)
+				return saleRecord(t, nil, h...)
 			},
 			wantReason: ReasonContentType,
 		},
@@ -135,7 +136,7 @@ func TestDecode(t *testing.T) {
 			rec: func(t *testing.T) *kgo.Record {
 				h := std("grpc")
 				h[1].Value = []byte("blackfriday.ProductSaleRequest")
-				return record(t, nil, h...)
+				return saleRecord(t, nil, h...)
 			},
 			wantReason: ReasonSchema,
 		},
@@ -143,14 +144,14 @@ func TestDecode(t *testing.T) {
 			name: "no schema",
 			rec: func(t *testing.T) *kgo.Record {
 				h := std("grpc")
-				return record(t, nil, h[0], h[2])
+				return saleRecord(t, nil, h[0], h[2])
 			},
 			wantReason: ReasonSchema,
 		},
 		{
 			name: "garbage value",
 			rec: func(t *testing.T) *kgo.Record {
-				r := record(t, nil)
+				r := saleRecord(t, nil)
 				r.Value = []byte{0xff, 0xff, 0xff, 0xff}
 				return r
 			},
@@ -159,49 +160,49 @@ func TestDecode(t *testing.T) {
 		{
 			name: "zero price",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.PriceCents = 0 })
+				return saleRecord(t, func(s *salesv1.Sale) { s.PriceCents = 0 })
 			},
 			wantReason: ReasonInvalid,
 		},
 		{
 			name: "unspecified category",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.Category = salesv1.Category_CATEGORY_UNSPECIFIED })
+				return saleRecord(t, func(s *salesv1.Sale) { s.Category = salesv1.Category_CATEGORY_UNSPECIFIED })
 			},
 			wantReason: ReasonInvalid,
 		},
 		{
 			name: "undefined category",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.Category = 9 })
+				return saleRecord(t, func(s *salesv1.Sale) { s.Category = 9 })
 			},
 			wantReason: ReasonInvalid,
 		},
 		{
 			name: "quantity over the cap",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.Quantity = 10001 })
+				return saleRecord(t, func(s *salesv1.Sale) { s.Quantity = 10001 })
 			},
 			wantReason: ReasonInvalid,
 		},
 		{
 			name: "bad product id",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.ProductId = "-P1 " })
+				return saleRecord(t, func(s *salesv1.Sale) { s.ProductId = "-P1 " })
 			},
 			wantReason: ReasonInvalid,
 		},
 		{
 			name: "no sale_id",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.SaleId = "" })
+				return saleRecord(t, func(s *salesv1.Sale) { s.SaleId = "" })
 			},
 			wantReason: ReasonMissingSaleID,
 		},
 		{
 			name: "no sold_at",
 			rec: func(t *testing.T) *kgo.Record {
-				return record(t, func(s *salesv1.Sale) { s.SoldAt = nil })
+				return saleRecord(t, func(s *salesv1.Sale) { s.SoldAt = nil })
 			},
 			wantReason: ReasonMissingSoldAt,
 		},
@@ -242,7 +243,7 @@ func TestFold(t *testing.T) {
 		func(s *salesv1.Sale) { s.ProductId = "P2"; s.Quantity = 5 },
 		func(s *salesv1.Sale) { s.SaleId = "" },
 	} {
-		r := record(t, edit)
+		r := saleRecord(t, edit)
 		r.Offset = int64(100 + i)
 		records = append(records, r)
 	}

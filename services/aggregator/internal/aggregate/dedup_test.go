@@ -192,7 +192,7 @@ func TestDecodeBatch(t *testing.T) {
 		func(s *salesv1.Sale) { s.Quantity = 0 },
 		nil, // the same sale id again
 	} {
-		r := record(t, edit)
+		r := saleRecord(t, edit)
 		r.Offset = int64(10 + i)
 		r.Timestamp = r.Timestamp.Add(time.Duration(i) * time.Second)
 		records = append(records, r)

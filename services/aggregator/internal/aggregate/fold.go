@@ -8,10 +8,10 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -183,10 +183,10 @@ func (d *Delta) Add(s Sale) error {
 		d.Categories[s.Category] = cat
 	}
 	if err := cat.add(s.PriceCents, s.Quantity, revenue); err != nil {
-		return fmt.Errorf("category %s: %w", CategoryName(s.Category), err)
+		return fmt.Errorf("category %s: %w", keys.CategoryName(s.Category), err)
 	}
 	if err := increment(cat.Units, s.ProductID, s.Quantity); err != nil {
-		return fmt.Errorf("category %s units of %s: %w", CategoryName(s.Category), s.ProductID, err)
+		return fmt.Errorf("category %s units of %s: %w", keys.CategoryName(s.Category), s.ProductID, err)
 	}
 	if err := increment(d.Units, s.ProductID, s.Quantity); err != nil {
 		return fmt.Errorf("units of %s: %w", s.ProductID, err)
@@ -280,12 +280,6 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// CategoryName returns the lower-case name of a category used in Valkey keys,
-// for example "electronics".
-func CategoryName(c salesv1.Category) string {
-	return strings.ToLower(strings.TrimPrefix(c.String(), "CATEGORY_"))
 }
 
 // DeadLetter is a record that cannot be counted, and why.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -38,19 +39,19 @@ func (d *referenceDecoder) Decode(r *kgo.Record) (Sale, error) {
 	var haveContentType, haveSchema bool
 	for _, h := range r.Headers {
 		switch h.Key {
-		case HeaderContentType:
+		case record.HeaderContentType:
 			contentType, haveContentType = string(h.Value), true
-		case HeaderSchema:
+		case record.HeaderSchema:
 			schema, haveSchema = string(h.Value), true
-		case HeaderIngestProtocol:
+		case record.HeaderIngestProtocol:
 			protocol = string(h.Value)
 		}
 	}
-	if !haveContentType || contentType != ContentTypeProtobuf {
-		return Sale{}, deadLetter(ReasonContentType, fmt.Errorf("content-type %q, want %q", contentType, ContentTypeProtobuf))
+	if !haveContentType || contentType != record.ContentTypeProtobuf {
+		return Sale{}, deadLetter(ReasonContentType, fmt.Errorf("content-type %q, want %q", contentType, record.ContentTypeProtobuf))
 	}
-	if !haveSchema || schema != SchemaSale {
-		return Sale{}, deadLetter(ReasonSchema, fmt.Errorf("schema %q, want %q", schema, SchemaSale))
+	if !haveSchema || schema != record.Schema() {
+		return Sale{}, deadLetter(ReasonSchema, fmt.Errorf("schema %q, want %q", schema, record.Schema()))
 	}
 	var msg salesv1.Sale
 	if err := proto.Unmarshal(r.Value, &msg); err != nil {
@@ -67,8 +68,8 @@ func (d *referenceDecoder) Decode(r *kgo.Record) (Sale, error) {
 	if err != nil {
 		return Sale{}, deadLetter(ReasonInvalid, err)
 	}
-	if !slices.Contains(ingestProtocols[:], protocol) {
-		protocol = ProtocolUnknown
+	if !slices.Contains(record.Protocols(), record.Protocol(protocol)) {
+		protocol = string(record.ProtocolUnknown)
 	}
 	return Sale{
 		Category:     msg.GetCategory(),

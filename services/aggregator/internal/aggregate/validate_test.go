@@ -15,6 +15,7 @@ import (
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -213,9 +214,9 @@ func (g *saleGen) record(tb testing.TB) *kgo.Record {
 	return &kgo.Record{
 		Topic: "sales", Partition: 1, Offset: int64(g.pick(1000)), Value: value, Timestamp: ts,
 		Headers: []kgo.RecordHeader{
-			{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
-			{Key: HeaderSchema, Value: []byte(SchemaSale)},
-			{Key: HeaderIngestProtocol, Value: []byte(protocols[g.pick(len(protocols))])},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+			{Key: record.HeaderIngestProtocol, Value: []byte(protocols[g.pick(len(protocols))])},
 		},
 	}
 }

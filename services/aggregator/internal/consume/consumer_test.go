@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"blackfriday.local/contract/record"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
 )
 
@@ -36,20 +37,20 @@ func TestConsumerCountsExactlyAndDeadLetters(t *testing.T) {
 		for _, kv := range r.Headers {
 			h[kv.Key] = string(kv.Value)
 		}
-		if h[HeaderDLQTopic] != topic || h[HeaderDLQReason] == "" {
-			t.Errorf("dead letter headers = %v, want %s=%s and a %s", h, HeaderDLQTopic, topic, HeaderDLQReason)
+		if h[record.HeaderDLQTopic] != topic || h[record.HeaderDLQReason] == "" {
+			t.Errorf("dead letter headers = %v, want %s=%s and a %s", h, record.HeaderDLQTopic, topic, record.HeaderDLQReason)
 		}
-		p, err1 := strconv.ParseInt(h[HeaderDLQPartition], 10, 32)
-		o, err2 := strconv.ParseInt(h[HeaderDLQOffset], 10, 64)
+		p, err1 := strconv.ParseInt(h[record.HeaderDLQPartition], 10, 32)
+		o, err2 := strconv.ParseInt(h[record.HeaderDLQOffset], 10, 64)
 		if err1 != nil || err2 != nil {
-			t.Fatalf("dead letter partition/offset headers = %q/%q", h[HeaderDLQPartition], h[HeaderDLQOffset])
+			t.Fatalf("dead letter partition/offset headers = %q/%q", h[record.HeaderDLQPartition], h[record.HeaderDLQOffset])
 		}
 		orig := e.fetchOne(reader, int32(p), o)
 		if string(orig.Key) != string(r.Key) || string(orig.Value) != string(r.Value) || len(r.Headers) != len(orig.Headers)+4 {
 			t.Errorf("dead letter of %d/%d = key %q, %d headers, want the original key %q and its %d headers plus 4",
 				p, o, r.Key, len(r.Headers), orig.Key, len(orig.Headers))
 		}
-		reason := h[HeaderDLQReason]
+		reason := h[record.HeaderDLQReason]
 		if i := len(reason); i > 0 {
 			for j, c := range reason {
 				if c == ':' {

@@ -11,7 +11,7 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
-	"blackfriday.local/services/aggregator/internal/aggregate"
+	"blackfriday.local/contract/record"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
 )
 
@@ -56,9 +56,9 @@ func (e *env) produceCopies(n int, copies func(i int) int, lag time.Duration, sh
 				Topic: topic, Key: []byte(id), Value: value,
 				Timestamp: base.Add(time.Duration(c) * lag),
 				Headers: []kgo.RecordHeader{
-					{Key: aggregate.HeaderContentType, Value: []byte(aggregate.ContentTypeProtobuf)},
-					{Key: aggregate.HeaderSchema, Value: []byte(aggregate.SchemaSale)},
-					{Key: aggregate.HeaderIngestProtocol, Value: []byte("grpc")},
+					{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+					{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+					{Key: record.HeaderIngestProtocol, Value: []byte("grpc")},
 				},
 			})
 		}

@@ -23,6 +23,8 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
+	"blackfriday.local/contract/keys"
+	"blackfriday.local/contract/record"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/store"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
@@ -42,7 +44,7 @@ type env struct {
 	cluster *kfake.Cluster
 	valkey  rueidis.Client
 	store   *store.Store
-	keys    store.Keys
+	keys    keys.Keys
 	dec     *aggregate.Decoder
 	group   string
 
@@ -215,9 +217,9 @@ func (e *env) produce(n, poisonEvery int, product string) {
 			e.t.Fatalf("proto.Marshal() = %v", err)
 		}
 		headers := []kgo.RecordHeader{
-			{Key: aggregate.HeaderContentType, Value: []byte(aggregate.ContentTypeProtobuf)},
-			{Key: aggregate.HeaderSchema, Value: []byte(aggregate.SchemaSale)},
-			{Key: aggregate.HeaderIngestProtocol, Value: []byte(protocol)},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+			{Key: record.HeaderIngestProtocol, Value: []byte(protocol)},
 		}
 		switch poison {
 		case "garbage":
@@ -420,7 +422,7 @@ func (e *env) check() {
 		rate, ratelog := e.rateSums(c), e.ratelogSums(c)
 		for _, f := range []string{"sales", "units", "revenue_cents"} {
 			if rate[f] != tr.cats[c][f] {
-				t.Errorf("sum of %srate:%s:* %s = %d, want %d", k.Prefix(), aggregate.CategoryName(c), f, rate[f], tr.cats[c][f])
+				t.Errorf("sum of %s %s = %d, want %d", k.RatePattern(c), f, rate[f], tr.cats[c][f])
 			}
 			if rate["seconds:"+f] != tr.cats[c][f] {
 				t.Errorf("sum of per-second %s in rate hashes of %v = %d, want %d", f, c, rate["seconds:"+f], tr.cats[c][f])
@@ -449,7 +451,7 @@ func (e *env) check() {
 func (e *env) rateSums(c salesv1.Category) map[string]int64 {
 	e.t.Helper()
 	ctx := e.t.Context()
-	keys, err := valkeytest.Keys(ctx, e.valkey, e.keys.Prefix()+"rate:"+aggregate.CategoryName(c)+":")
+	keys, err := valkeytest.Match(ctx, e.valkey, e.keys.RatePattern(c))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -28,9 +29,8 @@ func (e *env) recreateTopic() {
 func (e *env) forgetTopicIDs() {
 	e.t.Helper()
 	var fields []string
-	for p := range numPartitions {
-		f := topic + ":" + strconv.Itoa(p)
-		fields = append(fields, f+":topic-id", f+":epoch")
+	for p := range int32(numPartitions) {
+		fields = append(fields, keys.TopicIDField(topic, p), keys.EpochField(topic, p))
 	}
 	if err := e.valkey.Do(e.t.Context(), e.valkey.B().Hdel().Key(e.keys.Offsets()).Field(fields...).Build()).Error(); err != nil {
 		e.t.Fatalf("HDEL %s: %v", e.keys.Offsets(), err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -54,10 +55,10 @@ func TestConsumerRefusedPartitionDoesNotStallOthers(t *testing.T) {
 		{
 			name: "the stored offset is not an integer",
 			breakIt: func(e *env, part int32) rueidis.Completed {
-				return e.valkey.B().Hset().Key(e.keys.Offsets()).FieldValue().FieldValue(topic+":"+strconv.Itoa(int(part)), "twelve").Build()
+				return e.valkey.B().Hset().Key(e.keys.Offsets()).FieldValue().FieldValue(keys.OffsetField(topic, part), "twelve").Build()
 			},
 			fixIt: func(e *env, part int32) rueidis.Completed {
-				return e.valkey.B().Hdel().Key(e.keys.Offsets()).Field(topic + ":" + strconv.Itoa(int(part))).Build()
+				return e.valkey.B().Hdel().Key(e.keys.Offsets()).Field(keys.OffsetField(topic, part)).Build()
 			},
 		},
 		{

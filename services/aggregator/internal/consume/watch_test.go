@@ -18,7 +18,7 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
-	"blackfriday.local/services/aggregator/internal/aggregate"
+	"blackfriday.local/contract/record"
 )
 
 // hangBound tells an answer from a hang: the machine is shared and slow, so
@@ -254,9 +254,9 @@ func (e *env) produceSales(sales []*salesv1.Sale, copies bool) []int32 {
 			e.t.Fatalf("proto.Marshal() = %v", err)
 		}
 		records[i] = &kgo.Record{Topic: topic, Key: []byte(s.GetProductId()), Value: value, Headers: []kgo.RecordHeader{
-			{Key: aggregate.HeaderContentType, Value: []byte(aggregate.ContentTypeProtobuf)},
-			{Key: aggregate.HeaderSchema, Value: []byte(aggregate.SchemaSale)},
-			{Key: aggregate.HeaderIngestProtocol, Value: []byte("grpc")},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+			{Key: record.HeaderIngestProtocol, Value: []byte("grpc")},
 		}}
 	}
 	results := e.producer.ProduceSync(e.t.Context(), records...)

@@ -17,6 +17,7 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
+	"blackfriday.local/contract/record"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
 )
@@ -113,9 +114,9 @@ func (g *salesGen) batch(size int) []*kgo.Record {
 		out[j] = &kgo.Record{
 			Topic: "sales", Key: []byte(id), Value: value, Timestamp: at,
 			Headers: []kgo.RecordHeader{
-				{Key: aggregate.HeaderContentType, Value: []byte(aggregate.ContentTypeProtobuf)},
-				{Key: aggregate.HeaderSchema, Value: []byte(aggregate.SchemaSale)},
-				{Key: aggregate.HeaderIngestProtocol, Value: []byte(benchProtocols[g.seq%len(benchProtocols)])},
+				{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+				{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+				{Key: record.HeaderIngestProtocol, Value: []byte(benchProtocols[g.seq%len(benchProtocols)])},
 			},
 		}
 		g.seq++

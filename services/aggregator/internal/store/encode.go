@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 )
 
@@ -40,16 +41,16 @@ type hashEntry struct {
 func statsEntry(key string, s aggregate.Stats, deadLetters, duplicates int64) hashEntry {
 	e := hashEntry{key: key}
 	if s.Sales > 0 {
-		e.fields = append(e.fields, "sales", "units", "revenue_cents", "price_sum_cents")
+		e.fields = append(e.fields, keys.FieldSales, keys.FieldUnits, keys.FieldRevenueCents, keys.FieldPriceSumCents)
 		e.incrs = append(e.incrs, s.Sales, s.Units, s.RevenueCents, s.PriceSumCents)
 		e.prices = &s
 	}
 	if deadLetters > 0 {
-		e.fields = append(e.fields, "dead_letters")
+		e.fields = append(e.fields, keys.FieldDeadLetters)
 		e.incrs = append(e.incrs, deadLetters)
 	}
 	if duplicates > 0 {
-		e.fields = append(e.fields, "duplicates")
+		e.fields = append(e.fields, keys.FieldDuplicates)
 		e.incrs = append(e.incrs, duplicates)
 	}
 	return e
@@ -58,7 +59,7 @@ func statsEntry(key string, s aggregate.Stats, deadLetters, duplicates int64) ha
 // encode lays out a Delta for apply.lua. The number of keys and arguments
 // grows with the distinct categories, products and seconds of the batch, not
 // with its sales.
-func encode(k Keys, d *aggregate.Delta, base, next Position, rateTTLSeconds int64) (*call, error) {
+func encode(k keys.Keys, d *aggregate.Delta, base, next Position, rateTTLSeconds int64) (*call, error) {
 	if d.Next < 0 {
 		return nil, fmt.Errorf("delta of %s/%d has no records", d.Topic, d.Partition)
 	}
@@ -138,8 +139,7 @@ func encode(k Keys, d *aggregate.Delta, base, next Position, rateTTLSeconds int6
 		c.key(k.Price(id))
 		c.count(len(points))
 		for _, p := range points {
-			ms := strconv.FormatInt(p.SoldAtMillis, 10)
-			c.arg(ms, ms+":"+strconv.FormatInt(p.PriceCents, 10)+":"+p.SaleID)
+			c.arg(strconv.FormatInt(p.SoldAtMillis, 10), keys.PriceMember(p.SoldAtMillis, p.PriceCents, p.SaleID))
 		}
 	}
 	if len(products) > 0 {
@@ -161,9 +161,9 @@ func encode(k Keys, d *aggregate.Delta, base, next Position, rateTTLSeconds int6
 		s := d.Categories[cat].Stats
 		c.key(k.RateLog(cat))
 		c.count(3)
-		c.pair("sales", s.Sales)
-		c.pair("units", s.Units)
-		c.pair("revenue_cents", s.RevenueCents)
+		c.pair(keys.FieldSales, s.Sales)
+		c.pair(keys.FieldUnits, s.Units)
+		c.pair(keys.FieldRevenueCents, s.RevenueCents)
 	}
 
 	// Section S: the sale ids counted, remembered for dedup as one member
@@ -196,12 +196,12 @@ func addRanking(c *call, key string, units map[string]int64) {
 
 // rateEntries lays out one hash per category and minute, with the minute's
 // sums next to each second's figures.
-func rateEntries(k Keys, rates map[aggregate.RateKey]*aggregate.RateMinute, ttl int64) []hashEntry {
-	keys := slices.SortedFunc(maps.Keys(rates), func(a, b aggregate.RateKey) int {
+func rateEntries(k keys.Keys, rates map[aggregate.RateKey]*aggregate.RateMinute, ttl int64) []hashEntry {
+	order := slices.SortedFunc(maps.Keys(rates), func(a, b aggregate.RateKey) int {
 		return cmp.Or(cmp.Compare(a.Category, b.Category), cmp.Compare(a.Minute, b.Minute))
 	})
-	out := make([]hashEntry, 0, len(keys))
-	for _, rk := range keys {
+	out := make([]hashEntry, 0, len(order))
+	for _, rk := range order {
 		m := rates[rk]
 		e := hashEntry{
 			key:    k.Rate(rk.Category, rk.Minute),
@@ -209,12 +209,14 @@ func rateEntries(k Keys, rates map[aggregate.RateKey]*aggregate.RateMinute, ttl 
 			incrs:  make([]int64, 0, 3+3*len(m.Seconds)),
 			ttl:    ttl,
 		}
-		e.fields = append(e.fields, "sales", "units", "revenue_cents")
+		e.fields = append(e.fields, keys.FieldSales, keys.FieldUnits, keys.FieldRevenueCents)
 		e.incrs = append(e.incrs, m.Sales, m.Units, m.RevenueCents)
 		for _, sec := range slices.Sorted(maps.Keys(m.Seconds)) {
 			b := m.Seconds[sec]
-			prefix := strconv.FormatInt(sec, 10) + ":"
-			e.fields = append(e.fields, prefix+"sales", prefix+"units", prefix+"revenue_cents")
+			e.fields = append(e.fields,
+				keys.RateSecondField(sec, keys.FieldSales),
+				keys.RateSecondField(sec, keys.FieldUnits),
+				keys.RateSecondField(sec, keys.FieldRevenueCents))
 			e.incrs = append(e.incrs, b.Sales, b.Units, b.RevenueCents)
 		}
 		out = append(out, e)

@@ -42,7 +42,7 @@ func TestDedupMemory(t *testing.T) {
 	}
 	start := time.Now().UnixMilli()
 	for _, tt := range tests {
-		key := f.keys.Prefix() + "seen:memory:" + strconv.Itoa(tt.entries) + ":" + strconv.Itoa(tt.perBatch)
+		key := f.keys.Seen("memory-"+strconv.Itoa(tt.entries), int32(tt.perBatch))
 		cmd := f.client.B().Zadd().Key(key).ScoreMember()
 		members := 0
 		for first := 0; first < tt.entries; first += tt.perBatch {

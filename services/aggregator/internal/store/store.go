@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 )
 
@@ -60,7 +61,7 @@ func Dial(ctx context.Context, o Options) (rueidis.Client, error) {
 // Store applies folded batches to Valkey. It is safe for concurrent use.
 type Store struct {
 	client   rueidis.Client
-	keys     Keys
+	keys     keys.Keys
 	script   *rueidis.Lua
 	loadSeen *rueidis.Lua
 	reset    *rueidis.Lua
@@ -73,7 +74,7 @@ type Store struct {
 func New(client rueidis.Client, prefix string, rateTTL time.Duration) *Store {
 	return &Store{
 		client:   client,
-		keys:     NewKeys(prefix),
+		keys:     keys.New(prefix),
 		script:   rueidis.NewLuaScript(applySource),
 		loadSeen: rueidis.NewLuaScript(loadSeenSource),
 		reset:    rueidis.NewLuaScript(resetSource),
@@ -82,7 +83,7 @@ func New(client rueidis.Client, prefix string, rateTTL time.Duration) *Store {
 }
 
 // Keys returns the names of the keys the Store writes.
-func (s *Store) Keys() Keys { return s.keys }
+func (s *Store) Keys() keys.Keys { return s.keys }
 
 // Position is where counting stands for one partition, as Valkey holds it.
 type Position struct {
@@ -119,7 +120,7 @@ type Outcome struct {
 // what is stored.
 func (s *Store) Apply(ctx context.Context, d *aggregate.Delta, base, next Position) (Outcome, error) {
 	if next.Offset != d.Next {
-		return Outcome{}, fmt.Errorf("apply %s: next offset %d is not the delta's %d", OffsetField(d.Topic, d.Partition), next.Offset, d.Next)
+		return Outcome{}, fmt.Errorf("apply %s: next offset %d is not the delta's %d", keys.OffsetField(d.Topic, d.Partition), next.Offset, d.Next)
 	}
 	c, err := encode(s.keys, d, base, next, s.rateTTL)
 	if err != nil {
@@ -127,7 +128,7 @@ func (s *Store) Apply(ctx context.Context, d *aggregate.Delta, base, next Positi
 	}
 	out, err := readOutcome(s.script.Exec(ctx, s.client, c.keys, c.args))
 	if err != nil {
-		return Outcome{}, fmt.Errorf("apply %s: %w", OffsetField(d.Topic, d.Partition), err)
+		return Outcome{}, fmt.Errorf("apply %s: %w", keys.OffsetField(d.Topic, d.Partition), err)
 	}
 	return out, nil
 }
@@ -163,7 +164,7 @@ return {1, ARGV[6], ARGV[7] ~= '' and ARGV[7] or stored_id}
 // reports what is stored. The aggregates and the dedup set are left as
 // they are.
 func (s *Store) Reset(ctx context.Context, topic string, partition int32, base, next Position) (Outcome, error) {
-	field := OffsetField(topic, partition)
+	field := keys.OffsetField(topic, partition)
 	if next.Offset < 0 {
 		return Outcome{}, fmt.Errorf("reset %s to offset %d: want an offset", field, next.Offset)
 	}
@@ -178,7 +179,7 @@ func (s *Store) Reset(ctx context.Context, topic string, partition int32, base, 
 // positionArgs lays out the arguments apply.lua and resetSource start with.
 func positionArgs(topic string, partition int32, base, next Position) []string {
 	return []string{
-		OffsetField(topic, partition), TopicIDField(topic, partition), EpochField(topic, partition),
+		keys.OffsetField(topic, partition), keys.TopicIDField(topic, partition), keys.EpochField(topic, partition),
 		strconv.FormatInt(base.Offset, 10), base.TopicID,
 		strconv.FormatInt(next.Offset, 10), next.TopicID, strconv.FormatInt(int64(next.Epoch), 10),
 	}
@@ -228,7 +229,7 @@ return {offset or '-1', redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')}
 // set that goes with it, read together in one script call.
 func (s *Store) LoadSeen(ctx context.Context, topic string, partition int32) (int64, *aggregate.SeenSet, error) {
 	key := s.keys.Seen(topic, partition)
-	field := OffsetField(topic, partition)
+	field := keys.OffsetField(topic, partition)
 	reply, err := s.loadSeen.Exec(ctx, s.client, []string{s.keys.Offsets(), key}, []string{field}).ToArray()
 	if err != nil {
 		if strings.Contains(err.Error(), "WRONGTYPE") {
@@ -312,7 +313,7 @@ func (s *Store) LoadPositions(ctx context.Context, topic string, partitions []in
 	}
 	fields := make([]string, 0, 3*len(partitions))
 	for _, p := range partitions {
-		fields = append(fields, OffsetField(topic, p), TopicIDField(topic, p), EpochField(topic, p))
+		fields = append(fields, keys.OffsetField(topic, p), keys.TopicIDField(topic, p), keys.EpochField(topic, p))
 	}
 	values, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.keys.Offsets()).Field(fields...).Build()).ToArray()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
 )
@@ -38,7 +39,7 @@ const rateTTL = 25 * time.Hour
 type fixture struct {
 	client rueidis.Client
 	store  *Store
-	keys   Keys
+	keys   keys.Keys
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -93,7 +94,7 @@ func (f *fixture) apply(t *testing.T, d *aggregate.Delta, base int64) Outcome {
 	t.Helper()
 	got, err := f.store.Apply(t.Context(), d, at(base), at(d.Next))
 	if err != nil {
-		t.Fatalf("Apply(%s, base %d) = %v", OffsetField(d.Topic, d.Partition), base, err)
+		t.Fatalf("Apply(%s, base %d) = %v", keys.OffsetField(d.Topic, d.Partition), base, err)
 	}
 	return got
 }
@@ -144,7 +145,7 @@ func (f *fixture) stream(t *testing.T, key string) []map[string]string {
 
 func (f *fixture) snapshot(t *testing.T) map[string]string {
 	t.Helper()
-	snap, err := valkeytest.Snapshot(t.Context(), f.client, f.keys.prefix)
+	snap, err := valkeytest.Snapshot(t.Context(), f.client, f.keys.Prefix())
 	if err != nil {
 		t.Fatalf("Snapshot() = %v", err)
 	}
@@ -243,7 +244,7 @@ func TestApplyWritesEveryKey(t *testing.T) {
 			t.Errorf("after batch A, %s = %v, want %v", c.key, got, c.want)
 		}
 	}
-	keys, err := valkeytest.Keys(t.Context(), f.client, k.prefix)
+	keys, err := valkeytest.Keys(t.Context(), f.client, k.Prefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,54 +385,54 @@ func TestApplyGuardWritesNothing(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		prep func(b rueidis.Builder, k Keys) rueidis.Completed
+		prep func(b rueidis.Builder, k keys.Keys) rueidis.Completed
 		// wantGuard is false for the control case that must apply.
 		wantGuard bool
 	}{
 		{
 			name: "counter reaches exactly MaxInt64",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.Category(home)).FieldValue().FieldValue("revenue_cents", "9223372036854774807").Build()
 			},
 		},
 		{
 			name: "counter would pass MaxInt64",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.Category(home)).FieldValue().FieldValue("revenue_cents", "9223372036854774808").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "sales count at MaxInt64",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.Totals()).FieldValue().FieldValue("sales", "9223372036854775807").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "dead letters at MaxInt64",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.Totals()).FieldValue().FieldValue("dead_letters", "9223372036854775807").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "rate counter not an integer",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.Rate(home, s0)).FieldValue().FieldValue(strconv.FormatInt(s0, 10)+":units", "1.5").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "min price not an integer",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.Totals()).FieldValue().FieldValue("min_price_cents", "cheap").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "ranking score would pass 2^53",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Zadd().Key(k.RankUnits()).ScoreMember().ScoreMember(9007199254740990, "H1").Build()
 			},
 			wantGuard: true,
@@ -439,55 +440,55 @@ func TestApplyGuardWritesNothing(t *testing.T) {
 		{
 			// The sum, 2^53 + 1, rounds to 2^53 as a double.
 			name: "ranking score at 2^53, one more unit",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Zadd().Key(k.RankUnits()).ScoreMember().ScoreMember(9007199254740992, "B1").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "ranking score reaches exactly 2^53",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Zadd().Key(k.RankUnits()).ScoreMember().ScoreMember(9007199254740991, "B1").Build()
 			},
 		},
 		{
 			name: "offsets is not a hash",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Set().Key(k.Offsets()).Value("x").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "ingest is not a hash",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Set().Key(k.Ingest()).Value("x").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "category ranking is not a sorted set",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Set().Key(k.RankUnitsCategory(home)).Value("x").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "price history is not a sorted set",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Set().Key(k.Price("E1")).Value("x").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "price index is not a sorted set",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Hset().Key(k.PriceIndex()).FieldValue().FieldValue("E1", "1").Build()
 			},
 			wantGuard: true,
 		},
 		{
 			name: "ratelog is not a stream",
-			prep: func(b rueidis.Builder, k Keys) rueidis.Completed {
+			prep: func(b rueidis.Builder, k keys.Keys) rueidis.Completed {
 				return b.Set().Key(k.RateLog(beauty)).Value("x").Build()
 			},
 			wantGuard: true,

@@ -61,12 +61,17 @@ func New(tb testing.TB) (rueidis.Client, string) {
 
 // Keys returns the keys under prefix, sorted.
 func Keys(ctx context.Context, client rueidis.Client, prefix string) ([]string, error) {
+	return Match(ctx, client, prefix+"*")
+}
+
+// Match returns the keys matching the glob pattern, sorted.
+func Match(ctx context.Context, client rueidis.Client, pattern string) ([]string, error) {
 	var keys []string
 	var cursor uint64
 	for {
-		entry, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		entry, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
 		if err != nil {
-			return nil, fmt.Errorf("scan %s*: %w", prefix, err)
+			return nil, fmt.Errorf("scan %s: %w", pattern, err)
 		}
 		keys = append(keys, entry.Elements...)
 		cursor = entry.Cursor
