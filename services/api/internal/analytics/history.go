@@ -3,13 +3,12 @@ package analytics
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -24,7 +23,7 @@ func (s *Service) GetPriceHistory(ctx context.Context, req *salesv1.GetPriceHist
 	err := s.query(ctx, func(ctx context.Context, c rueidis.Client) error {
 		ids := req.GetProductIds()
 		if len(ids) == 0 {
-			top, err := best(ctx, c, s.keys.rank(salesv1.Category_CATEGORY_ELECTRONICS), defaultHistoryProducts)
+			top, err := best(ctx, c, s.rank(salesv1.Category_CATEGORY_ELECTRONICS), defaultHistoryProducts)
 			if err != nil {
 				return err
 			}
@@ -37,7 +36,7 @@ func (s *Service) GetPriceHistory(ctx context.Context, req *salesv1.GetPriceHist
 		}
 		cmds := make(rueidis.Commands, len(ids))
 		for i, id := range ids {
-			cmds[i] = c.B().Zrange().Key(s.keys.price(id)).Min("0").Max("-1").Build()
+			cmds[i] = c.B().Zrange().Key(s.keys.Price(id)).Min("0").Max("-1").Build()
 		}
 		for i, r := range c.DoMulti(ctx, cmds...) {
 			members, err := r.AsStrSlice()
@@ -65,24 +64,15 @@ func (s *Service) GetPriceHistory(ctx context.Context, req *salesv1.GetPriceHist
 	return resp, nil
 }
 
-// pricePoint parses a price history member, {sold_at_ms}:{price_cents}:{sale_id}.
-// A sale id may itself hold colons, so only the first two separate fields.
+// pricePoint parses a price history member (keys.PriceMember).
 func pricePoint(member string) (*salesv1.PricePoint, error) {
-	parts := strings.SplitN(member, ":", 3)
-	if len(parts) != 3 {
-		return nil, fmt.Errorf("%w: price history member has %d fields", ErrCorrupt, len(parts))
-	}
-	ms, err := strconv.ParseInt(parts[0], 10, 64)
+	ms, cents, saleID, err := keys.ParsePriceMember(member)
 	if err != nil {
-		return nil, fmt.Errorf("%w: price history time: %w", ErrCorrupt, err)
-	}
-	cents, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("%w: price history price: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return &salesv1.PricePoint{
 		SoldAt:     timestamppb.New(time.UnixMilli(ms)),
 		PriceCents: cents,
-		SaleId:     parts[2],
+		SaleId:     saleID,
 	}, nil
 }

@@ -90,13 +90,22 @@ func productUnits(z rueidis.ZScore) *salesv1.ProductUnits {
 	return &salesv1.ProductUnits{ProductId: z.Member, Units: int64(z.Score)}
 }
 
+// rank is the units ranking of one category, or of all products when c is
+// unspecified.
+func (s *Service) rank(c salesv1.Category) string {
+	if c == salesv1.Category_CATEGORY_UNSPECIFIED {
+		return s.keys.RankUnits()
+	}
+	return s.keys.RankUnitsCategory(c)
+}
+
 // GetTopProducts ranks products by units sold, overall or in one category.
 func (s *Service) GetTopProducts(ctx context.Context, req *salesv1.GetTopProductsRequest) (*salesv1.GetTopProductsResponse, error) {
 	n := int(req.GetLimit())
 	if n == 0 {
 		n = 10
 	}
-	key := s.keys.rank(req.GetCategory())
+	key := s.rank(req.GetCategory())
 	var ranked []rueidis.ZScore
 	err := s.query(ctx, func(ctx context.Context, c rueidis.Client) error {
 		var err error

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -42,7 +42,7 @@ func (s *Service) GetSalesRate(ctx context.Context, req *salesv1.GetSalesRateReq
 	last := s.now().Unix() / step * step
 	first := last - (n-1)*step
 
-	cats := categories()
+	cats := keys.Categories()
 	if c := req.GetCategory(); c != salesv1.Category_CATEGORY_UNSPECIFIED {
 		cats = []salesv1.Category{c}
 	}
@@ -86,7 +86,7 @@ func (s *Service) perMinute(ctx context.Context, c rueidis.Client, cats []salesv
 	cmds := make(rueidis.Commands, 0, len(cats)*n)
 	for _, cat := range cats {
 		for m := first; m <= last; m += 60 {
-			cmds = append(cmds, c.B().Hmget().Key(s.keys.rate(cat, m)).Field("sales", "units", "revenue_cents").Build())
+			cmds = append(cmds, c.B().Hmget().Key(s.keys.Rate(cat, m)).Field(keys.FieldSales, keys.FieldUnits, keys.FieldRevenueCents).Build())
 		}
 	}
 	replies := c.DoMulti(ctx, cmds...)
@@ -114,7 +114,7 @@ func (s *Service) perSecond(ctx context.Context, c rueidis.Client, cats []salesv
 	cmds := make(rueidis.Commands, 0, len(cats)*minutes)
 	for _, cat := range cats {
 		for m := firstMinute; m <= lastMinute; m += 60 {
-			cmds = append(cmds, c.B().Hgetall().Key(s.keys.rate(cat, m)).Build())
+			cmds = append(cmds, c.B().Hgetall().Key(s.keys.Rate(cat, m)).Build())
 		}
 	}
 	replies := c.DoMulti(ctx, cmds...)
@@ -139,11 +139,11 @@ func (s *Service) perSecond(ctx context.Context, c rueidis.Client, cats []salesv
 				}
 				b := &out[i][sec-first]
 				switch name {
-				case "sales":
+				case keys.FieldSales:
 					b.sales = x
-				case "units":
+				case keys.FieldUnits:
 					b.units = x
-				case "revenue_cents":
+				case keys.FieldRevenueCents:
 					b.revenue = x
 				}
 			}
@@ -152,18 +152,14 @@ func (s *Service) perSecond(ctx context.Context, c rueidis.Client, cats []salesv
 	return out, nil
 }
 
-// secondField splits a per-second field, {second}:{name}, of the minute hash
-// starting at minute. The key schema leaves open whether {second} is the Unix
-// second or the offset in the minute; both are read, and they cannot be
-// confused, since a Unix second below 60 is in 1970.
+// secondField splits a per-second field (keys.RateSecondField) of the
+// minute hash starting at minute. The aggregator writes the Unix second,
+// and an offset in the minute is read as well; they cannot be confused,
+// since a Unix second below 60 is in 1970.
 func secondField(field string, minute int64) (sec int64, name string, ok bool) {
-	s, name, ok := strings.Cut(field, ":")
+	sec, name, ok = keys.CutRateSecondField(field)
 	if !ok {
 		return 0, "", false // a minute total
-	}
-	sec, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, "", false
 	}
 	if sec < 60 {
 		sec += minute

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -53,8 +54,8 @@ func (s *Service) fingerprint(ctx context.Context, kafkaSeq uint64) (map[string]
 	var offsets, totals map[string]string
 	err := s.query(ctx, func(ctx context.Context, c rueidis.Client) error {
 		replies := c.DoMulti(ctx,
-			c.B().Hgetall().Key(s.keys.offsets()).Build(),
-			c.B().Hgetall().Key(s.keys.totals()).Build())
+			c.B().Hgetall().Key(s.keys.Offsets()).Build(),
+			c.B().Hgetall().Key(s.keys.Totals()).Build())
 		var err error
 		if offsets, err = replies[0].AsStrMap(); err != nil {
 			return storeErr(err)
@@ -88,7 +89,7 @@ func (s *Service) snapshot(ctx context.Context, topic string, offsets map[string
 		ReadAt: timestampOf(s.now()),
 		Lag:    lagOf(topic, offsets, k),
 	}
-	rankCats := append([]salesv1.Category{salesv1.Category_CATEGORY_UNSPECIFIED}, categories()...)
+	rankCats := append([]salesv1.Category{salesv1.Category_CATEGORY_UNSPECIFIED}, keys.Categories()...)
 	snap.Rankings = make([]*salesv1.Ranking, len(rankCats))
 	errs := make([]error, 4+2*len(rankCats))
 	var wg sync.WaitGroup
@@ -135,7 +136,7 @@ func (s *Service) ingest(ctx context.Context) ([]*salesv1.IngestCount, error) {
 	var fields map[string]int64
 	err := s.query(ctx, func(ctx context.Context, c rueidis.Client) error {
 		var err error
-		fields, err = c.Do(ctx, c.B().Hgetall().Key(s.keys.ingest()).Build()).AsIntMap()
+		fields, err = c.Do(ctx, c.B().Hgetall().Key(s.keys.Ingest()).Build()).AsIntMap()
 		if err != nil {
 			if errors.Is(err, strconv.ErrSyntax) || errors.Is(err, strconv.ErrRange) {
 				return errors.Join(ErrCorrupt, err)
@@ -161,8 +162,8 @@ func (s *Service) ingest(ctx context.Context) ([]*salesv1.IngestCount, error) {
 }
 
 // lagOf computes the lag of each partition from Kafka's offsets and the
-// offsets stored with the aggregates (field {topic}:{partition} of the
-// offsets hash). A partition without a stored offset has counted nothing,
+// offsets stored with the aggregates (keys.OffsetField of the offsets
+// hash). A partition without a stored offset has counted nothing,
 // and records gone from the log can never be counted, so the counted offset
 // is at least the log start.
 func lagOf(topic string, stored map[string]string, k *kafkaState) *salesv1.AggregatorLag {
@@ -174,7 +175,7 @@ func lagOf(topic string, stored map[string]string, k *kafkaState) *salesv1.Aggre
 	for _, p := range slices.Sorted(maps.Keys(k.offsets)) {
 		o := k.offsets[p]
 		counted := o.Start
-		if v, err := strconv.ParseInt(stored[topic+":"+strconv.FormatInt(int64(p), 10)], 10, 64); err == nil {
+		if v, err := strconv.ParseInt(stored[keys.OffsetField(topic, p)], 10, 64); err == nil {
 			counted = max(counted, v)
 		}
 		n := max(o.End-counted, 0)

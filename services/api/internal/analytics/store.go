@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 )
 
@@ -33,7 +34,7 @@ type Config struct {
 	Addr string
 	// Username and Password authenticate when Valkey has ACLs on.
 	Username, Password string
-	// KeyPrefix starts every key, "bf:" by default.
+	// KeyPrefix starts every key, keys.DefaultPrefix by default.
 	KeyPrefix string
 	// Timeout bounds each query (2s when zero).
 	Timeout time.Duration
@@ -65,7 +66,7 @@ type Service struct {
 	salesv1connect.UnimplementedAnalyticsServiceHandler
 
 	opt     rueidis.ClientOption
-	keys    keys
+	keys    keys.Keys
 	timeout time.Duration
 	now     func() time.Time
 
@@ -99,7 +100,7 @@ func New(cfg Config) *Service {
 			Dialer:           net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second},
 			ConnWriteTimeout: timeout,
 		},
-		keys:    keys{prefix: cfg.KeyPrefix},
+		keys:    keys.New(cfg.KeyPrefix),
 		timeout: timeout,
 		now:     time.Now,
 	}

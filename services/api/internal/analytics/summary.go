@@ -5,13 +5,17 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
-// statFields are the hash fields of bf:totals and bf:cat:{cat}, in the order
-// summaries read them; bf:totals has dead_letters as well.
+// statFields are the hash fields of the totals and category hashes, in the
+// order summaries read them; the totals hash has dead letters as well.
 func statFields() []string {
-	return []string{"sales", "units", "revenue_cents", "price_sum_cents", "min_price_cents", "max_price_cents", "dead_letters"}
+	return []string{
+		keys.FieldSales, keys.FieldUnits, keys.FieldRevenueCents, keys.FieldPriceSumCents,
+		keys.FieldMinPriceCents, keys.FieldMaxPriceCents, keys.FieldDeadLetters,
+	}
 }
 
 // stats is one HMGET of statFields.
@@ -28,7 +32,7 @@ func statsOf(v []int64) stats {
 // the best and worst sellers, in one round trip to Valkey (two when a tie for
 // best seller is wider than the slack read).
 func (s *Service) GetSummary(ctx context.Context, _ *salesv1.GetSummaryRequest) (*salesv1.GetSummaryResponse, error) {
-	cats := categories()
+	cats := keys.Categories()
 	// Rankings: index 0 is all products, then one per category.
 	rankCats := append([]salesv1.Category{salesv1.Category_CATEGORY_UNSPECIFIED}, cats...)
 
@@ -42,12 +46,12 @@ func (s *Service) GetSummary(ctx context.Context, _ *salesv1.GetSummaryRequest) 
 	)
 	err := s.query(ctx, func(ctx context.Context, c rueidis.Client) error {
 		cmds := make(rueidis.Commands, 0, 1+len(cats)+2*len(rankCats))
-		cmds = append(cmds, c.B().Hmget().Key(s.keys.totals()).Field(fields...).Build())
+		cmds = append(cmds, c.B().Hmget().Key(s.keys.Totals()).Field(fields...).Build())
 		for _, cat := range cats {
-			cmds = append(cmds, c.B().Hmget().Key(s.keys.category(cat)).Field(catField...).Build())
+			cmds = append(cmds, c.B().Hmget().Key(s.keys.Category(cat)).Field(catField...).Build())
 		}
 		for _, cat := range rankCats {
-			key := s.keys.rank(cat)
+			key := s.rank(cat)
 			cmds = append(cmds, bestRead(c, key, 1), worstRead(c, key, 1))
 		}
 		replies := c.DoMulti(ctx, cmds...)
@@ -97,7 +101,7 @@ func (s *Service) GetSummary(ctx context.Context, _ *salesv1.GetSummaryRequest) 
 		// Rare: more products tie for best seller than the slack read.
 		cmds = cmds[:0]
 		for _, t := range ties {
-			cmds = append(cmds, tieRead(c, s.keys.rank(rankCats[t.rank]), t.top[0].Score, t.count))
+			cmds = append(cmds, tieRead(c, s.rank(rankCats[t.rank]), t.top[0].Score, t.count))
 		}
 		for i, r := range c.DoMulti(ctx, cmds...) {
 			lowest, err := r.AsZScores()

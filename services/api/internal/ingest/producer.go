@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -162,11 +163,12 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		w.promise = w.deliver
 		return w
 	}
+	schema := []byte(record.Schema())
 	for _, proto := range protocols() {
 		p.headers[proto] = []kgo.RecordHeader{
-			{Key: HeaderContentType, Value: []byte(ContentTypeProtobuf)},
-			{Key: HeaderSchema, Value: []byte(SchemaSale)},
-			{Key: HeaderIngestProtocol, Value: []byte(proto)},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: schema},
+			{Key: record.HeaderIngestProtocol, Value: []byte(proto)},
 		}
 	}
 	p.breaker = newBreaker(threshold, window, coolDown, time.Now, func(from, to breakerState) {

@@ -8,42 +8,29 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-)
-
-// The record contract the aggregator decodes: the value is a protobuf-binary
-// salesv1.Sale, described by these headers.
-const (
-	HeaderContentType    = "content-type"
-	HeaderSchema         = "schema"
-	HeaderIngestProtocol = "ingest-protocol"
-
-	ContentTypeProtobuf = "application/x-protobuf"
-	SchemaSale          = "blackfriday.sales.v1.Sale"
 )
 
 // Protocol names the API a sale arrived through. It travels in the record's
 // ingest-protocol header so that the aggregates can show the ingest mix.
-type Protocol string
+type Protocol = record.Protocol
 
-// The ingest protocols.
+// The ingest protocols, as the record contract names them.
 const (
-	ProtocolConnectJSON  Protocol = "connect+json"
-	ProtocolConnectProto Protocol = "connect+proto"
-	ProtocolGRPC         Protocol = "grpc"
-	ProtocolGRPCWeb      Protocol = "grpc-web"
-	ProtocolLegacyREST   Protocol = "legacy-rest"
-	ProtocolLegacyGRPC   Protocol = "legacy-grpc"
-	ProtocolUnknown      Protocol = "unknown"
+	ProtocolConnectJSON  = record.ProtocolConnectJSON
+	ProtocolConnectProto = record.ProtocolConnectProto
+	ProtocolGRPC         = record.ProtocolGRPC
+	ProtocolGRPCWeb      = record.ProtocolGRPCWeb
+	ProtocolLegacyREST   = record.ProtocolLegacyREST
+	ProtocolLegacyGRPC   = record.ProtocolLegacyGRPC
+	ProtocolUnknown      = record.ProtocolUnknown
 )
 
 // protocols lists every Protocol, so the producer can prepare their header
 // values once.
 func protocols() []Protocol {
-	return []Protocol{
-		ProtocolConnectJSON, ProtocolConnectProto, ProtocolGRPC, ProtocolGRPCWeb,
-		ProtocolLegacyREST, ProtocolLegacyGRPC, ProtocolUnknown,
-	}
+	return append(record.Protocols(), ProtocolUnknown)
 }
 
 type protocolKey struct{}

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
@@ -60,11 +61,12 @@ func TestAnalyticsOverConnect(t *testing.T) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	seed := c.B().Hset().Key(prefix+"totals").FieldValue().FieldValue("sales", "3").FieldValue("units", "5").Build()
+	totals := keys.New(prefix).Totals()
+	seed := c.B().Hset().Key(totals).FieldValue().FieldValue("sales", "3").FieldValue("units", "5").Build()
 	if err := c.Do(ctx, seed).Error(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Do(ctx, c.B().Del().Key(prefix+"totals").Build()) })
+	t.Cleanup(func() { c.Do(ctx, c.B().Del().Key(totals).Build()) })
 	store := analytics.New(analytics.Config{Addr: addr, KeyPrefix: prefix})
 	t.Cleanup(store.Close)
 	h := newHarness(t, options{analytics: store, valkey: store})

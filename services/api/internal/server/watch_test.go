@@ -21,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 	"google.golang.org/protobuf/proto"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
@@ -63,9 +64,10 @@ func newValkey(t *testing.T) *valkey {
 func (v *valkey) count(t *testing.T, sales int, offset int) {
 	t.Helper()
 	ctx := context.Background()
+	k := keys.New(v.prefix)
 	for _, cmd := range []rueidis.Completed{
-		v.client.B().Hset().Key(v.prefix+"totals").FieldValue().FieldValue("sales", fmt.Sprint(sales)).FieldValue("units", fmt.Sprint(2*sales)).Build(),
-		v.client.B().Hset().Key(v.prefix+"offsets").FieldValue().FieldValue(topic+":0", fmt.Sprint(offset)).Build(),
+		v.client.B().Hset().Key(k.Totals()).FieldValue().FieldValue(keys.FieldSales, fmt.Sprint(sales)).FieldValue(keys.FieldUnits, fmt.Sprint(2*sales)).Build(),
+		v.client.B().Hset().Key(k.Offsets()).FieldValue().FieldValue(keys.OffsetField(topic, 0), fmt.Sprint(offset)).Build(),
 	} {
 		if err := v.client.Do(ctx, cmd).Error(); err != nil {
 			t.Fatal(err)
