@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -270,9 +271,6 @@ func (a *Agg) merge(o Agg) {
 	a.PriceSum += o.PriceSum
 }
 
-// categoryNames name the categories in differences.
-var categoryNames = [5]string{"unspecified", "electronics", "clothing", "home", "beauty"}
-
 // Diff returns "" when the summary equals the truth exactly, or the first
 // difference.
 func (t *Truth) Diff(got *salesv1.GetSummaryResponse) string {
@@ -302,7 +300,7 @@ func (t *Truth) Diff(got *salesv1.GetSummaryResponse) string {
 		if c.GetCategory() != cat {
 			return fmt.Sprintf("categories[%d] = %v, want %v", i, c.GetCategory(), cat)
 		}
-		w, name := t.Cats[cat], categoryNames[cat]
+		w, name := t.Cats[cat], keys.CategoryName(cat)
 		for _, d := range []string{
 			check(name+".sales", c.GetSales(), w.Sales),
 			check(name+".units", c.GetUnits(), w.Units),
@@ -366,7 +364,7 @@ func sellerDiff(name string, got *salesv1.ProductUnits, units map[string]int64, 
 func (t *Truth) DiffTop(cat salesv1.Category, limit int, got []*salesv1.ProductUnits) string {
 	units, name := t.Products, "all"
 	if cat != salesv1.Category_CATEGORY_UNSPECIFIED {
-		units, name = t.CatProducts[cat], categoryNames[cat]
+		units, name = t.CatProducts[cat], keys.CategoryName(cat)
 	}
 	listed := map[string]bool{}
 	for i, p := range got {
