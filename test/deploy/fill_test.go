@@ -21,6 +21,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/keys"
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/test/deploy/internal/dashboard"
 )
@@ -66,19 +68,30 @@ type truth struct {
 // ones.
 func (tr *truth) problems(title string, q dashboard.Target, raw, out *dashboard.Frame) []string {
 	var p []string
-	key := strings.TrimPrefix(q.KeyName, tr.prefix)
+	k := keys.New(tr.prefix)
 	var scope *aggregate
-	switch {
-	case key == "totals":
+	var ranking map[string]float64
+	switch q.KeyName {
+	case k.Totals():
 		scope = &tr.total
-	case strings.HasPrefix(key, "cat:"):
-		scope = tr.cats[strings.TrimPrefix(key, "cat:")]
+	case k.RankUnits():
+		ranking = tr.units
+	case k.Ingest():
+		ranking = tr.ingest
+	}
+	for _, c := range keys.Categories() {
+		switch q.KeyName {
+		case k.Category(c):
+			scope = tr.cats[keys.CategoryName(c)]
+		case k.RankUnitsCategory(c):
+			ranking = tr.catUnits[keys.CategoryName(c)]
+		}
 	}
 	if scope != nil {
 		want := scope.fields()
-		if key == "totals" {
-			want["dead_letters"] = float64(tr.deadLetters)
-			want["duplicates"] = float64(tr.duplicates)
+		if q.KeyName == k.Totals() {
+			want[keys.FieldDeadLetters] = float64(tr.deadLetters)
+			want[keys.FieldDuplicates] = float64(tr.duplicates)
 		}
 		for _, f := range raw.Fields {
 			if w, ok := want[f.Name]; ok && f.Values[0] != w {
@@ -103,21 +116,12 @@ func (tr *truth) problems(title string, q dashboard.Target, raw, out *dashboard.
 			}
 		}
 	}
-	var ranking map[string]float64
-	switch {
-	case key == "rank:units":
-		ranking = tr.units
-	case strings.HasPrefix(key, "rank:units:"):
-		ranking = tr.catUnits[strings.TrimPrefix(key, "rank:units:")]
-	case key == "ingest":
-		ranking = tr.ingest
-	}
 	for _, f := range raw.Fields {
 		if ranking != nil && f.Values[0] != ranking[f.Name] {
 			p = append(p, fmt.Sprintf("%s %s = %v, want %v", q.KeyName, f.Name, f.Values[0], ranking[f.Name]))
 		}
 	}
-	if product, ok := strings.CutPrefix(key, "price:"); ok {
+	if product, ok := strings.CutPrefix(q.KeyName, k.Price("")); ok {
 		prices := out.Field("Price")
 		all := tr.prices[product]
 		if prices == nil {
@@ -134,14 +138,6 @@ func (tr *truth) problems(title string, q dashboard.Target, raw, out *dashboard.
 	}
 	return p
 }
-
-var (
-	categories = []salesv1.Category{salesv1.Category_CATEGORY_ELECTRONICS, salesv1.Category_CATEGORY_CLOTHING,
-		salesv1.Category_CATEGORY_HOME, salesv1.Category_CATEGORY_BEAUTY}
-	categoryNames = map[salesv1.Category]string{salesv1.Category_CATEGORY_ELECTRONICS: "electronics",
-		salesv1.Category_CATEGORY_CLOTHING: "clothing", salesv1.Category_CATEGORY_HOME: "home", salesv1.Category_CATEGORY_BEAUTY: "beauty"}
-	protocols = []string{"grpc", "connect+json", "connect+proto", "grpc-web", "legacy-rest", "legacy-grpc"}
-)
 
 // fillValkey produces sales into an in-process Kafka (kfake), with one
 // undecodable record and one sale sent twice, runs the real aggregator
@@ -162,10 +158,11 @@ func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUse
 		catUnits: map[string]map[string]float64{}, ingest: map[string]float64{}, prices: map[string][]float64{}}
 	const n = 240
 	now := time.Now()
+	categories, protocols := keys.Categories(), record.Protocols()
 	var records []*kgo.Record
 	for i := range n {
 		cat := categories[i%len(categories)]
-		name := categoryNames[cat]
+		name := keys.CategoryName(cat)
 		product := fmt.Sprintf("%c%d", strings.ToUpper(name)[0], (i/len(categories))%7+1)
 		price := int64(99 + (i*7919)%50000)
 		qty := int64(1 + (i*31)%5)
@@ -183,9 +180,9 @@ func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUse
 			t.Fatal(err)
 		}
 		records = append(records, &kgo.Record{Topic: "sales", Key: []byte(product), Value: v, Headers: []kgo.RecordHeader{
-			{Key: "content-type", Value: []byte("application/x-protobuf")},
-			{Key: "schema", Value: []byte("blackfriday.sales.v1.Sale")},
-			{Key: "ingest-protocol", Value: []byte(protocol)},
+			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+			{Key: record.HeaderIngestProtocol, Value: []byte(protocol)},
 		}})
 		if tr.cats[name] == nil {
 			tr.cats[name] = &aggregate{}
@@ -195,15 +192,15 @@ func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUse
 		tr.total.add(price, qty)
 		tr.units[product] += float64(qty)
 		tr.catUnits[name][product] += float64(qty)
-		tr.ingest[protocol]++
+		tr.ingest[string(protocol)]++
 		if cat == salesv1.Category_CATEGORY_ELECTRONICS {
 			tr.prices[product] = append(tr.prices[product], float64(price)/100)
 		}
 	}
 	// One record that cannot be decoded: it goes to the dead-letter topic.
 	records = append(records, &kgo.Record{Topic: "sales", Key: []byte("X1"), Value: []byte("not a protobuf sale"),
-		Headers: []kgo.RecordHeader{{Key: "content-type", Value: []byte("application/x-protobuf")},
-			{Key: "schema", Value: []byte("blackfriday.sales.v1.Sale")}}})
+		Headers: []kgo.RecordHeader{{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+			{Key: record.HeaderSchema, Value: []byte(record.Schema())}}})
 	tr.deadLetters = 1
 	// A client that lost the acknowledgement re-sends a sale with the same
 	// sale_id: the aggregator drops the copy and counts it in duplicates.
@@ -256,7 +253,7 @@ func fillValkey(t *testing.T, ctx context.Context, addr, prefix string, u aclUse
 	defer admin.Close()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		vals, err := admin.Do(ctx, admin.B().Hmget().Key(prefix+"totals").Field("sales", "dead_letters", "duplicates").Build()).ToArray()
+		vals, err := admin.Do(ctx, admin.B().Hmget().Key(keys.New(prefix).Totals()).Field(keys.FieldSales, keys.FieldDeadLetters, keys.FieldDuplicates).Build()).ToArray()
 		if err == nil {
 			sales, _ := vals[0].ToString()
 			dead, _ := vals[1].ToString()

@@ -3,7 +3,8 @@ module blackfriday.local/test/deploy
 go 1.26.0
 
 require (
-	blackfriday.local/gen v0.0.0-00010101000000-000000000000
+	blackfriday.local/contract v0.0.0
+	blackfriday.local/gen v0.0.0
 	github.com/redis/rueidis v1.0.79
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
@@ -53,3 +54,5 @@ require (
 )
 
 replace blackfriday.local/gen => ../../gen
+
+replace blackfriday.local/contract => ../../contract

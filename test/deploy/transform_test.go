@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"blackfriday.local/contract/keys"
+	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/test/deploy/internal/dashboard"
 )
 
@@ -16,7 +18,8 @@ func TestAverageMistakesAreCaught(t *testing.T) {
 	cat := &aggregate{}
 	cat.add(1000, 1) // $10 x1
 	cat.add(3000, 3) // $30 x3: mean price $20, revenue $100, 4 units
-	tr := &truth{prefix: "bf:", cats: map[string]*aggregate{"home": cat}}
+	k := keys.New(keys.DefaultPrefix)
+	tr := &truth{prefix: k.Prefix(), cats: map[string]*aggregate{keys.CategoryName(salesv1.Category_CATEGORY_HOME): cat}}
 	raw := &dashboard.Frame{}
 	for name, v := range cat.fields() {
 		raw.Fields = append(raw.Fields, dashboard.Field{Name: name, Values: []any{v}})
@@ -46,7 +49,7 @@ func TestAverageMistakesAreCaught(t *testing.T) {
 			if err != nil {
 				got = append(got, err.Error())
 			} else {
-				got = tr.problems("test", dashboard.Target{KeyName: "bf:cat:home"}, raw, out)
+				got = tr.problems("test", dashboard.Target{KeyName: k.Category(salesv1.Category_CATEGORY_HOME)}, raw, out)
 			}
 			joined := strings.Join(got, "; ")
 			if tt.wantErr == "" && len(got) > 0 || tt.wantErr != "" && !strings.Contains(joined, tt.wantErr) {

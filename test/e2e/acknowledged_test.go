@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -37,7 +38,7 @@ func TestSoldAtEdgeIsCounted(t *testing.T) {
 		tr.acked(sale, "connect+json")
 	}
 	waitForTruth(ctx, t, s, tr)
-	if got := s.totalsField(ctx, "dead_letters"); got != 0 {
+	if got := s.totalsField(ctx, keys.FieldDeadLetters); got != 0 {
 		t.Errorf("dead_letters = %d after %d acknowledged sales, want 0", got, n)
 	}
 }
@@ -75,10 +76,10 @@ func TestVentaRetryCountsOnce(t *testing.T) {
 	waitForTruth(ctx, t, s, tr)
 	// The copies were written, and dropped as duplicates, not counted.
 	deadline := time.Now().Add(30 * time.Second)
-	for s.totalsField(ctx, "duplicates") != 2 && time.Now().Before(deadline) {
+	for s.totalsField(ctx, keys.FieldDuplicates) != 2 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if got := s.totalsField(ctx, "duplicates"); got != 2 {
+	if got := s.totalsField(ctx, keys.FieldDuplicates); got != 2 {
 		t.Errorf("duplicates = %d, want 2: the two retries of the sale", got)
 	}
 	if got := waitSettled(ctx, t, s, 1); got != 1 {

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/test/pipelinetest"
 )
 
@@ -180,9 +181,10 @@ func (s *stack) totalsField(ctx context.Context, field string) int64 {
 	s.t.Helper()
 	c := s.valkeyClient()
 	defer c.Close()
-	v, err := c.Do(ctx, c.B().Hget().Key(s.prefix+"totals").Field(field).Build()).AsInt64()
+	totals := keys.New(s.prefix).Totals()
+	v, err := c.Do(ctx, c.B().Hget().Key(totals).Field(field).Build()).AsInt64()
 	if err != nil && !rueidis.IsRedisNil(err) {
-		s.t.Fatalf("HGET %stotals %s: %v", s.prefix, field, err)
+		s.t.Fatalf("HGET %s %s: %v", totals, field, err)
 	}
 	return v
 }

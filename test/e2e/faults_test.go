@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/keys"
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -241,7 +243,7 @@ func TestFaultClientRetries(t *testing.T) {
 	time.Sleep(d)
 	l.audit(context.Background(), "6. client retries with the same sale_id",
 		fmt.Sprintf("DEDUP_WINDOW=%v; 25%% of acknowledged sales sent again with the same sale_id (0–1.5 s later, within the window), 2%% sent again 5 s later (past the window: counted again)", window))
-	dups := s.totalsField(context.Background(), "duplicates")
+	dups := s.totalsField(context.Background(), keys.FieldDuplicates)
 	if got := s.aggregatorMetric("aggregator", "bf_aggregator_duplicates_total"); int64(got) != dups || dups == 0 {
 		t.Errorf("bf_aggregator_duplicates_total = %v, %stotals duplicates = %d, want them equal and positive", got, s.prefix, dups)
 	}
@@ -278,13 +280,13 @@ func TestFaultPoisonRecords(t *testing.T) {
 		return b
 	}
 	headers := func(contentType, schema string) []kgo.RecordHeader {
-		h := []kgo.RecordHeader{{Key: "e2e-poison", Value: []byte("yes")}, {Key: "schema", Value: []byte(schema)}}
+		h := []kgo.RecordHeader{{Key: "e2e-poison", Value: []byte("yes")}, {Key: record.HeaderSchema, Value: []byte(schema)}}
 		if contentType != "" {
-			h = append(h, kgo.RecordHeader{Key: "content-type", Value: []byte(contentType)})
+			h = append(h, kgo.RecordHeader{Key: record.HeaderContentType, Value: []byte(contentType)})
 		}
 		return h
 	}
-	const protobuf, schema = "application/x-protobuf", "blackfriday.sales.v1.Sale"
+	protobuf, schema := record.ContentTypeProtobuf, record.Schema()
 	kinds := []struct {
 		reason string // the first word of dlq-reason
 		record func(rng *rand.Rand) *kgo.Record
@@ -330,8 +332,8 @@ func TestFaultPoisonRecords(t *testing.T) {
 	l.audit(ctx, "7. poison records",
 		fmt.Sprintf("%d poison records written straight to the topic, interleaved with the sales (random bytes, wrong schema, JSON, no content type, invalid sales)", poisoned))
 
-	if got := s.totalsField(ctx, "dead_letters"); got != int64(poisoned) {
-		t.Errorf("%stotals dead_letters = %d, want %d", s.prefix, got, poisoned)
+	if got := s.totalsField(ctx, keys.FieldDeadLetters); got != int64(poisoned) {
+		t.Errorf("%s %s = %d, want %d", keys.New(s.prefix).Totals(), keys.FieldDeadLetters, got, poisoned)
 	}
 	if got := s.aggregatorMetric("aggregator", "bf_aggregator_dead_letters_total"); int(got) != poisoned {
 		t.Errorf("bf_aggregator_dead_letters_total = %v, want %d", got, poisoned)
@@ -342,9 +344,9 @@ func TestFaultPoisonRecords(t *testing.T) {
 		var reason, origin string
 		for _, h := range r.Headers {
 			switch h.Key {
-			case "dlq-reason":
+			case record.HeaderDLQReason:
 				reason, _, _ = strings.Cut(string(h.Value), ":")
-			case "dlq-topic":
+			case record.HeaderDLQTopic:
 				origin = string(h.Value)
 			}
 		}

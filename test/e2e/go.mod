@@ -3,6 +3,7 @@ module blackfriday.local/test/e2e
 go 1.26.0
 
 require (
+	blackfriday.local/contract v0.0.0
 	blackfriday.local/gen v0.0.0
 	blackfriday.local/test/pipelinetest v0.0.0
 	connectrpc.com/connect v1.21.1
@@ -19,10 +20,12 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
-	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0 // indirect
 )
 
 replace blackfriday.local/gen => ../../gen
 
 replace blackfriday.local/test/pipelinetest => ../pipelinetest
+
+replace blackfriday.local/contract => ../../contract

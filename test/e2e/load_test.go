@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 )
@@ -350,7 +351,7 @@ func (l *load) audit(ctx context.Context, scenario, faults string) {
 		}
 	}
 	counted := getSummaryJSON(ctx, t, s).GetSales()
-	dups := s.totalsField(ctx, "duplicates")
+	dups := s.totalsField(ctx, keys.FieldDuplicates)
 	acked := l.tr.count()
 	if int64(valid)-dups != counted {
 		t.Errorf("valid sales in the topic (%d) less duplicates dropped (%d) = %d, want the %d counted", valid, dups, int64(valid)-dups, counted)

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"sigs.k8s.io/yaml"
 
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/test/pipelinetest"
 )
 
@@ -199,7 +200,7 @@ func TestKafkaSCRAMAndACLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for s.totalsField(ctx, "dead_letters") != 1 {
+	for s.totalsField(ctx, keys.FieldDeadLetters) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the aggregator did not dead-letter a poison record within 30s over SCRAM")
 		}
@@ -340,8 +341,8 @@ func TestValkeyACLs(t *testing.T) {
 	// The real pipeline under the rules, with the production prefix bf:.
 	s := newStack(t)
 	s.useValkey(v.addr)
-	s.prefix = "bf:"
-	s.setEnv("VALKEY_KEY_PREFIX", "bf:")
+	s.prefix = keys.DefaultPrefix
+	s.setEnv("VALKEY_KEY_PREFIX", keys.DefaultPrefix)
 	s.valkeyUser, s.valkeyPassword = "admin", passwords["admin"]
 	s.startAggregatorEnv("aggregator", "VALKEY_USERNAME=aggregator", "VALKEY_PASSWORD="+passwords["aggregator"])
 	s.startAPI("VALKEY_USERNAME=reader", "VALKEY_PASSWORD="+passwords["reader"])
@@ -365,31 +366,32 @@ func TestValkeyACLs(t *testing.T) {
 
 	reader, aggregator, probe := login("reader"), login("aggregator"), login("probe")
 	b := reader.B()
+	k := keys.New(keys.DefaultPrefix)
 	tests := []struct {
 		user    string
 		c       rueidis.Client
 		cmd     rueidis.Completed
 		allowed bool
 	}{
-		{"reader", reader, b.Hgetall().Key("bf:totals").Build(), true},
-		{"reader", reader, b.Zrevrange().Key("bf:rank:units").Start(0).Stop(9).Build(), true},
-		{"reader", reader, b.Set().Key("bf:x").Value("1").Build(), false},
-		{"reader", reader, b.Hincrby().Key("bf:totals").Field("sales").Increment(1).Build(), false},
-		{"reader", reader, b.Del().Key("bf:totals").Build(), false},
+		{"reader", reader, b.Hgetall().Key(k.Totals()).Build(), true},
+		{"reader", reader, b.Zrevrange().Key(k.RankUnits()).Start(0).Stop(9).Build(), true},
+		{"reader", reader, b.Set().Key(k.Prefix() + "x").Value("1").Build(), false},
+		{"reader", reader, b.Hincrby().Key(k.Totals()).Field(keys.FieldSales).Increment(1).Build(), false},
+		{"reader", reader, b.Del().Key(k.Totals()).Build(), false},
 		{"reader", reader, b.Eval().Script("return 1").Numkeys(0).Build(), false},
 		{"reader", reader, b.Get().Key("other:x").Build(), false},
 		{"reader", reader, b.Flushall().Build(), false},
-		{"aggregator", aggregator, b.Hincrby().Key("bf:acltest").Field("n").Increment(1).Build(), true},
-		{"aggregator", aggregator, b.Eval().Script("return redis.call('HGET', KEYS[1], 'n')").Numkeys(1).Key("bf:acltest").Build(), true},
+		{"aggregator", aggregator, b.Hincrby().Key(k.Prefix() + "acltest").Field("n").Increment(1).Build(), true},
+		{"aggregator", aggregator, b.Eval().Script("return redis.call('HGET', KEYS[1], 'n')").Numkeys(1).Key(k.Prefix() + "acltest").Build(), true},
 		{"aggregator", aggregator, b.Eval().Script("return redis.call('SET', KEYS[1], '1')").Numkeys(1).Key("other:x").Build(), false},
 		{"aggregator", aggregator, b.Set().Key("other:x").Value("1").Build(), false},
 		{"aggregator", aggregator, b.Flushall().Build(), false},
 		{"aggregator", aggregator, b.Keys().Pattern("*").Build(), false},
 		{"aggregator", aggregator, b.ConfigSet().ParameterValue().ParameterValue("appendonly", "no").Build(), false},
 		{"aggregator", aggregator, b.AclSetuser().Username("aggregator").Rule("+@all").Build(), false},
-		{"aggregator", aggregator, b.Del().Key("bf:acltest").Build(), true},
+		{"aggregator", aggregator, b.Del().Key(k.Prefix() + "acltest").Build(), true},
 		{"probe", probe, b.Ping().Build(), true},
-		{"probe", probe, b.Get().Key("bf:totals").Build(), false},
+		{"probe", probe, b.Get().Key(k.Totals()).Build(), false},
 	}
 	for _, tt := range tests {
 		name := fmt.Sprintf("%s %s", tt.user, strings.Join(tt.cmd.Commands(), " "))

@@ -13,15 +13,9 @@ import (
 	"github.com/redis/rueidis"
 	"google.golang.org/protobuf/proto"
 
+	"blackfriday.local/contract/keys"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
-
-var categoryKeys = map[salesv1.Category]string{
-	salesv1.Category_CATEGORY_ELECTRONICS: "electronics",
-	salesv1.Category_CATEGORY_CLOTHING:    "clothing",
-	salesv1.Category_CATEGORY_HOME:        "home",
-	salesv1.Category_CATEGORY_BEAUTY:      "beauty",
-}
 
 // agg is the exact aggregate of a set of sales.
 type agg struct {
@@ -103,7 +97,7 @@ func (g *saleGen) next() *salesv1.Sale {
 	n := int(float64(40) * g.rng.Float64() * g.rng.Float64())
 	return &salesv1.Sale{
 		Category:   cat,
-		ProductId:  fmt.Sprintf("%s-%d", strings.ToUpper(categoryKeys[cat][:3]), n),
+		ProductId:  fmt.Sprintf("%s-%d", strings.ToUpper(keys.CategoryName(cat)[:3]), n),
 		PriceCents: int64(99 + g.rng.IntN(maxPrice)),
 		Quantity:   int32(1 + g.rng.IntN(5)),
 	}
@@ -169,7 +163,7 @@ func summaryDiff(got *salesv1.GetSummaryResponse, tr *truth) string {
 		if w == nil {
 			w = &agg{}
 		}
-		name := categoryKeys[wantCat]
+		name := keys.CategoryName(wantCat)
 		for _, d := range []string{
 			check(name+".sales", c.GetSales(), w.sales),
 			check(name+".units", c.GetUnits(), w.units),
@@ -240,44 +234,45 @@ func checkValkey(ctx context.Context, t *testing.T, s *stack, tr *truth) {
 	defer c.Close()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	k := keys.New(s.prefix)
 	hash := func(key string) map[string]string {
-		m, err := c.Do(ctx, c.B().Hgetall().Key(s.prefix+key).Build()).AsStrMap()
+		m, err := c.Do(ctx, c.B().Hgetall().Key(key).Build()).AsStrMap()
 		if err != nil {
-			t.Fatalf("HGETALL %s%s: %v", s.prefix, key, err)
+			t.Fatalf("HGETALL %s: %v", key, err)
 		}
 		return m
 	}
 	want := func(key string, a agg) {
 		got := hash(key)
 		for field, w := range map[string]int64{
-			"sales": a.sales, "units": a.units, "revenue_cents": a.revenue,
-			"price_sum_cents": a.priceSum, "min_price_cents": a.min, "max_price_cents": a.max,
+			keys.FieldSales: a.sales, keys.FieldUnits: a.units, keys.FieldRevenueCents: a.revenue,
+			keys.FieldPriceSumCents: a.priceSum, keys.FieldMinPriceCents: a.min, keys.FieldMaxPriceCents: a.max,
 		} {
 			if got[field] != strconv.FormatInt(w, 10) {
-				t.Errorf("HGET %s%s %s = %q, want %d", s.prefix, key, field, got[field], w)
+				t.Errorf("HGET %s %s = %q, want %d", key, field, got[field], w)
 			}
 		}
 	}
-	want("totals", tr.total)
+	want(k.Totals(), tr.total)
 	for cat, a := range tr.cats {
-		want("cat:"+categoryKeys[cat], *a)
+		want(k.Category(cat), *a)
 	}
-	ranks, err := c.Do(ctx, c.B().Zrange().Key(s.prefix+"rank:units").Min("0").Max("-1").Withscores().Build()).AsZScores()
+	ranks, err := c.Do(ctx, c.B().Zrange().Key(k.RankUnits()).Min("0").Max("-1").Withscores().Build()).AsZScores()
 	if err != nil {
-		t.Fatalf("ZRANGE rank:units: %v", err)
+		t.Fatalf("ZRANGE %s: %v", k.RankUnits(), err)
 	}
 	if len(ranks) != len(tr.products) {
-		t.Errorf("ZCARD %srank:units = %d, want %d products", s.prefix, len(ranks), len(tr.products))
+		t.Errorf("ZCARD %s = %d, want %d products", k.RankUnits(), len(ranks), len(tr.products))
 	}
 	for _, r := range ranks {
 		if int64(r.Score) != tr.products[r.Member] {
-			t.Errorf("ZSCORE %srank:units %s = %v, want %d", s.prefix, r.Member, r.Score, tr.products[r.Member])
+			t.Errorf("ZSCORE %s %s = %v, want %d", k.RankUnits(), r.Member, r.Score, tr.products[r.Member])
 		}
 	}
-	ingest := hash("ingest")
+	ingest := hash(k.Ingest())
 	for p, n := range tr.ingest {
 		if ingest[p] != strconv.FormatInt(n, 10) {
-			t.Errorf("HGET %singest %s = %q, want %d", s.prefix, p, ingest[p], n)
+			t.Errorf("HGET %s %s = %q, want %d", k.Ingest(), p, ingest[p], n)
 		}
 	}
 	if t.Failed() {
@@ -318,9 +313,10 @@ func productUnits(ctx context.Context, t *testing.T, s *stack) map[string]int64 
 		t.Fatalf("valkey client: %v", err)
 	}
 	defer c.Close()
-	ranks, err := c.Do(ctx, c.B().Zrange().Key(s.prefix+"rank:units").Min("0").Max("-1").Withscores().Build()).AsZScores()
+	rank := keys.New(s.prefix).RankUnits()
+	ranks, err := c.Do(ctx, c.B().Zrange().Key(rank).Min("0").Max("-1").Withscores().Build()).AsZScores()
 	if err != nil {
-		t.Fatalf("ZRANGE rank:units: %v", err)
+		t.Fatalf("ZRANGE %s: %v", rank, err)
 	}
 	out := make(map[string]int64, len(ranks))
 	for _, r := range ranks {

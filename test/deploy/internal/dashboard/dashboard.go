@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"blackfriday.local/contract/keys"
 )
 
 // PluginID is the Redis data source plugin's type.
@@ -171,7 +173,7 @@ func (t Target) Vars() []string {
 }
 
 // Expand returns the target with variables replaced by values and every
-// key prefix "bf:" replaced by prefix (tests share a server).
+// key prefix keys.DefaultPrefix replaced by prefix (tests share a server).
 func (t Target) Expand(values map[string]string, prefix string) Target {
 	sub := func(s string) string {
 		s = varRef.ReplaceAllStringFunc(s, func(ref string) string {
@@ -189,13 +191,13 @@ func (t Target) Expand(values map[string]string, prefix string) Target {
 	return t
 }
 
-// RewritePrefix replaces the default key prefix "bf:" of every word of s
-// that starts with it.
+// RewritePrefix replaces the default key prefix, keys.DefaultPrefix, of
+// every word of s that starts with it: dashboards name their keys with it.
 func RewritePrefix(s, prefix string) string {
 	words := strings.Split(s, " ")
 	for i, w := range words {
-		if strings.HasPrefix(w, "bf:") {
-			words[i] = prefix + strings.TrimPrefix(w, "bf:")
+		if rest, ok := strings.CutPrefix(w, keys.DefaultPrefix); ok {
+			words[i] = prefix + rest
 		}
 	}
 	return strings.Join(words, " ")
