@@ -18,9 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"blackfriday.local/contract/kafkasecurity/kafkasecuritytest"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/contract/kafkasecurity/kafkasecuritytest"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
