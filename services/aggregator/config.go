@@ -3,121 +3,96 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"strconv"
+	"reflect"
 	"strings"
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
 )
 
+// about introduces the settings in -h.
+const about = "aggregator consumes blackfriday's sales from Kafka and folds them into Valkey,\n" +
+	"counting each sale exactly once."
+
+// go generate rewrites README.md's table of these settings, which
+// TestREADMESettings keeps current.
+//go:generate go test -run=TestREADMESettings . -args -update
+
 // config is the aggregator's configuration, read once from the environment.
+// Each field with an env tag declares a setting (config_settings.go says
+// how): -h, the start-up log and the README's table are all made from the
+// tags.
 type config struct {
-	Brokers         []string
-	Topic           string
-	DLQTopic        string
-	Group           string
-	TopicPartitions int32
-	ValkeyAddr      string
-	ValkeyUsername  string
-	ValkeyPassword  string
-	KeyPrefix       string
+	Brokers         list   `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
+	Topic           string `env:"KAFKA_TOPIC" envDefault:"sales" help:"the sales topic"`
+	DLQTopic        string `env:"KAFKA_DLQ_TOPIC" envDefault:"sales.dlq" help:"where undecodable or invalid records go (not 'KAFKA_TOPIC')"`
+	Group           string `env:"KAFKA_GROUP" envDefault:"blackfriday-aggregator" help:"consumer group"`
+	TopicPartitions int32  `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6" help:"partitions when the aggregator creates a missing topic (1 to 10000)"`
+	// InstanceID, when set, makes the aggregator a static group member
+	// (for example a StatefulSet pod name).
+	InstanceID     string        `env:"KAFKA_INSTANCE_ID" help:"static group membership: a restarted member with the same id takes its partitions back without a rebalance"`
+	SessionTimeout time.Duration `env:"KAFKA_SESSION_TIMEOUT" envDefault:"15s" help:"how long the group waits for a silent member before giving its partitions to others (6s to 5m)"`
 	// PollMaxRecords bounds one poll, and so each partition's batch. A
 	// poll's partitions are processed in parallel, so a larger poll keeps
 	// every core busy longer between polls: draining a backlog, 50,000
 	// went 30-55% faster than 10,000 (scripts/drain.sh).
-	PollMaxRecords int
-	RateTTL        time.Duration
-	// InstanceID, when set, makes the aggregator a static group member: a
-	// restarted process with the same id takes its partitions back at once,
-	// without a rebalance (for example a StatefulSet pod name).
-	InstanceID string
-	// SessionTimeout is how long the group waits for a silent member before
-	// giving its partitions to others.
-	SessionTimeout time.Duration
-	// HTTPAddr serves /healthz and /readyz; empty disables it.
-	HTTPAddr string
-	LogLevel slog.Level
-	// DedupWindow is how far apart (by record timestamp) two records of
-	// one sale_id may be written and still count once; zero turns dedup
-	// off.
-	DedupWindow time.Duration
-	// ReconcileInterval is how often every owned partition's offset is
-	// compared with Valkey's and with its log, to notice lost data even
-	// when idle.
-	ReconcileInterval time.Duration
-	// LogResetUnready is how long /readyz answers 503 after a partition's
-	// log went back under its stored offset (a recreated topic, a
-	// truncated log), so that the event shows on the readiness probe.
-	LogResetUnready time.Duration
-	// Kafka is the SASL and TLS configuration.
-	Kafka kafkasecurity.Config
+	PollMaxRecords int `env:"POLL_MAX_RECORDS" envDefault:"50000" help:"records per poll (the fold batch, 1 to 1000000); a poll's partitions are folded and applied in parallel"`
+
+	ValkeyAddr     string        `env:"VALKEY_ADDR" envDefault:"127.0.0.1:6379" help:"Valkey or Redis ('make run': started locally when unset)"`
+	ValkeyUsername string        `env:"VALKEY_USERNAME" help:"ACL user"`
+	ValkeyPassword string        `env:"VALKEY_PASSWORD" secret:"true" help:"ACL password"`
+	KeyPrefix      string        `env:"VALKEY_KEY_PREFIX" envDefault:"bf:" help:"prefix of every key"`
+	RateTTL        time.Duration `env:"RATE_TTL" envDefault:"25h" help:"how long per-minute rate buckets are kept (at least 1s)"`
+	// Past the topic's retention (7 days) a window could not be replayed.
+	DedupWindow       time.Duration `env:"DEDUP_WINDOW" envDefault:"10m" help:"a sale re-sent with the same 'sale_id' within this window is counted once ('0' turns it off; at most 168h, the topic's retention); costs 25 (batches of 100+) to 120 (one sale a batch) bytes of Valkey memory per remembered sale, and 80 to 130 bytes of the aggregator's heap for its copy. See [valkey-keys.md](docs/valkey-keys.md)"`
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"30s" help:"how often every owned partition's offset is compared with Valkey's and with its log, to notice lost state even when idle (1s to 1h)"`
+	LogResetUnready   time.Duration `env:"LOG_RESET_UNREADY" envDefault:"5m" help:"how long '/readyz' answers 503 after a partition's log went back under its stored offset (a recreated topic, a truncated log; 1s to 24h). See [reliability.md](docs/reliability.md#offsets-that-go-backwards-a-recreated-or-truncated-topic)"`
+
+	// HTTPAddr is empty when HTTP_ADDR is set but empty.
+	HTTPAddr string     `env:"HTTP_ADDR" envDefault:":8081" help:"'/healthz', '/readyz' and Prometheus '/metrics'; set but empty disables them"`
+	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"'debug', 'info', 'warn' or 'error'"`
+
+	KafkaSettings kafkaSettings
+	// Kafka is KafkaSettings checked, read exactly as the api reads it.
+	Kafka kafkasecurity.Config `env:"-"`
 }
 
 // loadConfig reads the configuration through lookup, os.LookupEnv in
-// production, applying defaults to unset variables.
+// production, applying defaults to unset variables and rejecting malformed
+// ones, every one at once.
 func loadConfig(lookup func(string) (string, bool)) (config, error) {
-	str := func(name, def string) string {
-		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
-			return strings.TrimSpace(v)
-		}
-		return def
+	var c config
+	given, err := parse(&c, lookup)
+	if err != nil {
+		return config{}, fmt.Errorf("configuration: %w", err)
 	}
-	var errs []error
-	integer := func(name string, def, lo, hi int) int {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			errs = append(errs, fmt.Errorf("%s=%q: want an integer from %d to %d", name, v, lo, hi))
-			return def
-		}
-		return n
+	// Unlike the others, an HTTP_ADDR that is set but empty means "off".
+	if v, ok := lookup("HTTP_ADDR"); ok && strings.TrimSpace(v) == "" {
+		c.HTTPAddr = ""
 	}
-
-	c := config{
-		Topic:             str("KAFKA_TOPIC", "sales"),
-		DLQTopic:          str("KAFKA_DLQ_TOPIC", "sales.dlq"),
-		Group:             str("KAFKA_GROUP", "blackfriday-aggregator"),
-		TopicPartitions:   int32(integer("KAFKA_TOPIC_PARTITIONS", 6, 1, 10000)),
-		ValkeyAddr:        str("VALKEY_ADDR", "127.0.0.1:6379"),
-		ValkeyUsername:    str("VALKEY_USERNAME", ""),
-		ValkeyPassword:    str("VALKEY_PASSWORD", ""),
-		KeyPrefix:         str("VALKEY_KEY_PREFIX", "bf:"),
-		PollMaxRecords:    integer("POLL_MAX_RECORDS", 50000, 1, 1000000),
-		InstanceID:        str("KAFKA_INSTANCE_ID", ""),
-		SessionTimeout:    15 * time.Second,
-		RateTTL:           25 * time.Hour,
-		HTTPAddr:          ":8081",
-		DedupWindow:       10 * time.Minute,
-		ReconcileInterval: 30 * time.Second,
-		LogResetUnready:   5 * time.Minute,
-	}
-	duration := func(name string, lo, hi time.Duration, example string, dst *time.Duration) {
-		v := str(name, "")
-		if v == "" {
-			return
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < lo || d > hi {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration from %v to %v, such as %s", name, v, lo, hi, example))
-			return
-		}
-		*dst = d
-	}
-	// Past the topic's retention (7 days) a window could not be replayed.
-	duration("DEDUP_WINDOW", 0, 7*24*time.Hour, "10m (0 turns dedup off)", &c.DedupWindow)
-	duration("RECONCILE_INTERVAL", time.Second, time.Hour, "30s", &c.ReconcileInterval)
-	duration("LOG_RESET_UNREADY", time.Second, 24*time.Hour, "5m", &c.LogResetUnready)
 	var kafkaErrs []error
-	c.Kafka, kafkaErrs = kafkasecurity.Load(str, lookup)
-	errs = append(errs, kafkaErrs...)
-	for _, b := range strings.Split(str("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			c.Brokers = append(c.Brokers, b)
-		}
+	c.Kafka, kafkaErrs = loadKafka(given)
+	if err := errors.Join(append(kafkaErrs, c.check())...); err != nil {
+		return config{}, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+// check applies the rules that parsing does not: ranges, and settings that
+// depend on one another.
+func (c config) check() error {
+	errs := []error{
+		within("KAFKA_TOPIC_PARTITIONS", c.TopicPartitions, 1, 10000),
+		within("POLL_MAX_RECORDS", c.PollMaxRecords, 1, 1000000),
+		within("KAFKA_SESSION_TIMEOUT", c.SessionTimeout, 6*time.Second, 5*time.Minute),
+		within("DEDUP_WINDOW", c.DedupWindow, 0, 7*24*time.Hour),
+		within("RECONCILE_INTERVAL", c.ReconcileInterval, time.Second, time.Hour),
+		within("LOG_RESET_UNREADY", c.LogResetUnready, time.Second, 24*time.Hour),
+	}
+	if c.RateTTL < time.Second {
+		errs = append(errs, fmt.Errorf("RATE_TTL=%v: want at least 1s", c.RateTTL))
 	}
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS lists no broker"))
@@ -125,74 +100,21 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	if c.Topic == c.DLQTopic {
 		errs = append(errs, fmt.Errorf("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC (%q)", c.Topic))
 	}
-	if v := str("KAFKA_SESSION_TIMEOUT", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 6*time.Second || d > 5*time.Minute {
-			errs = append(errs, fmt.Errorf("KAFKA_SESSION_TIMEOUT=%q: want a duration from 6s to 5m", v))
-		} else {
-			c.SessionTimeout = d
-		}
-	}
-	if v := str("RATE_TTL", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			errs = append(errs, fmt.Errorf("RATE_TTL=%q: want a duration of at least 1s, such as 25h", v))
-		} else {
-			c.RateTTL = d
-		}
-	}
-	// Unlike the others, an HTTP_ADDR that is set but empty means "off".
-	if v, ok := lookup("HTTP_ADDR"); ok {
-		c.HTTPAddr = strings.TrimSpace(v)
-	}
-	if v := str("LOG_LEVEL", ""); v != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
-			errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return config{}, fmt.Errorf("configuration: %w", err)
-	}
-	return c, nil
+	return errors.Join(errs...)
 }
 
-// mask hides a secret in the start-up log, showing only whether it is set.
-func mask(secret string) string {
-	if secret == "" {
-		return ""
+// within reports a setting's value outside [lo, hi].
+func within[T int | int32 | time.Duration](name string, v, lo, hi T) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%s=%v: want a value from %v to %v", name, v, lo, hi)
 	}
-	return "*****"
+	return nil
 }
 
-// LogValue renders the configuration for the start-up log, passwords
-// masked.
-func (c config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("KAFKA_BROKERS", strings.Join(c.Brokers, ",")),
-		slog.String("KAFKA_TOPIC", c.Topic),
-		slog.String("KAFKA_DLQ_TOPIC", c.DLQTopic),
-		slog.String("KAFKA_GROUP", c.Group),
-		slog.Int("KAFKA_TOPIC_PARTITIONS", int(c.TopicPartitions)),
-		slog.String("KAFKA_INSTANCE_ID", c.InstanceID),
-		slog.String("KAFKA_SESSION_TIMEOUT", c.SessionTimeout.String()),
-		slog.String("VALKEY_ADDR", c.ValkeyAddr),
-		slog.String("VALKEY_USERNAME", c.ValkeyUsername),
-		slog.String("VALKEY_PASSWORD", mask(c.ValkeyPassword)),
-		slog.String("VALKEY_KEY_PREFIX", c.KeyPrefix),
-		slog.Int("POLL_MAX_RECORDS", c.PollMaxRecords),
-		slog.String("RATE_TTL", c.RateTTL.String()),
-		slog.String("HTTP_ADDR", c.HTTPAddr),
-		slog.String("LOG_LEVEL", c.LogLevel.String()),
-		slog.String("DEDUP_WINDOW", c.DedupWindow.String()),
-		slog.String("RECONCILE_INTERVAL", c.ReconcileInterval.String()),
-		slog.String("LOG_RESET_UNREADY", c.LogResetUnready.String()),
-		slog.String("KAFKA_SASL_MECHANISM", c.Kafka.SASLMechanism),
-		slog.String("KAFKA_SASL_USERNAME", c.Kafka.SASLUsername),
-		slog.String("KAFKA_SASL_PASSWORD", mask(c.Kafka.SASLPassword)),
-		slog.Bool("KAFKA_TLS", c.Kafka.TLS),
-		slog.String("KAFKA_TLS_CA_FILE", c.Kafka.TLSCAFile),
-		slog.String("KAFKA_TLS_CERT_FILE", c.Kafka.TLSCertFile),
-		slog.String("KAFKA_TLS_KEY_FILE", c.Kafka.TLSKeyFile),
-		slog.String("KAFKA_TLS_SERVER_NAME", c.Kafka.TLSServerName),
-	)
+// LogValue renders the configuration for the start-up log, secrets masked.
+func (c config) LogValue() slog.Value { return logValue(reflect.ValueOf(c)) }
+
+// parseArgs reads the command line: -h lists the settings.
+func parseArgs(args []string, stdout io.Writer) (exit bool, err error) {
+	return handleArgs("aggregator", about, settingsOf(reflect.ValueOf(config{})), args, stdout)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,10 +13,16 @@ import (
 	"blackfriday.local/contract/kafkasecurity"
 )
 
+// service names the aggregator in the tests shared with the api.
+const service = "aggregator"
+
+// declared lists the aggregator's settings.
+func declared() []setting { return settingsOf(reflect.ValueOf(config{})) }
+
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	defaults := config{
-		Brokers:           []string{"127.0.0.1:9092"},
+		Brokers:           list{"127.0.0.1:9092"},
 		Topic:             "sales",
 		DLQTopic:          "sales.dlq",
 		Group:             "blackfriday-aggregator",
@@ -29,6 +37,7 @@ func TestLoadConfig(t *testing.T) {
 		DedupWindow:       10 * time.Minute,
 		ReconcileInterval: 30 * time.Second,
 		LogResetUnready:   5 * time.Minute,
+		KafkaSettings:     kafkaSettings{TLS: "false"},
 	}
 	tests := []struct {
 		name    string
@@ -52,11 +61,15 @@ func TestLoadConfig(t *testing.T) {
 			},
 			want: func(c config) config {
 				return config{
-					Brokers: []string{"k1:9092", "k2:9092"}, Topic: "s", DLQTopic: "s.dead", Group: "g",
+					Brokers: list{"k1:9092", "k2:9092"}, Topic: "s", DLQTopic: "s.dead", Group: "g",
 					TopicPartitions: 12, ValkeyAddr: "v:6379", ValkeyUsername: "agg", ValkeyPassword: "secret",
 					KeyPrefix: "x:", PollMaxRecords: 500, RateTTL: 2 * time.Hour, HTTPAddr: "127.0.0.1:9000",
 					LogLevel: slog.LevelDebug, InstanceID: "aggregator-0", SessionTimeout: 30 * time.Second,
 					DedupWindow: time.Hour, ReconcileInterval: 5 * time.Second, LogResetUnready: 90 * time.Second,
+					KafkaSettings: kafkaSettings{
+						SASLMechanism: "scram-sha-512", SASLUsername: "aggregator", SASLPassword: " pass word ",
+						TLS: "true", TLSCAFile: "/ca.crt", TLSCertFile: "/user.crt", TLSKeyFile: "/user.key", TLSServerName: "kafka",
+					},
 					Kafka: kafkasecurity.Config{
 						SASLMechanism: "SCRAM-SHA-512", SASLUsername: "aggregator", SASLPassword: " pass word ",
 						TLS: true, TLSCAFile: "/ca.crt", TLSCertFile: "/user.crt", TLSKeyFile: "/user.key", TLSServerName: "kafka",
@@ -70,9 +83,19 @@ func TestLoadConfig(t *testing.T) {
 			want: func(c config) config { c.HTTPAddr = ""; return c },
 		},
 		{
+			name: "blank HTTP_ADDR disables the probes too",
+			env:  map[string]string{"HTTP_ADDR": "  "},
+			want: func(c config) config { c.HTTPAddr = ""; return c },
+		},
+		{
 			name: "empty values elsewhere mean the default",
 			env:  map[string]string{"KAFKA_TOPIC": " ", "POLL_MAX_RECORDS": ""},
 			want: func(c config) config { return c },
+		},
+		{
+			name: "values are trimmed",
+			env:  map[string]string{"KAFKA_TOPIC": " s ", "POLL_MAX_RECORDS": "\t500\n"},
+			want: func(c config) config { c.Topic, c.PollMaxRecords = "s", 500; return c },
 		},
 		{
 			name: "zero DEDUP_WINDOW turns dedup off",
@@ -83,6 +106,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "SCRAM-SHA-256 without TLS",
 			env:  map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"},
 			want: func(c config) config {
+				c.KafkaSettings = kafkaSettings{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p", TLS: "false"}
 				c.Kafka = kafkasecurity.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p"}
 				return c
 			},
@@ -90,10 +114,10 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "TLS without SASL",
 			env:  map[string]string{"KAFKA_TLS": "1"},
-			want: func(c config) config { c.Kafka.TLS = true; return c },
+			want: func(c config) config { c.KafkaSettings.TLS, c.Kafka.TLS = "1", true; return c },
 		},
-		{name: "bad DEDUP_WINDOW", env: map[string]string{"DEDUP_WINDOW": "10"}, wantErr: "DEDUP_WINDOW"},
-		{name: "negative DEDUP_WINDOW", env: map[string]string{"DEDUP_WINDOW": "-1m"}, wantErr: "DEDUP_WINDOW"},
+		{name: "bad DEDUP_WINDOW", env: map[string]string{"DEDUP_WINDOW": "10"}, wantErr: `DEDUP_WINDOW="10": want a duration`},
+		{name: "negative DEDUP_WINDOW", env: map[string]string{"DEDUP_WINDOW": "-1m"}, wantErr: "DEDUP_WINDOW=-1m0s: want a value from 0s to 168h0m0s"},
 		{name: "DEDUP_WINDOW past retention", env: map[string]string{"DEDUP_WINDOW": "200h"}, wantErr: "DEDUP_WINDOW"},
 		{name: "short RECONCILE_INTERVAL", env: map[string]string{"RECONCILE_INTERVAL": "10ms"}, wantErr: "RECONCILE_INTERVAL"},
 		{name: "zero LOG_RESET_UNREADY", env: map[string]string{"LOG_RESET_UNREADY": "0s"}, wantErr: "LOG_RESET_UNREADY"},
@@ -103,13 +127,17 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad KAFKA_TLS", env: map[string]string{"KAFKA_TLS": "sure"}, wantErr: "KAFKA_TLS"},
 		{name: "CA without TLS", env: map[string]string{"KAFKA_TLS_CA_FILE": "/ca.crt"}, wantErr: "KAFKA_TLS is not true"},
 		{name: "cert without key", env: map[string]string{"KAFKA_TLS": "true", "KAFKA_TLS_CERT_FILE": "/c"}, wantErr: "KAFKA_TLS_KEY_FILE"},
-		{name: "bad partitions", env: map[string]string{"KAFKA_TOPIC_PARTITIONS": "six"}, wantErr: "KAFKA_TOPIC_PARTITIONS"},
+		{name: "bad partitions", env: map[string]string{"KAFKA_TOPIC_PARTITIONS": "six"}, wantErr: `KAFKA_TOPIC_PARTITIONS="six": want an integer`},
+		{name: "too many partitions", env: map[string]string{"KAFKA_TOPIC_PARTITIONS": "10001"}, wantErr: "KAFKA_TOPIC_PARTITIONS=10001: want a value from 1 to 10000"},
 		{name: "zero poll", env: map[string]string{"POLL_MAX_RECORDS": "0"}, wantErr: "POLL_MAX_RECORDS"},
 		{name: "short session", env: map[string]string{"KAFKA_SESSION_TIMEOUT": "1s"}, wantErr: "KAFKA_SESSION_TIMEOUT"},
 		{name: "bad ttl", env: map[string]string{"RATE_TTL": "25"}, wantErr: "RATE_TTL"},
-		{name: "bad level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
+		{name: "short ttl", env: map[string]string{"RATE_TTL": "10ms"}, wantErr: "RATE_TTL=10ms: want at least 1s"},
+		{name: "bad level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: `LOG_LEVEL="loud": want debug, info, warn or error`},
 		{name: "no brokers", env: map[string]string{"KAFKA_BROKERS": " , "}, wantErr: "KAFKA_BROKERS"},
 		{name: "dlq is the topic", env: map[string]string{"KAFKA_DLQ_TOPIC": "sales"}, wantErr: "KAFKA_DLQ_TOPIC"},
+		{name: "every mistake at once", env: map[string]string{"POLL_MAX_RECORDS": "0", "RATE_TTL": "0s", "KAFKA_TLS_KEY_FILE": "/k"},
+			wantErr: "POLL_MAX_RECORDS=0: want a value from 1 to 1000000\nRATE_TTL=0s: want at least 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,7 +146,7 @@ func TestLoadConfig(t *testing.T) {
 			got, err := loadConfig(lookup)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("loadConfig(%v) = %v, want an error naming %s", tt.env, err, tt.wantErr)
+					t.Fatalf("loadConfig(%v) = %v, want an error holding %q", tt.env, err, tt.wantErr)
 				}
 				return
 			}
@@ -132,27 +160,167 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+// TestLoadConfigReadsOnlyLookup: the library would read the process's
+// environment if not given one. Not parallel: it sets that environment.
+func TestLoadConfigReadsOnlyLookup(t *testing.T) {
+	t.Setenv("KAFKA_TOPIC", "from-the-process")
+	c, err := loadConfig(func(string) (string, bool) { return "", false })
+	if err != nil || c.Topic != "sales" {
+		t.Errorf("loadConfig(nothing) with KAFKA_TOPIC set in the process = topic %q, %v; want sales", c.Topic, err)
+	}
+}
+
 func TestConfigLogMasksPasswords(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{
-		"VALKEY_PASSWORD": "hunter2", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-		"KAFKA_SASL_USERNAME": "aggregator", "KAFKA_SASL_PASSWORD": "swordfish",
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // in the log
+	}{
+		{"passwords set", map[string]string{
+			"VALKEY_PASSWORD": "hunter2", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+			"KAFKA_SASL_USERNAME": "aggregator", "KAFKA_SASL_PASSWORD": "swordfish",
+		}, []string{`"VALKEY_PASSWORD":"****"`, `"KAFKA_SASL_PASSWORD":"****"`, `"KAFKA_SASL_USERNAME":"aggregator"`}},
+		{"passwords unset", nil, []string{`"VALKEY_PASSWORD":""`, `"KAFKA_SASL_PASSWORD":""`}},
+		{"every kind of value", nil, []string{
+			`"KAFKA_BROKERS":["127.0.0.1:9092"]`, `"KAFKA_TOPIC_PARTITIONS":6`, `"RATE_TTL":"25h0m0s"`,
+			`"LOG_LEVEL":"INFO"`, `"HTTP_ADDR":":8081"`, `"KAFKA_TLS":"false"`,
+		}},
 	}
-	c, err := loadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := loadConfig(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
+			log := buf.String()
+			for _, s := range declared() {
+				if s.secret && tt.env[s.name] != "" && strings.Contains(log, tt.env[s.name]) {
+					t.Errorf("config log = %s, want %s masked", log, s.name)
+				}
+				if !strings.Contains(log, `"`+s.name+`":`) {
+					t.Errorf("config log = %s, want it to hold %s", log, s.name)
+				}
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(log, want) {
+					t.Errorf("config log = %s, want it to contain %s", log, want)
+				}
+			}
+		})
+	}
+}
+
+// TestSettingsDeclared checks the declarations themselves: every setting
+// explained, named once, and every Go field once (the library's errors name
+// fields).
+func TestSettingsDeclared(t *testing.T) {
+	t.Parallel()
+	names, fields := map[string]bool{}, map[string]bool{}
+	for _, s := range declared() {
+		if s.help == "" || strings.Contains(s.help+s.defText, "|") {
+			t.Errorf("%s: help %q, want some, without |", s.name, s.help)
+		}
+		if s.def != "" && s.defText != "" {
+			t.Errorf("%s has both envDefault and defaultText", s.name)
+		}
+		if names[s.name] || fields[s.field] {
+			t.Errorf("%s (field %s) is declared twice", s.name, s.field)
+		}
+		names[s.name], fields[s.field] = true, true
+	}
+	// kafkasecurity.Load reads what parse was given: every variable it
+	// reads must be declared, or it would never see a value.
+	str := func(name, def string) string {
+		if !names[name] {
+			t.Errorf("kafkasecurity.Load reads %s, which config does not declare", name)
+		}
+		return def
+	}
+	kafkasecurity.Load(str, func(name string) (string, bool) { return str(name, ""), false })
+}
+
+func TestParseArgs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args     []string
+		exit     bool
+		wantErr  string
+		wantHelp bool
+	}{
+		{args: nil},
+		{args: []string{"-h"}, exit: true, wantHelp: true},
+		{args: []string{"-help"}, exit: true, wantHelp: true},
+		{args: []string{"--help"}, exit: true, wantHelp: true},
+		{args: []string{"-topic", "x"}, exit: true, wantErr: "flag provided but not defined: -topic"},
+		{args: []string{"run"}, exit: true, wantErr: `unexpected arguments ["run"]`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			exit, err := parseArgs(tt.args, &out)
+			if exit != tt.exit || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("parseArgs(%q) = %v, %v; want %v, an error holding %q", tt.args, exit, err, tt.exit, tt.wantErr)
+			}
+			if got := out.Len() > 0; got != tt.wantHelp {
+				t.Errorf("parseArgs(%q) wrote %q, want help %v", tt.args, out.String(), tt.wantHelp)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if _, err := parseArgs([]string{"-h"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
-	log := buf.String()
-	for _, secret := range []string{"hunter2", "swordfish"} {
-		if strings.Contains(log, secret) {
-			t.Errorf("config log = %s, want %q masked", log, secret)
+	help := out.String()
+	for _, want := range []string{
+		"Usage: aggregator [-h]\n",
+		"  KAFKA_GROUP (default blackfriday-aggregator)\n        consumer group\n",
+		"  POLL_MAX_RECORDS (default 50000)\n",
+		"  KAFKA_INSTANCE_ID\n",
+		"  VALKEY_PASSWORD\n        ACL password (secret: masked in the log)\n",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("aggregator -h = %s\nwant it to hold %q", help, want)
 		}
 	}
-	for _, want := range []string{`"VALKEY_PASSWORD":"*****"`, `"KAFKA_SASL_PASSWORD":"*****"`, `"KAFKA_SASL_USERNAME":"aggregator"`} {
-		if !strings.Contains(log, want) {
-			t.Errorf("config log = %s, want it to contain %s", log, want)
+	if want := "See valkey-keys.md (docs/valkey-keys.md)"; !strings.Contains(strings.Join(strings.Fields(help), " "), want) {
+		t.Errorf("aggregator -h = %s\nwant it to hold %q", help, want)
+	}
+	for _, s := range declared() {
+		if !strings.Contains(help, "\n  "+s.name+" ") && !strings.Contains(help, "\n  "+s.name+"\n") {
+			t.Errorf("aggregator -h does not list %s", s.name)
 		}
+	}
+	for _, line := range strings.Split(help, "\n") {
+		// Only a word too long for one line (a link) may pass the edge.
+		if strings.HasPrefix(line, "        ") && len(line) > 80 && strings.Contains(strings.TrimSpace(line), " ") {
+			t.Errorf("aggregator -h has a help line over 80 columns: %q", line)
+		}
+	}
+}
+
+// TestHelpExitsZero runs the aggregator's main with -h in a child process:
+// it prints the settings and exits 0, reading nothing else.
+func TestHelpExitsZero(t *testing.T) {
+	if os.Getenv("BF_AGGREGATOR_HELP_CHILD") == "1" {
+		os.Args = []string{"aggregator", "-h"}
+		main()
+		return
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelpExitsZero$")
+	cmd.Env = append(os.Environ(), "BF_AGGREGATOR_HELP_CHILD=1", "POLL_MAX_RECORDS=not a number")
+	if out, err := cmd.Output(); err != nil {
+		t.Fatalf("aggregator -h: %v, want exit 0; stdout:\n%s", err, out)
+	} else if !bytes.HasPrefix(out, []byte("Usage: aggregator [-h]\n")) || !bytes.Contains(out, []byte("LOG_RESET_UNREADY")) {
+		t.Errorf("aggregator -h printed %s, want the settings", out)
 	}
 }

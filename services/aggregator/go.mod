@@ -3,10 +3,11 @@ module blackfriday.local/services/aggregator
 go 1.26.0
 
 require (
-	blackfriday.local/gen v0.0.0
 	blackfriday.local/contract v0.0.0
+	blackfriday.local/gen v0.0.0
 	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.2
 	buf.build/go/protovalidate v1.4.0
+	github.com/caarlos0/env/v11 v11.4.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/rueidis v1.0.79
 	github.com/twmb/franz-go v1.22.3

@@ -26,6 +26,13 @@ import (
 )
 
 func main() {
+	if exit, err := parseArgs(os.Args[1:], os.Stdout); exit {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "aggregator:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {

@@ -8,34 +8,31 @@ import (
 
 func TestLoadStreamConfig(t *testing.T) {
 	t.Parallel()
-	defaults := streamConfig{
-		UnaryTimeout:         15 * time.Second,
-		StreamWriteTimeout:   30 * time.Second,
-		WatchInterval:        250 * time.Millisecond,
-		WatchHeartbeat:       5 * time.Second,
-		MaxWatchers:          1000,
-		WriteBodyTimeout:     5 * time.Second,
-		MaxWatchersPerClient: 100,
-	}
 	tests := []struct {
 		name string
 		env  map[string]string
 		want streamConfig
 	}{
-		{"defaults", nil, defaults},
+		{"defaults", nil, defaults().Streams},
 		{"everything set", map[string]string{
 			"UNARY_TIMEOUT": "20s", "STREAM_WRITE_TIMEOUT": "1m", "WATCH_INTERVAL": "100ms",
 			"WATCH_HEARTBEAT": "2s", "WATCH_MAX_STREAMS": "7", "WRITE_BODY_TIMEOUT": "20s", "WATCH_MAX_STREAMS_PER_CLIENT": "2",
-		}, streamConfig{20 * time.Second, time.Minute, 100 * time.Millisecond, 2 * time.Second, 7, 20 * time.Second, 2}},
-		{"a client's streams follow a small cap", map[string]string{"WATCH_MAX_STREAMS": "7"},
-			streamConfig{15 * time.Second, 30 * time.Second, 250 * time.Millisecond, 5 * time.Second, 7, 5 * time.Second, 7}},
+		}, streamConfig{
+			UnaryTimeout: 20 * time.Second, WriteBodyTimeout: 20 * time.Second, StreamWriteTimeout: time.Minute,
+			WatchInterval: 100 * time.Millisecond, WatchHeartbeat: 2 * time.Second, MaxWatchers: 7, MaxWatchersPerClient: 2,
+		}},
+		{"a client's streams follow a small cap", map[string]string{"WATCH_MAX_STREAMS": "7"}, func() streamConfig {
+			c := defaults().Streams
+			c.MaxWatchers, c.MaxWatchersPerClient = 7, 7
+			return c
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := loadStreamConfig(func(k string) string { return tt.env[k] })
-			if err != nil || got != tt.want {
-				t.Errorf("loadStreamConfig(%v) = %+v, %v, want %+v", tt.env, got, err, tt.want)
+			got, err := loadConfig(getenv(tt.env))
+			if err != nil || got.Streams != tt.want {
+				t.Errorf("loadConfig(%v).Streams = %+v, %v, want %+v", tt.env, got.Streams, err, tt.want)
 			}
 		})
 	}
@@ -55,9 +52,8 @@ func TestLoadStreamConfigErrors(t *testing.T) {
 	for name, env := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, err := loadStreamConfig(func(k string) string { return env[k] })
-			if err == nil || !strings.Contains(err.Error(), name) {
-				t.Errorf("loadStreamConfig(%v) = %v, want an error naming %s", env, err, name)
+			if _, err := loadConfig(getenv(env)); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("loadConfig(%v) = %v, want an error naming %s", env, err, name)
 			}
 		})
 	}

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,13 +27,19 @@ import (
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/lag"
-	"blackfriday.local/services/api/internal/limit"
 	"blackfriday.local/services/api/internal/metrics"
 	"blackfriday.local/services/api/internal/server"
 	"blackfriday.local/services/api/internal/web"
 )
 
 func main() {
+	if exit, err := parseArgs(os.Args[1:], os.Stdout); exit {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "api:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Getenv)
 	stop()
@@ -51,12 +56,15 @@ const topicTimeout = 10 * time.Second
 // configuration through getenv (os.Getenv, or a test's map).
 func run(ctx context.Context, getenv func(string) string) error {
 	cfg, err := loadConfig(getenv)
-	streams, serr := loadStreamConfig(getenv)
-	if err = errors.Join(err, serr); err != nil {
+	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	streams := cfg.Streams
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	log.Info("starting api", "config", cfg, "streams", streams)
+	log.Info("starting api", "config", cfg)
+	if names := retired(getenv); len(names) > 0 {
+		log.Warn("these settings are no longer read: the write-call limit is MAX_INFLIGHT_WRITES", "ignored", names)
+	}
 	if cfg.Kafka.PlaintextPassword() {
 		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
 	}
@@ -71,7 +79,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	switch {
 	case tokens.Len() == 0:
 		log.Warn("write RPCs are not authenticated: anyone who reaches the port can record sales (set WRITE_TOKENS_FILE in production)")
-	case strings.TrimSpace(cfg.WriteTokens) != "":
+	case cfg.WriteTokens != "":
 		log.Warn("WRITE_TOKENS holds bearer tokens in the environment; in production mount them from a Secret with WRITE_TOKENS_FILE")
 	}
 	if tokens.Len() > 0 {
@@ -137,26 +145,19 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("validator: %w", err)
 	}
-	// The write-call limit: adaptive below MAX_INFLIGHT_WRITES, or fixed
-	// at it.
-	var adaptive *limit.Config
-	if cfg.AdmissionMode == "adaptive" {
-		adaptive = &limit.Config{Min: int64(cfg.AdmissionMinWrites), Target: cfg.AdmissionTargetLatency}
-	}
 	srv := server.New(server.Config{
-		MaxRequestBytes:           cfg.MaxRequestBytes,
+		MaxRequestBytes:           int64(cfg.MaxRequestBytes),
 		ProduceTimeout:            cfg.ProduceTimeout,
 		CORSAllowedOrigins:        cfg.CORSAllowedOrigins,
 		WriteTokens:               tokens,
 		ReadAuth:                  cfg.ReadAuth,
 		LegacyOpen:                !cfg.LegacyWriteAuth,
 		MaxInflightWrites:         cfg.MaxInflightWrites,
-		MaxInflightBytes:          cfg.MaxInflightBytes,
-		MaxInflightBytesPerClient: cfg.MaxInflightBytesPerClient,
+		MaxInflightBytes:          int64(cfg.MaxInflightBytes),
+		MaxInflightBytesPerClient: int64(cfg.MaxInflightBytesPerClient),
 		TrustedProxies:            cfg.TrustedProxies,
 		WriteBodyTimeout:          streams.WriteBodyTimeout,
 		MaxWatchersPerClient:      streams.MaxWatchersPerClient,
-		AdaptiveWrites:            adaptive,
 		ReadHeaderTimeout:         cfg.ReadHeaderTimeout,
 		MaxConnections:            cfg.MaxConnections,
 		UnaryTimeout:              streams.UnaryTimeout,
