@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -442,3 +443,22 @@ const service = "api"
 
 // declared lists the api's settings.
 func declared() []setting { return settingsOf(reflect.ValueOf(config{})) }
+
+// TestSharedWithAggregator: the settings code is copied, not imported (the
+// services never import each other), so the copies must not drift apart.
+func TestSharedWithAggregator(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"config_settings.go", "config_readme_test.go", "config_manifests_test.go"} {
+		ours, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := os.ReadFile(filepath.Join("..", "aggregator", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ours, theirs) {
+			t.Errorf("services/api/%s and services/aggregator/%[1]s differ: change both alike", name)
+		}
+	}
+}
