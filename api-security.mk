@@ -8,11 +8,6 @@
 #   make overload-api     the overload test at full length (OVERLOAD_DURATION=30s)
 #                         against a real Kafka broker and Valkey started here;
 #                         strict latency bounds; figures in .run/overload-api/
-#   make overload-api-compare  the same, ADMISSION_MODE=fixed and =adaptive in
-#                         turn, OVERLOAD_ROUNDS times (every other round in
-#                         the reverse order: a broker gets faster as it warms
-#                         up), against one broker and Valkey (one window): one
-#                         RESULT line and JSON per run
 #   make test-api-security  the api's security and hostile-input tests alone
 #                         (in process, kfake; no service needed)
 
@@ -24,8 +19,6 @@ API_FUZZ := ./internal/server:FuzzRecordSaleJSON:40000x ./internal/server:FuzzRe
             ./internal/legacy:FuzzDecodeVenta:100000x ./internal/legacy:FuzzPriceCents:70000x
 OVERLOAD_DURATION ?= 30s
 OVERLOAD_DIR      := $(CURDIR)/.run/overload-api
-OVERLOAD_ROUNDS   ?= 2
-OVERLOAD_MODES    ?= fixed adaptive
 
 .PHONY: fuzz-api-short
 fuzz-api-short: ## Run each api fuzz target for its execution count (about 10s each).
@@ -54,29 +47,7 @@ overload-api: ## The api overload test at full length (OVERLOAD_DURATION=30s), s
 	echo "figures: $(OVERLOAD_DIR)/overload.json"; \
 	exit $$rc
 
-.PHONY: overload-api-compare
-overload-api-compare: ## The overload test at full length with each ADMISSION_MODE in turn, OVERLOAD_ROUNDS times, in one window.
-	@mkdir -p $(OVERLOAD_DIR) && rm -f $(OVERLOAD_DIR)/compare-*
-	@$(OVERLOAD_STACK); \
-	echo "overload-api-compare: OVERLOAD_DURATION=$(OVERLOAD_DURATION), modes $(OVERLOAD_MODES), $(OVERLOAD_ROUNDS) rounds, start $$(date -u +%H:%M:%S) UTC"; \
-	rc=0; \
-	for round in $$(seq $(OVERLOAD_ROUNDS)); do \
-	  modes="$(OVERLOAD_MODES)"; [ $$((round % 2)) -eq 0 ] && modes="$$(echo $$modes | tr ' ' '\n' | tac | tr '\n' ' ')"; \
-	  for mode in $$modes; do \
-	  log=$(OVERLOAD_DIR)/compare-$$round-$$mode.log; \
-	  echo "round $$round, ADMISSION_MODE=$$mode: load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $$log"; \
-	  OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/compare-$$round-$$mode.json \
-	    OVERLOAD_API_ENV="ADMISSION_MODE=$$mode $(OVERLOAD_API_ENV)" \
-	    $(OVERLOAD_TEST) > $$log 2>&1 || rc=$$?; \
-	  grep -E '^(--- |FAIL)|RESULT \|' $$log | sed 's/^ *overload_test.go:[0-9]*: //' || true; \
-	done; done; \
-	echo "end $$(date -u +%H:%M:%S) UTC; figures: $(OVERLOAD_DIR)/compare-*.json"; echo; \
-	echo '| scenario | load | faults injected | acknowledged | counted | lost | duplicated | notes |'; \
-	echo '|---|---|---|---|---|---|---|---|'; \
-	cat $(OVERLOAD_DIR)/compare-*.log | grep -o 'ROW | .*' | sed 's/^ROW //' || true; \
-	exit $$rc
-
 .PHONY: test-api-security
 test-api-security: ## The api's security and hostile-input tests (in process, no service needed).
 	cd services/api && go test -count=1 -race \
-	  -run 'Hostile|Load|Check|UnknownFields|SlowHeaders|Inflight|Admission|Adaptive|MaxConnections|MetricsCount|CapsBound|Auth|ReadAuth|LegacyOpen|CORS|Codec|Fits32|Kafka|Fuzz' ./...
+	  -run 'Hostile|Load|Check|UnknownFields|SlowHeaders|Inflight|Admission|MaxConnections|MetricsCount|CapsBound|Auth|ReadAuth|LegacyOpen|CORS|Codec|Fits32|Kafka|Fuzz' ./...
