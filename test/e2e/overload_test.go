@@ -672,8 +672,7 @@ func TestOverload(t *testing.T) {
 	warm := newPhase("warm-up", 0, 32, 2*time.Second)
 	o.closedLoop(warm)
 	// Closed loop with enough callers to keep the api busy, well within
-	// its write slots (MAX_INFLIGHT_WRITES, 1024), so none is shed: an
-	// adaptive limit does not shrink while it does not bind.
+	// its write slots (MAX_INFLIGHT_WRITES, 1024), so none is shed.
 	saturation := newPhase("saturation (closed loop, 384 callers)", 0, 384, max(d/2, 4*time.Second))
 	o.closedLoop(saturation)
 	saturation.summarize()
@@ -756,20 +755,19 @@ func TestOverload(t *testing.T) {
 
 	// The same as a row of docs/reliability.md's tables (waitForTruth has
 	// held the aggregates to the ground truth, exactly, before this).
-	mode := "ADMISSION_MODE default"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "ADMISSION_MODE="); ok {
-			mode = "ADMISSION_MODE=" + v
-		}
+	// The row names the settings OVERLOAD_API_ENV changed, if any.
+	settings := ""
+	if extra := strings.Fields(os.Getenv("OVERLOAD_API_ENV")); len(extra) > 0 {
+		settings = " (" + strings.Join(extra, " ") + ")"
 	}
 	var shed []string
 	for code, n := range triple.Rejected {
 		shed = append(shed, fmt.Sprintf("%d shed with %s", n, code))
 	}
 	slices.Sort(shed)
-	t.Logf("ROW | overload %g× (%s) | saturation %.0f calls/s (closed loop, 384 callers); 50 %%: %.0f calls/s for %v; %g×: %.0f calls/s offered for %v (%.0f/s written), open loop, ¾ gRPC and ¼ Connect JSON | none: the load itself | %d | %d | 0 | 0 | "+
+	t.Logf("ROW | overload %g×%s | saturation %.0f calls/s (closed loop, 384 callers); 50 %%: %.0f calls/s for %v; %g×: %.0f calls/s offered for %v (%.0f/s written), open loop, ¾ gRPC and ¼ Connect JSON | none: the load itself | %d | %d | 0 | 0 | "+
 		"accepted %.0f/s at %g× (%.0f %% of saturation), p99 %.0f ms vs %.0f ms at 50 %%; %s, p99 %.0f ms; %d hung; write limit mean %.0f, min %.0f; api peak RSS %.0f MiB (bound %d MiB) |",
-		factor, mode, rate, half.OfferedRate, half.Duration, factor, triple.OfferedRate, d, triple.SentRate, acked, acked,
+		factor, settings, rate, half.OfferedRate, half.Duration, factor, triple.OfferedRate, d, triple.SentRate, acked, acked,
 		triple.AcceptedRate, factor, 100*triple.AcceptedRate/rate, triple.AcceptedWrittenMS["p99"], half.AcceptedWrittenMS["p99"],
 		strings.Join(shed, ", "), triple.RejectedWrittenMS["p99"], triple.Hung, triple.LimitMean, triple.LimitMin, float64(hwm)/(1<<20), overloadRSSBound>>20)
 

@@ -47,7 +47,7 @@ var (
 //   - with authentication on, a call without an accepted bearer token is
 //     refused at once (unauthenticated), so it never costs a body read, a
 //     decode or a slot below;
-//   - at most limit.Limit() calls are served at once. A call beyond it is
+//   - at most limit calls are served at once. A call beyond it is
 //     answered resource_exhausted as soon as its headers are read: it is
 //     never queued, so under overload the calls admitted keep their latency
 //     and the others learn at once that they should back off;
@@ -59,11 +59,6 @@ var (
 //   - a body must arrive within bytes.bodyTimeout of admission, or the call
 //     fails with deadline_exceeded.
 //
-// The call limit is MaxInflightWrites (limit.Fixed), or an adaptive limit
-// below it (limit.Adaptive) that admission feeds with the latency of every
-// call it let in, so that under overload it admits only as many as are
-// answered near the target latency.
-//
 // The limits bound memory whatever the load: the Kafka buffer bounds what
 // admitted calls produce, and admission bounds the calls themselves and
 // their bodies. A compressed message may decompress to MaxRequestBytes,
@@ -74,7 +69,8 @@ var (
 // and the per-client share keeps one client's stalled or oversized bodies
 // from starving the others while they last.
 type admission struct {
-	limit limiter
+	// limit is MaxInflightWrites.
+	limit int64
 	bytes byteLimits
 	calls atomic.Int64
 	held  atomic.Int64
@@ -107,18 +103,7 @@ type byteLimits struct {
 	clients clients
 }
 
-// limiter decides how many write calls may be served at once: limit.Fixed
-// or *limit.Adaptive.
-type limiter interface {
-	// Limit is the most calls that may be served at once; one atomic load
-	// at most, since every call asks.
-	Limit() int64
-	// Observe learns that a call admitted with inflight calls served
-	// (itself included) ended at end, latency after it arrived.
-	Observe(end time.Time, latency time.Duration, inflight int64)
-}
-
-func newAdmission(calls limiter, bytes byteLimits, policy *authPolicy, errs *errorMapper, m *metrics.Metrics) *admission {
+func newAdmission(calls int64, bytes byteLimits, policy *authPolicy, errs *errorMapper, m *metrics.Metrics) *admission {
 	a := &admission{
 		limit: calls, bytes: bytes, clients: newShares(),
 		auth: policy, metrics: m, refusals: map[error]*refusal{},
@@ -138,8 +123,8 @@ func newAdmission(calls limiter, bytes byteLimits, policy *authPolicy, errs *err
 		rf.ce.Meta().Set(SaleRecordedKey, recordedNo)
 	}
 
-	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once: MAX_INFLIGHT_WRITES, or below it the adaptive limit (ADMISSION_MODE=adaptive).",
-		func() float64 { return float64(a.limit.Limit()) })
+	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once (MAX_INFLIGHT_WRITES).",
+		func() float64 { return float64(calls) })
 	m.Gauge("bf_api_inflight_request_bytes_client_limit", "The most request bytes one client's write calls in flight may hold (MAX_INFLIGHT_BYTES_PER_CLIENT).",
 		func() float64 { return float64(bytes.perClient) })
 	m.Gauge("bf_api_inflight_request_bytes_top_client", "The most request bytes any one client's write calls in flight hold.",
@@ -172,7 +157,7 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		protocol := httpProtocol(r)
-		body, inflight, err := a.admit(w, r, r.URL.Path, compressionOf(r))
+		body, err := a.admit(w, r, r.URL.Path, compressionOf(r))
 		if err != nil {
 			rf := a.refusals[err]
 			rf.writeRPC(w, r)
@@ -183,10 +168,8 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 		flag := new(atomic.Bool)
 		sw := &outcomeWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), observedKey{}, flag)))
-		code, end := sw.code(), time.Now()
-		a.observe(body, start, end, inflight, code)
 		if !flag.Load() {
-			a.metrics.Observe(r.URL.Path, string(protocol), code, end.Sub(start))
+			a.metrics.Observe(r.URL.Path, string(protocol), sw.code(), time.Since(start))
 		}
 	})
 }
@@ -195,33 +178,29 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 // course's JSON shape. Its metrics come from metrics.WrapHTTP around it.
 func (a *admission) restHandler(procedure string, reject func(http.ResponseWriter, *connect.Error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
 		// The course never compressed, and the handler refuses a body
 		// that claims to be: nothing here is decompressed.
-		body, inflight, err := a.admit(w, r, procedure, uncompressed)
+		body, err := a.admit(w, r, procedure, uncompressed)
 		if err != nil {
 			reject(w, a.refusals[err].ce)
 			return
 		}
 		defer a.release(body)
-		sw := &outcomeWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		a.observe(body, start, time.Now(), inflight, sw.code())
+		next.ServeHTTP(w, r)
 	})
 }
 
 // admit checks the token and takes a call slot, then replaces r.Body with
 // a metered one, read under the body deadline, that comp says how to watch
-// for compressed messages. It returns that body and the calls in flight
-// with this one. On success the caller must release the body.
-func (a *admission) admit(w http.ResponseWriter, r *http.Request, procedure string, comp compression) (*meteredBody, int64, error) {
+// for compressed messages, and returns that body. On success the caller
+// must release the body.
+func (a *admission) admit(w http.ResponseWriter, r *http.Request, procedure string, comp compression) (*meteredBody, error) {
 	if err := a.auth.check(procedure, r.Header.Get("Authorization")); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	inflight := a.calls.Add(1)
-	if inflight > a.limit.Limit() {
+	if a.calls.Add(1) > a.limit {
 		a.calls.Add(-1)
-		return nil, 0, errTooManyCalls
+		return nil, errTooManyCalls
 	}
 	rc := http.NewResponseController(w)
 	// The deadline binds the body only: once it has ended, Go's HTTP/1.1
@@ -236,7 +215,7 @@ func (a *admission) admit(w http.ResponseWriter, r *http.Request, procedure stri
 		share: a.clients.join(a.bytes.clients.key(r.RemoteAddr, r.Header)),
 	}
 	r.Body = body
-	return body, inflight, nil
+	return body, nil
 }
 
 // release gives back what admit took, once the handler has returned (or
@@ -246,22 +225,6 @@ func (a *admission) release(body *meteredBody) {
 	body.share.held.Add(-body.held)
 	a.clients.leave(body.share)
 	a.calls.Add(-1)
-}
-
-// observe tells the limiter how long an admitted call took, if that says
-// something about load: a success, or a failure that waited on Kafka
-// (unavailable, deadline_exceeded: a slow or absent broker held the slot
-// that long). A call refused for its content answers without doing the
-// work, and a body that never arrived measures its client, not the
-// server: their latency would only mislead the limiter.
-func (a *admission) observe(body *meteredBody, start, end time.Time, inflight int64, code string) {
-	if body.late {
-		return
-	}
-	switch code {
-	case "ok", "unavailable", "deadline_exceeded":
-		a.limit.Observe(end, end.Sub(start), inflight)
-	}
 }
 
 // take charges n bytes to the budget and to the client's share, or reports
@@ -299,8 +262,6 @@ type meteredBody struct {
 	env  envelopes
 	// allowed: the decompression allowance is charged.
 	allowed bool
-	// late: the body missed its deadline.
-	late bool
 	// failed is the error the body failed with, if it did: every later
 	// read answers it again rather than read on.
 	failed error
@@ -315,7 +276,6 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.ended = err == io.EOF
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		b.late = true
 		b.a.lateBodies.Add(1)
 		return 0, b.fail(errBodyLate)
 	}

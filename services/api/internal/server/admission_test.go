@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/services/api/internal/limit"
 	"blackfriday.local/services/api/internal/metrics"
 )
 
@@ -101,6 +99,9 @@ func TestInflightWriteLimit(t *testing.T) {
 		})
 	}
 	waitFor(t, "every slot taken", func() bool { return g.waiting() == slots })
+	if got := gauge(t, m, "bf_api_inflight_writes_limit"); got != slots {
+		t.Errorf("bf_api_inflight_writes_limit = %v, want %d (MAX_INFLIGHT_WRITES)", got, slots)
+	}
 
 	for _, path := range everyWritePath() {
 		t.Run(path.name, func(t *testing.T) {
@@ -322,85 +323,6 @@ func TestMetricsCountRefusedBodies(t *testing.T) {
 			if got[key] != n {
 				t.Errorf("bf_api_requests_total{%s, code=%s} = %v, want %v", key, code, got[key], n)
 			}
-		}
-	}
-}
-
-// scriptedLimit is a limiter whose limit the test sets, and which records
-// what admission tells it.
-type scriptedLimit struct {
-	limit    atomic.Int64
-	mu       sync.Mutex
-	observed []int64 // inflight of each observed call
-}
-
-func (s *scriptedLimit) Limit() int64 { return s.limit.Load() }
-
-func (s *scriptedLimit) Observe(_ time.Time, latency time.Duration, inflight int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if latency < 0 {
-		panic("negative latency")
-	}
-	s.observed = append(s.observed, inflight)
-}
-
-// TestAdmissionFollowsLimiter: admission asks the limiter at every call, so
-// a limit that moves (the adaptive one) sheds at its current value; and it
-// tells the limiter of every call served, over every protocol, but not of
-// calls refused for their content, whose latency says nothing about load.
-func TestAdmissionFollowsLimiter(t *testing.T) {
-	t.Parallel()
-	g := newGate()
-	m := metrics.New()
-	h := newHarness(t, options{recorder: g, metrics: m, analytics: fakeAnalytics{}, server: Config{MaxInflightWrites: 64, AdaptiveWrites: &limit.Config{Min: 1, Target: time.Second}}})
-	t.Cleanup(g.release)
-	if got := gauge(t, m, "bf_api_inflight_writes_limit"); got != 64 {
-		t.Errorf("bf_api_inflight_writes_limit with an adaptive limit at start = %v, want 64 (MAX_INFLIGHT_WRITES)", got)
-	}
-	lim := &scriptedLimit{}
-	lim.limit.Store(1)
-	h.srv.adm.limit = lim // before any call
-
-	held := salesv1connect.NewSalesServiceClient(httpClient(t, false, true), h.url, connect.WithGRPC())
-	done := make(chan error, 1)
-	go func() {
-		_, err := held.RecordSale(context.Background(), &salesv1.RecordSaleRequest{Sale: validSale()})
-		done <- err
-	}()
-	waitFor(t, "the one slot taken", func() bool { return g.waiting() == 1 })
-	for _, path := range everyWritePath() {
-		if code, _, err := path.call(t, h, ""); code != connect.CodeResourceExhausted {
-			t.Errorf("%s at a limit of 1 with 1 call in flight = %v, want resource_exhausted", path.name, err)
-		}
-	}
-	if got := gauge(t, m, "bf_api_inflight_writes_limit"); got != 1 {
-		t.Errorf("bf_api_inflight_writes_limit = %v, want 1 (the limiter's)", got)
-	}
-	lim.limit.Store(2) // the limit grows: one more call fits
-	g.release()
-	if err := <-done; err != nil {
-		t.Fatalf("RecordSale() holding the slot = %v, want OK", err)
-	}
-	for _, path := range everyWritePath() {
-		if code, _, err := path.call(t, h, ""); code != 0 {
-			t.Errorf("%s at a limit of 2 = %v, want OK", path.name, err)
-		}
-	}
-	// A call refused for its content is not observed.
-	bad := validSale()
-	bad.Quantity = 0
-	if _, err := held.RecordSale(context.Background(), &salesv1.RecordSaleRequest{Sale: bad}); connect.CodeOf(err) != connect.CodeInvalidArgument {
-		t.Fatalf("RecordSale(quantity 0) = %v, want invalid_argument", err)
-	}
-	lim.mu.Lock()
-	defer lim.mu.Unlock()
-	if want := 1 + len(everyWritePath()); len(lim.observed) != want {
-		t.Errorf("calls observed by the limiter = %d, want %d (the held one and one per write path, not the shed or invalid ones)", len(lim.observed), want)
-	}
-	for _, n := range lim.observed {
-		if n < 1 || n > 2 {
-			t.Errorf("inflight told to the limiter = %d, want 1 or 2", n)
 		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"blackfriday.local/services/api/internal/limit"
 	"blackfriday.local/services/api/internal/metrics"
 )
 
@@ -123,7 +122,7 @@ func TestMeteredBodyAllowance(t *testing.T) {
 				total--
 			}
 			m := metrics.New()
-			a := newAdmission(limit.Fixed(1), byteLimits{total: total, perClient: total, request: allowance, bodyTimeout: time.Second},
+			a := newAdmission(1, byteLimits{total: total, perClient: total, request: allowance, bodyTimeout: time.Second},
 				&authPolicy{}, newErrorMapper(time.Second, testLogger()), m)
 			body := &meteredBody{
 				ReadCloser: io.NopCloser(iotest.OneByteReader(bytes.NewReader(tt.body))),

@@ -25,7 +25,6 @@ import (
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/legacy"
-	"blackfriday.local/services/api/internal/limit"
 	"blackfriday.local/services/api/internal/metrics"
 )
 
@@ -52,10 +51,6 @@ type Config struct {
 	// MaxInflightWrites bounds the write calls served at once; beyond it
 	// calls are answered resource_exhausted at once (1024 when zero).
 	MaxInflightWrites int
-	// AdaptiveWrites, when set, makes the write-call limit adaptive
-	// (limit.Adaptive) between its Min and MaxInflightWrites, which fills
-	// its Max; nil keeps the limit at MaxInflightWrites.
-	AdaptiveWrites *limit.Config
 	// MaxInflightBytes bounds the request bytes that the write calls in
 	// flight read and hold (64 MiB when zero).
 	MaxInflightBytes int64
@@ -201,15 +196,8 @@ func New(cfg Config, deps Deps) *Server {
 			validate.NewInterceptor(validate.WithValidator(deps.Validator)),
 		),
 	)
-	maxWrites := int64(orDefault(cfg.MaxInflightWrites, defaultMaxInflightWrites))
-	var writes limiter = limit.Fixed(maxWrites)
-	if cfg.AdaptiveWrites != nil {
-		lc := *cfg.AdaptiveWrites
-		lc.Max = maxWrites
-		writes = limit.NewAdaptive(lc)
-	}
 	totalBytes := orDefault(cfg.MaxInflightBytes, defaultMaxInflightBytes)
-	adm := newAdmission(writes, byteLimits{
+	adm := newAdmission(int64(orDefault(cfg.MaxInflightWrites, defaultMaxInflightWrites)), byteLimits{
 		total:       totalBytes,
 		perClient:   orDefault(cfg.MaxInflightBytesPerClient, min(max(totalBytes/4, 2*cfg.MaxRequestBytes), totalBytes)),
 		request:     cfg.MaxRequestBytes,

@@ -160,9 +160,8 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 		names = append(names, string(n))
 	}
 	maxBuffered := max(10000, 2*cfg.Concurrency*cfg.Batch)
-	// The api turns away write calls beyond MAX_INFLIGHT_WRITES, and below
-	// it beyond an adaptive limit that follows latency; the comparison's
-	// load is bounded, and must not be: a fixed limit above it.
+	// The api turns away write calls beyond MAX_INFLIGHT_WRITES; the
+	// comparison's load is bounded, and must not be: a limit above it.
 	maxInflight := cfg.Concurrency
 	for _, c := range append([]int{cfg.OpenMaxInFlight}, cfg.Sweep...) {
 		maxInflight = max(maxInflight, c)
@@ -199,7 +198,6 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 		"VALKEY_KEY_PREFIX=cmp:" + id + ":",
 		"MAX_BUFFERED_RECORDS=" + strconv.Itoa(maxBuffered),
 		"MAX_INFLIGHT_WRITES=" + strconv.Itoa(maxInflight),
-		"ADMISSION_MODE=fixed",
 		"LOG_LEVEL=warn",
 		"METRICS_ADDR=off",
 	}

@@ -132,7 +132,7 @@ func Markdown(r *Results, s *Summary) string {
 		}
 		p("| other load | processes other than the load generator, the api and the broker used %s cores during the measured windows (median [min–max] over the runs kept): the machine is shared, and this is how much%s |\n", fmtStat(o), retry)
 	}
-	p("| runs | %s warm-up + %s measured per run (after %s of load to warm the broker's JVM); closed loop %d callers for every protocol; open loop %s calls/s for every unary protocol (%s), at most %d in flight; batch %d sales; %d partitions; MAX_BUFFERED_RECORDS=%d, MAX_INFLIGHT_WRITES=%d with ADMISSION_MODE=fixed (so the api admits the whole bounded load); seed %d; %.0f s in all |\n\n",
+	p("| runs | %s warm-up + %s measured per run (after %s of load to warm the broker's JVM); closed loop %d callers for every protocol; open loop %s calls/s for every unary protocol (%s), at most %d in flight; batch %d sales; %d partitions; MAX_BUFFERED_RECORDS=%d, MAX_INFLIGHT_WRITES=%d (so the api admits the whole bounded load); seed %d; %.0f s in all |\n\n",
 		secs(st.WarmupS), secs(st.DurationS), secs(st.BrokerWarmupS), st.Concurrency, fmtNum(st.OpenRate), st.OpenRateRule, st.OpenMaxInFlight, st.Batch, st.Partitions, st.MaxBufferedRecords, st.MaxInflightWrites, st.Seed, m.ElapsedS)
 	for _, n := range m.Notes {
 		p("> %s\n\n", n)
