@@ -4,8 +4,10 @@ go 1.26.0
 
 require (
 	blackfriday.local/gen v0.0.0
+	github.com/caarlos0/env/v11 v11.4.2
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	go.yaml.in/yaml/v3 v3.0.5
 )
 
 require (
