@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"reflect"
 	"strings"
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/settings"
 )
 
 // about introduces the settings in -h.
@@ -21,15 +21,15 @@ const about = "aggregator consumes blackfriday's sales from Kafka and folds them
 //go:generate go test -run=TestREADMESettings . -args -update
 
 // config is the aggregator's configuration, read once from the environment.
-// Each field with an env tag declares a setting (config_settings.go says
+// Each field with an env tag declares a setting (package settings says
 // how): -h, the start-up log and the README's table are all made from the
 // tags.
 type config struct {
-	Brokers         list   `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
-	Topic           string `env:"KAFKA_TOPIC" envDefault:"sales" help:"the sales topic"`
-	DLQTopic        string `env:"KAFKA_DLQ_TOPIC" envDefault:"sales.dlq" help:"where undecodable or invalid records go (not 'KAFKA_TOPIC')"`
-	Group           string `env:"KAFKA_GROUP" envDefault:"blackfriday-aggregator" help:"consumer group"`
-	TopicPartitions int32  `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6" help:"partitions when the aggregator creates a missing topic (1 to 10000)"`
+	Brokers         settings.List `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
+	Topic           string        `env:"KAFKA_TOPIC" envDefault:"sales" help:"the sales topic"`
+	DLQTopic        string        `env:"KAFKA_DLQ_TOPIC" envDefault:"sales.dlq" help:"where undecodable or invalid records go (not 'KAFKA_TOPIC')"`
+	Group           string        `env:"KAFKA_GROUP" envDefault:"blackfriday-aggregator" help:"consumer group"`
+	TopicPartitions int32         `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6" help:"partitions when the aggregator creates a missing topic (1 to 10000)"`
 	// InstanceID, when set, makes the aggregator a static group member
 	// (for example a StatefulSet pod name).
 	InstanceID     string        `env:"KAFKA_INSTANCE_ID" help:"static group membership: a restarted member with the same id takes its partitions back without a rebalance"`
@@ -54,7 +54,7 @@ type config struct {
 	HTTPAddr string     `env:"HTTP_ADDR" envDefault:":8081" help:"'/healthz', '/readyz' and Prometheus '/metrics'; set but empty disables them"`
 	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"'debug', 'info', 'warn' or 'error'"`
 
-	KafkaSettings kafkaSettings
+	KafkaSettings settings.Kafka
 	// Kafka is KafkaSettings checked, read exactly as the api reads it.
 	Kafka kafkasecurity.Config `env:"-"`
 }
@@ -64,8 +64,7 @@ type config struct {
 // ones, every one at once.
 func loadConfig(lookup func(string) (string, bool)) (config, error) {
 	var c config
-	given, err := parse(&c, lookup)
-	if err != nil {
+	if _, err := settings.Parse(&c, lookup); err != nil {
 		return config{}, fmt.Errorf("configuration: %w", err)
 	}
 	// Unlike the others, an HTTP_ADDR that is set but empty means "off".
@@ -73,7 +72,7 @@ func loadConfig(lookup func(string) (string, bool)) (config, error) {
 		c.HTTPAddr = ""
 	}
 	var kafkaErrs []error
-	c.Kafka, kafkaErrs = loadKafka(given)
+	c.Kafka, kafkaErrs = c.KafkaSettings.Load()
 	if err := errors.Join(append(kafkaErrs, c.check())...); err != nil {
 		return config{}, fmt.Errorf("configuration: %w", err)
 	}
@@ -112,9 +111,9 @@ func within[T int | int32 | time.Duration](name string, v, lo, hi T) error {
 }
 
 // LogValue renders the configuration for the start-up log, secrets masked.
-func (c config) LogValue() slog.Value { return logValue(reflect.ValueOf(c)) }
+func (c config) LogValue() slog.Value { return settings.LogValue(c) }
 
 // parseArgs reads the command line: -h lists the settings.
 func parseArgs(args []string, stdout io.Writer) (exit bool, err error) {
-	return handleArgs("aggregator", about, settingsOf(reflect.ValueOf(config{})), args, stdout)
+	return settings.Args("aggregator", about, settings.Of(config{}), args, stdout)
 }

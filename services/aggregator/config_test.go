@@ -2,27 +2,25 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/settings"
+	"blackfriday.local/contract/settings/settingstest"
 )
-
-// service names the aggregator in the tests shared with the api.
-const service = "aggregator"
-
-// declared lists the aggregator's settings.
-func declared() []setting { return settingsOf(reflect.ValueOf(config{})) }
 
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	defaults := config{
-		Brokers:           list{"127.0.0.1:9092"},
+		Brokers:           settings.List{"127.0.0.1:9092"},
 		Topic:             "sales",
 		DLQTopic:          "sales.dlq",
 		Group:             "blackfriday-aggregator",
@@ -37,7 +35,7 @@ func TestLoadConfig(t *testing.T) {
 		DedupWindow:       10 * time.Minute,
 		ReconcileInterval: 30 * time.Second,
 		LogResetUnready:   5 * time.Minute,
-		KafkaSettings:     kafkaSettings{TLS: "false"},
+		KafkaSettings:     settings.Kafka{TLS: "false"},
 	}
 	tests := []struct {
 		name    string
@@ -61,12 +59,12 @@ func TestLoadConfig(t *testing.T) {
 			},
 			want: func(c config) config {
 				return config{
-					Brokers: list{"k1:9092", "k2:9092"}, Topic: "s", DLQTopic: "s.dead", Group: "g",
+					Brokers: settings.List{"k1:9092", "k2:9092"}, Topic: "s", DLQTopic: "s.dead", Group: "g",
 					TopicPartitions: 12, ValkeyAddr: "v:6379", ValkeyUsername: "agg", ValkeyPassword: "secret",
 					KeyPrefix: "x:", PollMaxRecords: 500, RateTTL: 2 * time.Hour, HTTPAddr: "127.0.0.1:9000",
 					LogLevel: slog.LevelDebug, InstanceID: "aggregator-0", SessionTimeout: 30 * time.Second,
 					DedupWindow: time.Hour, ReconcileInterval: 5 * time.Second, LogResetUnready: 90 * time.Second,
-					KafkaSettings: kafkaSettings{
+					KafkaSettings: settings.Kafka{
 						SASLMechanism: "scram-sha-512", SASLUsername: "aggregator", SASLPassword: " pass word ",
 						TLS: "true", TLSCAFile: "/ca.crt", TLSCertFile: "/user.crt", TLSKeyFile: "/user.key", TLSServerName: "kafka",
 					},
@@ -106,7 +104,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "SCRAM-SHA-256 without TLS",
 			env:  map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"},
 			want: func(c config) config {
-				c.KafkaSettings = kafkaSettings{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p", TLS: "false"}
+				c.KafkaSettings = settings.Kafka{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p", TLS: "false"}
 				c.Kafka = kafkasecurity.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "u", SASLPassword: "p"}
 				return c
 			},
@@ -160,16 +158,6 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-// TestLoadConfigReadsOnlyLookup: the library would read the process's
-// environment if not given one. Not parallel: it sets that environment.
-func TestLoadConfigReadsOnlyLookup(t *testing.T) {
-	t.Setenv("KAFKA_TOPIC", "from-the-process")
-	c, err := loadConfig(func(string) (string, bool) { return "", false })
-	if err != nil || c.Topic != "sales" {
-		t.Errorf("loadConfig(nothing) with KAFKA_TOPIC set in the process = topic %q, %v; want sales", c.Topic, err)
-	}
-}
-
 func TestConfigLogMasksPasswords(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -197,77 +185,18 @@ func TestConfigLogMasksPasswords(t *testing.T) {
 			var buf bytes.Buffer
 			slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
 			log := buf.String()
-			for _, s := range declared() {
-				if s.secret && tt.env[s.name] != "" && strings.Contains(log, tt.env[s.name]) {
-					t.Errorf("config log = %s, want %s masked", log, s.name)
+			for _, s := range settings.Of(c) {
+				if s.Secret && tt.env[s.Name] != "" && strings.Contains(log, tt.env[s.Name]) {
+					t.Errorf("config log = %s, want %s masked", log, s.Name)
 				}
-				if !strings.Contains(log, `"`+s.name+`":`) {
-					t.Errorf("config log = %s, want it to hold %s", log, s.name)
+				if !strings.Contains(log, `"`+s.Name+`":`) {
+					t.Errorf("config log = %s, want it to hold %s", log, s.Name)
 				}
 			}
 			for _, want := range tt.want {
 				if !strings.Contains(log, want) {
 					t.Errorf("config log = %s, want it to contain %s", log, want)
 				}
-			}
-		})
-	}
-}
-
-// TestSettingsDeclared checks the declarations themselves: every setting
-// explained, named once, and every Go field once (the library's errors name
-// fields).
-func TestSettingsDeclared(t *testing.T) {
-	t.Parallel()
-	names, fields := map[string]bool{}, map[string]bool{}
-	for _, s := range declared() {
-		if s.help == "" || strings.Contains(s.help+s.defText, "|") {
-			t.Errorf("%s: help %q, want some, without |", s.name, s.help)
-		}
-		if s.def != "" && s.defText != "" {
-			t.Errorf("%s has both envDefault and defaultText", s.name)
-		}
-		if names[s.name] || fields[s.field] {
-			t.Errorf("%s (field %s) is declared twice", s.name, s.field)
-		}
-		names[s.name], fields[s.field] = true, true
-	}
-	// kafkasecurity.Load reads what parse was given: every variable it
-	// reads must be declared, or it would never see a value.
-	str := func(name, def string) string {
-		if !names[name] {
-			t.Errorf("kafkasecurity.Load reads %s, which config does not declare", name)
-		}
-		return def
-	}
-	kafkasecurity.Load(str, func(name string) (string, bool) { return str(name, ""), false })
-}
-
-func TestParseArgs(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		args     []string
-		exit     bool
-		wantErr  string
-		wantHelp bool
-	}{
-		{args: nil},
-		{args: []string{"-h"}, exit: true, wantHelp: true},
-		{args: []string{"-help"}, exit: true, wantHelp: true},
-		{args: []string{"--help"}, exit: true, wantHelp: true},
-		{args: []string{"-topic", "x"}, exit: true, wantErr: "flag provided but not defined: -topic"},
-		{args: []string{"run"}, exit: true, wantErr: `unexpected arguments ["run"]`},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			t.Parallel()
-			var out bytes.Buffer
-			exit, err := parseArgs(tt.args, &out)
-			if exit != tt.exit || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("parseArgs(%q) = %v, %v; want %v, an error holding %q", tt.args, exit, err, tt.exit, tt.wantErr)
-			}
-			if got := out.Len() > 0; got != tt.wantHelp {
-				t.Errorf("parseArgs(%q) wrote %q, want help %v", tt.args, out.String(), tt.wantHelp)
 			}
 		})
 	}
@@ -294,9 +223,9 @@ func TestHelp(t *testing.T) {
 	if want := "See valkey-keys.md (docs/valkey-keys.md)"; !strings.Contains(strings.Join(strings.Fields(help), " "), want) {
 		t.Errorf("aggregator -h = %s\nwant it to hold %q", help, want)
 	}
-	for _, s := range declared() {
-		if !strings.Contains(help, "\n  "+s.name+" ") && !strings.Contains(help, "\n  "+s.name+"\n") {
-			t.Errorf("aggregator -h does not list %s", s.name)
+	for _, s := range settings.Of(config{}) {
+		if !strings.Contains(help, "\n  "+s.Name+" ") && !strings.Contains(help, "\n  "+s.Name+"\n") {
+			t.Errorf("aggregator -h does not list %s", s.Name)
 		}
 	}
 	for _, line := range strings.Split(help, "\n") {
@@ -323,4 +252,24 @@ func TestHelpExitsZero(t *testing.T) {
 	} else if !bytes.HasPrefix(out, []byte("Usage: aggregator [-h]\n")) || !bytes.Contains(out, []byte("LOG_RESET_UNREADY")) {
 		t.Errorf("aggregator -h printed %s, want the settings", out)
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite the settings table in the repository's README.md")
+
+// TestREADMESettings checks README.md's table of the aggregator's settings;
+// with -update (go generate) it rewrites the table instead.
+func TestREADMESettings(t *testing.T) {
+	settingstest.CheckREADME(t, filepath.Join("..", "..", "README.md"), "aggregator", settings.Of(config{}), *update)
+}
+
+// TestManifestsSetOnlySettings: the aggregator cannot refuse unknown
+// variables, so a misspelt one in the manifests is caught here.
+func TestManifestsSetOnlySettings(t *testing.T) {
+	t.Parallel()
+	settingstest.CheckManifests(t, filepath.Join("..", "..", "kustomize"), "aggregator", settings.Of(config{}))
+}
+
+func TestSettingsDeclared(t *testing.T) {
+	t.Parallel()
+	settingstest.CheckDeclared(t, settings.Of(config{}))
 }

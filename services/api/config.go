@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/settings"
 	"blackfriday.local/services/api/internal/ingest"
 )
 
@@ -25,7 +25,7 @@ const about = "api is blackfriday's sales API: gRPC, gRPC-Web, Connect and the c
 //go:generate go test -run=TestREADMESettings . -args -update
 
 // config is the api's configuration, read once from the environment. Each
-// field with an env tag declares a setting (config_settings.go says how):
+// field with an env tag declares a setting (package settings says how):
 // -h, the start-up log and the README's table are all made from the tags.
 type config struct {
 	Port              int           `env:"PORT" envDefault:"8080" help:"the one port for every protocol"`
@@ -34,7 +34,7 @@ type config struct {
 	MaxRequestBytes   byteSize      `env:"MAX_REQUEST_BYTES" envDefault:"1048576" help:"one request, on the wire and decompressed; in bytes, or with a 'KiB', 'MiB' or 'GiB' suffix"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"time to drain calls and flush the producer on SIGTERM"`
 
-	KafkaBrokers         list          `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
+	KafkaBrokers         settings.List `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
 	KafkaTopic           string        `env:"KAFKA_TOPIC" envDefault:"sales" help:"the sales topic"`
 	KafkaTopicPartitions int32         `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6" help:"partitions when the api creates a missing topic at start (best effort)"`
 	KafkaLinger          time.Duration `env:"KAFKA_LINGER" envDefault:"1ms" help:"producer linger: adds up to this to each call's latency, and gives the broker fuller batches (about half its CPU per sale under load); '0' sends at once, and batches then form only behind the request in flight"`
@@ -76,7 +76,7 @@ type config struct {
 	Pprof       bool       `env:"PPROF" envDefault:"false" help:"also serve Go's profiles ('/debug/pprof/') on 'METRICS_ADDR', never on the public port"`
 	LogLevel    slog.Level `env:"LOG_LEVEL" envDefault:"info" help:"'debug', 'info', 'warn' or 'error'"`
 
-	KafkaSettings kafkaSettings
+	KafkaSettings settings.Kafka
 	// Kafka is KafkaSettings checked, read exactly as the aggregator reads
 	// it.
 	Kafka kafkasecurity.Config `env:"-"`
@@ -102,11 +102,12 @@ type streamConfig struct {
 // unset variables and rejecting malformed ones, every one at once.
 func loadConfig(getenv func(string) string) (config, error) {
 	var cfg config
-	given, err := parse(&cfg, func(name string) (string, bool) { v := getenv(name); return v, v != "" })
+	given, err := settings.Parse(&cfg, func(name string) (string, bool) { v := getenv(name); return v, v != "" })
 	if err != nil {
 		return cfg, err
 	}
-	// The defaults that follow from other settings. A client's share is a
+	// The defaults that follow from other settings, for the variables not
+	// given: a given 0 is out of range, not unset. A client's share is a
 	// quarter of the budget, with room for the largest compressed request.
 	if _, ok := given["MAX_INFLIGHT_BYTES_PER_CLIENT"]; !ok {
 		cfg.MaxInflightBytesPerClient = min(max(cfg.MaxInflightBytes/4, 2*cfg.MaxRequestBytes), cfg.MaxInflightBytes)
@@ -118,7 +119,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		cfg.MetricsAddr = ""
 	}
 	var kafkaErrs []error
-	cfg.Kafka, kafkaErrs = loadKafka(given)
+	cfg.Kafka, kafkaErrs = cfg.KafkaSettings.Load()
 	return cfg, errors.Join(append(kafkaErrs, cfg.check(), cfg.Streams.check())...)
 }
 
@@ -206,11 +207,11 @@ func (c streamConfig) check() error {
 }
 
 // LogValue logs the configuration with the secrets masked.
-func (c config) LogValue() slog.Value { return logValue(reflect.ValueOf(c)) }
+func (c config) LogValue() slog.Value { return settings.LogValue(c) }
 
 // parseArgs reads the command line: -h lists the settings.
 func parseArgs(args []string, stdout io.Writer) (exit bool, err error) {
-	return handleArgs("api", about, settingsOf(reflect.ValueOf(config{})), args, stdout)
+	return settings.Args("api", about, settings.Of(config{}), args, stdout)
 }
 
 // retired lists the settings the api no longer reads that getenv still
@@ -259,7 +260,7 @@ func (o *origins) UnmarshalText(b []byte) error {
 	if strings.EqualFold(strings.TrimSpace(string(b)), "off") {
 		return nil
 	}
-	var all list
+	var all settings.List
 	_ = all.UnmarshalText(b)
 	if len(all) == 0 {
 		return errors.New(`want origins, "*" or "off"`)
@@ -283,7 +284,7 @@ type prefixes []netip.Prefix
 
 func (p *prefixes) UnmarshalText(b []byte) error {
 	*p = nil
-	var all list
+	var all settings.List
 	_ = all.UnmarshalText(b)
 	var errs []error
 	for _, v := range all {

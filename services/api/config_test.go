@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/settings"
+	"blackfriday.local/contract/settings/settingstest"
 )
 
 // defaults is the configuration of an empty environment.
@@ -24,7 +27,7 @@ func defaults() config {
 		MaxConnections:       1024,
 		MaxRequestBytes:      1 << 20,
 		ShutdownTimeout:      10 * time.Second,
-		KafkaBrokers:         list{"127.0.0.1:9092"},
+		KafkaBrokers:         settings.List{"127.0.0.1:9092"},
 		KafkaTopic:           "sales",
 		KafkaTopicPartitions: 6,
 		KafkaLinger:          time.Millisecond,
@@ -52,7 +55,7 @@ func defaults() config {
 		},
 		MetricsAddr:   ":9090",
 		LogLevel:      slog.LevelInfo,
-		KafkaSettings: kafkaSettings{TLS: "false"},
+		KafkaSettings: settings.Kafka{TLS: "false"},
 	}
 }
 
@@ -82,13 +85,13 @@ func TestLoadConfig(t *testing.T) {
 			"MAX_INFLIGHT_BYTES_PER_CLIENT": "3MiB", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,fd00::/8,10.1.2.3/16",
 		}, func(c *config) {
 			*c = config{
-				Port: 9000, KafkaBrokers: list{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
+				Port: 9000, KafkaBrokers: settings.List{"k1:9092", "k2:9092"}, KafkaTopic: "s2", KafkaTopicPartitions: 12,
 				KafkaLinger: 5 * time.Millisecond, KafkaCompression: "lz4", ValkeyAddr: "v:6379", ValkeyUsername: "api", ValkeyPassword: "secret",
 				ValkeyKeyPrefix: "x:", ValkeyTimeout: time.Second, ProduceTimeout: 2 * time.Second, MaxBufferedRecords: 5,
 				MaxRequestBytes: 1 << 20, ShutdownTimeout: 30 * time.Second,
 				CORSAllowedOrigins: origins{"https://a.example", "https://b.example"}, LogLevel: slog.LevelDebug,
 				MetricsAddr: "127.0.0.1:9191", Pprof: true, SalesSink: "discard",
-				KafkaSettings: kafkaSettings{SASLMechanism: "scram-sha-512", SASLUsername: "api", SASLPassword: " pass word ",
+				KafkaSettings: settings.Kafka{SASLMechanism: "scram-sha-512", SASLUsername: "api", SASLPassword: " pass word ",
 					TLS: "true", TLSCAFile: "/ca.crt", TLSServerName: "kafka.example"},
 				Kafka: kafkasecurity.Config{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "api", SASLPassword: " pass word ",
 					TLS: true, TLSCAFile: "/ca.crt", TLSServerName: "kafka.example"},
@@ -197,15 +200,6 @@ func TestLoadConfigReportsEveryMistake(t *testing.T) {
 	}
 }
 
-// TestLoadConfigReadsOnlyGetenv: the library would read the process's
-// environment if not given one. Not parallel: it sets that environment.
-func TestLoadConfigReadsOnlyGetenv(t *testing.T) {
-	t.Setenv("PORT", "9999")
-	if cfg, err := loadConfig(getenv(nil)); err != nil || cfg.Port != 8080 {
-		t.Errorf("loadConfig(nothing) with PORT=9999 in the process = port %d, %v; want 8080", cfg.Port, err)
-	}
-}
-
 func TestLoadConfigCORSOrigins(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -304,77 +298,18 @@ func TestConfigLogMasksSecrets(t *testing.T) {
 			}
 			var b strings.Builder
 			slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", cfg)
-			for _, s := range settingsOf(reflect.ValueOf(cfg)) {
-				if s.secret && tt.env[s.name] != "" && strings.Contains(b.String(), tt.env[s.name]) {
-					t.Errorf("logged config = %s, want %s masked", b.String(), s.name)
+			for _, s := range settings.Of(cfg) {
+				if s.Secret && tt.env[s.Name] != "" && strings.Contains(b.String(), tt.env[s.Name]) {
+					t.Errorf("logged config = %s, want %s masked", b.String(), s.Name)
 				}
-				if !strings.Contains(b.String(), `"`+s.name+`":`) {
-					t.Errorf("logged config = %s, want it to hold %s", b.String(), s.name)
+				if !strings.Contains(b.String(), `"`+s.Name+`":`) {
+					t.Errorf("logged config = %s, want it to hold %s", b.String(), s.Name)
 				}
 			}
 			for _, want := range tt.want {
 				if !strings.Contains(b.String(), want) {
 					t.Errorf("logged config = %s, want it to hold %s", b.String(), want)
 				}
-			}
-		})
-	}
-}
-
-// TestSettingsDeclared checks the declarations themselves: every setting
-// explained, named once, and every Go field once (the library's errors name
-// fields).
-func TestSettingsDeclared(t *testing.T) {
-	t.Parallel()
-	names, fields := map[string]bool{}, map[string]bool{}
-	for _, s := range settingsOf(reflect.ValueOf(config{})) {
-		if s.help == "" || strings.Contains(s.help+s.defText, "|") {
-			t.Errorf("%s: help %q, want some, without |", s.name, s.help)
-		}
-		if s.def != "" && s.defText != "" {
-			t.Errorf("%s has both envDefault and defaultText", s.name)
-		}
-		if names[s.name] || fields[s.field] {
-			t.Errorf("%s (field %s) is declared twice", s.name, s.field)
-		}
-		names[s.name], fields[s.field] = true, true
-	}
-	// kafkasecurity.Load reads what parse was given: every variable it
-	// reads must be declared, or it would never see a value.
-	str := func(name, def string) string {
-		if !names[name] {
-			t.Errorf("kafkasecurity.Load reads %s, which config does not declare", name)
-		}
-		return def
-	}
-	kafkasecurity.Load(str, func(name string) (string, bool) { return str(name, ""), false })
-}
-
-func TestParseArgs(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		args     []string
-		exit     bool
-		wantErr  string
-		wantHelp bool
-	}{
-		{args: nil},
-		{args: []string{"-h"}, exit: true, wantHelp: true},
-		{args: []string{"-help"}, exit: true, wantHelp: true},
-		{args: []string{"--help"}, exit: true, wantHelp: true},
-		{args: []string{"-port=1"}, exit: true, wantErr: "flag provided but not defined: -port"},
-		{args: []string{"serve"}, exit: true, wantErr: `unexpected arguments ["serve"]`},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			t.Parallel()
-			var out bytes.Buffer
-			exit, err := parseArgs(tt.args, &out)
-			if exit != tt.exit || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("parseArgs(%q) = %v, %v; want %v, an error holding %q", tt.args, exit, err, tt.exit, tt.wantErr)
-			}
-			if got := out.Len() > 0; got != tt.wantHelp {
-				t.Errorf("parseArgs(%q) wrote %q, want help %v", tt.args, out.String(), tt.wantHelp)
 			}
 		})
 	}
@@ -402,9 +337,9 @@ func TestHelp(t *testing.T) {
 	if want := "See who is a client (docs/security.md#clients)"; !strings.Contains(strings.Join(strings.Fields(help), " "), want) {
 		t.Errorf("api -h = %s\nwant it to hold %q", help, want)
 	}
-	for _, s := range settingsOf(reflect.ValueOf(config{})) {
-		if !strings.Contains(help, "\n  "+s.name+" ") && !strings.Contains(help, "\n  "+s.name+"\n") {
-			t.Errorf("api -h does not list %s", s.name)
+	for _, s := range settings.Of(config{}) {
+		if !strings.Contains(help, "\n  "+s.Name+" ") && !strings.Contains(help, "\n  "+s.Name+"\n") {
+			t.Errorf("api -h does not list %s", s.Name)
 		}
 	}
 	for _, line := range strings.Split(help, "\n") {
@@ -438,27 +373,22 @@ func TestHelpExitsZero(t *testing.T) {
 	}
 }
 
-// service names the api in the tests shared with the aggregator.
-const service = "api"
+var update = flag.Bool("update", false, "rewrite the settings table in the repository's README.md")
 
-// declared lists the api's settings.
-func declared() []setting { return settingsOf(reflect.ValueOf(config{})) }
+// TestREADMESettings checks README.md's table of the api's settings; with
+// -update (go generate) it rewrites the table instead.
+func TestREADMESettings(t *testing.T) {
+	settingstest.CheckREADME(t, filepath.Join("..", "..", "README.md"), "api", settings.Of(config{}), *update)
+}
 
-// TestSharedWithAggregator: the settings code is copied, not imported (the
-// services never import each other), so the copies must not drift apart.
-func TestSharedWithAggregator(t *testing.T) {
+// TestManifestsSetOnlySettings: the api cannot refuse unknown variables,
+// so a misspelt one in the manifests is caught here.
+func TestManifestsSetOnlySettings(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"config_settings.go", "config_readme_test.go", "config_manifests_test.go"} {
-		ours, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		theirs, err := os.ReadFile(filepath.Join("..", "aggregator", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(ours, theirs) {
-			t.Errorf("services/api/%s and services/aggregator/%[1]s differ: change both alike", name)
-		}
-	}
+	settingstest.CheckManifests(t, filepath.Join("..", "..", "kustomize"), "api", settings.Of(config{}))
+}
+
+func TestSettingsDeclared(t *testing.T) {
+	t.Parallel()
+	settingstest.CheckDeclared(t, settings.Of(config{}))
 }
