@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/contract/settings"
 )
 
@@ -40,10 +41,12 @@ type config struct {
 	// went 30-55% faster than 10,000 (scripts/drain.sh).
 	PollMaxRecords int `env:"POLL_MAX_RECORDS" envDefault:"50000" help:"records per poll (the fold batch, 1 to 1000000); a poll's partitions are folded and applied in parallel"`
 
+	// Valkey. The key prefix's default is the key schema's, which newConfig
+	// sets: a tag would spell it a second time.
 	ValkeyAddr     string        `env:"VALKEY_ADDR" envDefault:"127.0.0.1:6379" help:"Valkey or Redis ('make run': started locally when unset)"`
 	ValkeyUsername string        `env:"VALKEY_USERNAME" help:"ACL user"`
 	ValkeyPassword string        `env:"VALKEY_PASSWORD" secret:"true" help:"ACL password"`
-	KeyPrefix      string        `env:"VALKEY_KEY_PREFIX" envDefault:"bf:" help:"prefix of every key"`
+	KeyPrefix      string        `env:"VALKEY_KEY_PREFIX" help:"prefix of every key"`
 	RateTTL        time.Duration `env:"RATE_TTL" envDefault:"25h" help:"how long per-minute rate buckets are kept (at least 1s)"`
 	// Past the topic's retention (7 days) a window could not be replayed.
 	DedupWindow       time.Duration `env:"DEDUP_WINDOW" envDefault:"10m" help:"a sale re-sent with the same 'sale_id' within this window is counted once ('0' turns it off; at most 168h, the topic's retention); costs 25 (batches of 100+) to 120 (one sale a batch) bytes of Valkey memory per remembered sale, and 80 to 130 bytes of the aggregator's heap for its copy. See [valkey-keys.md](docs/valkey-keys.md)"`
@@ -59,11 +62,17 @@ type config struct {
 	Kafka kafkasecurity.Config `env:"-"`
 }
 
+// newConfig returns the config that an empty environment leaves as it is:
+// the defaults that are Go values rather than tags.
+func newConfig() config {
+	return config{KeyPrefix: keys.DefaultPrefix}
+}
+
 // loadConfig reads the configuration through lookup, os.LookupEnv in
 // production, applying defaults to unset variables and rejecting malformed
 // ones, every one at once.
 func loadConfig(lookup func(string) (string, bool)) (config, error) {
-	var c config
+	c := newConfig()
 	if _, err := settings.Parse(&c, lookup); err != nil {
 		return config{}, fmt.Errorf("configuration: %w", err)
 	}
@@ -115,5 +124,5 @@ func (c config) LogValue() slog.Value { return settings.LogValue(c) }
 
 // parseArgs reads the command line: -h lists the settings.
 func parseArgs(args []string, stdout io.Writer) (exit bool, err error) {
-	return settings.Args("aggregator", about, settings.Of(config{}), args, stdout)
+	return settings.Args("aggregator", about, settings.Of(newConfig()), args, stdout)
 }

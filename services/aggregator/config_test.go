@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/contract/settings"
 	"blackfriday.local/contract/settings/settingstest"
 )
@@ -26,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 		Group:             "blackfriday-aggregator",
 		TopicPartitions:   6,
 		ValkeyAddr:        "127.0.0.1:6379",
-		KeyPrefix:         "bf:",
+		KeyPrefix:         keys.DefaultPrefix,
 		PollMaxRecords:    50000,
 		RateTTL:           25 * time.Hour,
 		SessionTimeout:    15 * time.Second,
@@ -259,7 +260,7 @@ var update = flag.Bool("update", false, "rewrite the settings table in the repos
 // TestREADMESettings checks README.md's table of the aggregator's settings;
 // with -update (go generate) it rewrites the table instead.
 func TestREADMESettings(t *testing.T) {
-	settingstest.CheckREADME(t, filepath.Join("..", "..", "README.md"), "aggregator", settings.Of(config{}), *update)
+	settingstest.CheckREADME(t, filepath.Join("..", "..", "README.md"), "aggregator", settings.Of(newConfig()), *update)
 }
 
 // TestManifestsSetOnlySettings: the aggregator cannot refuse unknown
@@ -271,5 +272,5 @@ func TestManifestsSetOnlySettings(t *testing.T) {
 
 func TestSettingsDeclared(t *testing.T) {
 	t.Parallel()
-	settingstest.CheckDeclared(t, settings.Of(config{}))
+	settingstest.CheckDeclared(t, settings.Of(newConfig()))
 }

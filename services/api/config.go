@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/contract/settings"
 	"blackfriday.local/services/api/internal/ingest"
 )
@@ -63,10 +64,12 @@ type config struct {
 	LegacyWriteAuth    bool    `env:"LEGACY_WRITE_AUTH" envDefault:"true" help:"'false' leaves the course API open when authentication is on"`
 	CORSAllowedOrigins origins `env:"CORS_ALLOWED_ORIGINS" envDefault:"*" help:"browser origins allowed: comma-separated 'https://host[:port]', '*', or 'off'"`
 
+	// Valkey. The key prefix's default is the key schema's, which newConfig
+	// sets: a tag would spell it a second time.
 	ValkeyAddr      string        `env:"VALKEY_ADDR" envDefault:"127.0.0.1:6379" help:"Valkey or Redis ('make run': started locally when unset)"`
 	ValkeyUsername  string        `env:"VALKEY_USERNAME" help:"ACL user"`
 	ValkeyPassword  string        `env:"VALKEY_PASSWORD" secret:"true" help:"ACL password"`
-	ValkeyKeyPrefix string        `env:"VALKEY_KEY_PREFIX" envDefault:"bf:" help:"prefix of every key"`
+	ValkeyKeyPrefix string        `env:"VALKEY_KEY_PREFIX" help:"prefix of every key"`
 	ValkeyTimeout   time.Duration `env:"VALKEY_TIMEOUT" envDefault:"2s" help:"per-query Valkey timeout"`
 
 	Streams streamConfig
@@ -80,6 +83,12 @@ type config struct {
 	// Kafka is KafkaSettings checked, read exactly as the aggregator reads
 	// it.
 	Kafka kafkasecurity.Config `env:"-"`
+}
+
+// newConfig returns the config that an empty environment leaves as it is:
+// the defaults that are Go values rather than tags.
+func newConfig() config {
+	return config{ValkeyKeyPrefix: keys.DefaultPrefix}
 }
 
 // streamConfig holds the settings of long-lived calls (WatchSummary and the
@@ -101,7 +110,7 @@ type streamConfig struct {
 // loadConfig reads the configuration through getenv, applying defaults to
 // unset variables and rejecting malformed ones, every one at once.
 func loadConfig(getenv func(string) string) (config, error) {
-	var cfg config
+	cfg := newConfig()
 	given, err := settings.Parse(&cfg, func(name string) (string, bool) { v := getenv(name); return v, v != "" })
 	if err != nil {
 		return cfg, err
@@ -211,7 +220,7 @@ func (c config) LogValue() slog.Value { return settings.LogValue(c) }
 
 // parseArgs reads the command line: -h lists the settings.
 func parseArgs(args []string, stdout io.Writer) (exit bool, err error) {
-	return settings.Args("api", about, settings.Of(config{}), args, stdout)
+	return settings.Args("api", about, settings.Of(newConfig()), args, stdout)
 }
 
 // retired lists the settings the api no longer reads that getenv still

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"blackfriday.local/contract/kafkasecurity"
+	"blackfriday.local/contract/keys"
 	"blackfriday.local/contract/settings"
 	"blackfriday.local/contract/settings/settingstest"
 )
@@ -42,7 +43,7 @@ func defaults() config {
 		LegacyWriteAuth:           true,
 		CORSAllowedOrigins:        origins{"*"},
 		ValkeyAddr:                "127.0.0.1:6379",
-		ValkeyKeyPrefix:           "bf:",
+		ValkeyKeyPrefix:           keys.DefaultPrefix,
 		ValkeyTimeout:             2 * time.Second,
 		Streams: streamConfig{
 			UnaryTimeout:         15 * time.Second,
@@ -378,7 +379,7 @@ var update = flag.Bool("update", false, "rewrite the settings table in the repos
 // TestREADMESettings checks README.md's table of the api's settings; with
 // -update (go generate) it rewrites the table instead.
 func TestREADMESettings(t *testing.T) {
-	settingstest.CheckREADME(t, filepath.Join("..", "..", "README.md"), "api", settings.Of(config{}), *update)
+	settingstest.CheckREADME(t, filepath.Join("..", "..", "README.md"), "api", settings.Of(newConfig()), *update)
 }
 
 // TestManifestsSetOnlySettings: the api cannot refuse unknown variables,
@@ -390,5 +391,5 @@ func TestManifestsSetOnlySettings(t *testing.T) {
 
 func TestSettingsDeclared(t *testing.T) {
 	t.Parallel()
-	settingstest.CheckDeclared(t, settings.Of(config{}))
+	settingstest.CheckDeclared(t, settings.Of(newConfig()))
 }
