@@ -223,18 +223,6 @@ func parseArgs(args []string, stdout io.Writer) (exit bool, err error) {
 	return settings.Args("api", about, settings.Of(newConfig()), args, stdout)
 }
 
-// retired lists the settings the api no longer reads that getenv still
-// sets, so that a deployment relying on one hears of it.
-func retired(getenv func(string) string) []string {
-	var set []string
-	for _, name := range []string{"ADMISSION_MODE", "ADMISSION_TARGET_LATENCY", "ADMISSION_MIN_WRITES"} {
-		if getenv(name) != "" {
-			set = append(set, name)
-		}
-	}
-	return set
-}
-
 // byteSize is a size in bytes, with an optional KiB, MiB or GiB suffix.
 type byteSize int64
 

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,9 +116,6 @@ func TestLoadConfig(t *testing.T) {
 			func(c *config) { c.MaxInflightBytes, c.MaxInflightBytesPerClient = 128<<20, 32<<20 }},
 		{"a client's share has room for a compressed request", map[string]string{"MAX_INFLIGHT_BYTES": "4MiB"},
 			func(c *config) { c.MaxInflightBytes, c.MaxInflightBytesPerClient = 4<<20, 2<<20 }},
-		{"the retired admission settings are not read", map[string]string{
-			"ADMISSION_MODE": "adaptive", "ADMISSION_TARGET_LATENCY": "nonsense", "ADMISSION_MIN_WRITES": "-1",
-		}, func(*config) {}},
 		{"SCRAM-SHA-256 without TLS", map[string]string{
 			"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p",
 		}, func(c *config) {
@@ -255,23 +251,6 @@ func TestLoadConfigTrustedProxies(t *testing.T) {
 	}
 }
 
-func TestRetired(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		env  map[string]string
-		want []string
-	}{
-		{nil, nil},
-		{map[string]string{"MAX_INFLIGHT_WRITES": "64"}, nil},
-		{map[string]string{"ADMISSION_MODE": "fixed", "ADMISSION_MIN_WRITES": "16"}, []string{"ADMISSION_MODE", "ADMISSION_MIN_WRITES"}},
-	}
-	for _, tt := range tests {
-		if got := retired(getenv(tt.env)); !slices.Equal(got, tt.want) {
-			t.Errorf("retired(%v) = %q, want %q", tt.env, got, tt.want)
-		}
-	}
-}
-
 func TestConfigLogMasksSecrets(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -347,11 +326,6 @@ func TestHelp(t *testing.T) {
 		// Only a word too long for one line (a link) may pass the edge.
 		if strings.HasPrefix(line, "        ") && len(line) > 80 && strings.Contains(strings.TrimSpace(line), " ") {
 			t.Errorf("api -h has a help line over 80 columns: %q", line)
-		}
-	}
-	for _, gone := range []string{"ADMISSION_"} {
-		if strings.Contains(help, gone) {
-			t.Errorf("api -h lists %s*, which the api no longer reads", gone)
 		}
 	}
 }

@@ -62,9 +62,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 	streams := cfg.Streams
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting api", "config", cfg)
-	if names := retired(getenv); len(names) > 0 {
-		log.Warn("these settings are no longer read: the write-call limit is MAX_INFLIGHT_WRITES", "ignored", names)
-	}
 	if cfg.Kafka.PlaintextPassword() {
 		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
 	}
