@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
-	"blackfriday.local/services/api/internal/legacy"
 	"blackfriday.local/services/api/internal/metrics"
 )
 
@@ -79,10 +77,12 @@ type admission struct {
 
 	auth    *authPolicy
 	metrics *metrics.Metrics
-	// refusals are admission's answers, mapped once by errors.go and
-	// encoded once per protocol: under overload most calls get one, so
-	// each must cost next to nothing.
+	// refusals are admission's answers, mapped once by errors.go: under
+	// overload most calls get one.
 	refusals map[error]*refusal
+	// errorWriter writes a refusal in the call's protocol (gRPC, gRPC-Web
+	// or Connect), as connect-go's handlers would.
+	errorWriter *connect.ErrorWriter
 	// shareRefusals and lateBodies count the calls cut for their client's
 	// share and for their body's deadline.
 	shareRefusals atomic.Int64
@@ -107,20 +107,23 @@ func newAdmission(calls int64, bytes byteLimits, policy *authPolicy, errs *error
 	a := &admission{
 		limit: calls, bytes: bytes, clients: newShares(),
 		auth: policy, metrics: m, refusals: map[error]*refusal{},
+		errorWriter: connect.NewErrorWriter(),
 	}
+	answers := map[error]*connect.Error{}
 	for _, err := range []error{errTooManyCalls, errTooManyBytes, auth.ErrNoToken, auth.ErrBadToken} {
-		a.refusals[err] = newRefusal(errs.toConnect(err))
+		answers[err] = errs.toConnect(err)
 	}
 	share := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
 		"this client's calls in flight hold their share of request bytes (%d); retry with backoff", bytes.perClient))
 	share.Meta().Set(RetryAfterKey, "1")
-	a.refusals[errClientBytes] = newRefusal(share)
+	answers[errClientBytes] = share
 	late := connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
 		"the request body did not arrive within %v; send it in one go", bytes.bodyTimeout))
-	a.refusals[errBodyLate] = newRefusal(late)
-	// A refused write was never read whole, let alone written.
-	for _, rf := range a.refusals {
-		rf.ce.Meta().Set(SaleRecordedKey, recordedNo)
+	answers[errBodyLate] = late
+	for err, ce := range answers {
+		// A refused write was never read whole, let alone written.
+		ce.Meta().Set(SaleRecordedKey, recordedNo)
+		a.refusals[err] = newRefusal(ce)
 	}
 
 	m.Gauge("bf_api_inflight_writes_limit", "The most write calls served at once (MAX_INFLIGHT_WRITES).",
@@ -160,8 +163,11 @@ func (a *admission) rpcHandler(next http.Handler) http.Handler {
 		body, err := a.admit(w, r, r.URL.Path, compressionOf(r))
 		if err != nil {
 			rf := a.refusals[err]
-			rf.writeRPC(w, r)
-			a.metrics.Observe(r.URL.Path, string(protocol), rf.code, time.Since(start))
+			for _, v := range rf.challenge {
+				w.Header().Add(AuthenticateKey, v)
+			}
+			_ = a.errorWriter.Write(w, r, rf.rpc)
+			a.metrics.Observe(r.URL.Path, string(protocol), rf.err.Code().String(), time.Since(start))
 			return
 		}
 		defer a.release(body)
@@ -182,7 +188,7 @@ func (a *admission) restHandler(procedure string, reject func(http.ResponseWrite
 		// that claims to be: nothing here is decompressed.
 		body, err := a.admit(w, r, procedure, uncompressed)
 		if err != nil {
-			reject(w, a.refusals[err].ce)
+			reject(w, a.refusals[err].err)
 			return
 		}
 		defer a.release(body)
@@ -326,7 +332,7 @@ func (b *meteredBody) charge(n int64) error {
 
 // fail ends the body with admission's answer to err.
 func (b *meteredBody) fail(err error) error {
-	b.failed = b.a.refusals[err].ce
+	b.failed = b.a.refusals[err].err
 	return b.failed
 }
 
@@ -411,70 +417,28 @@ func mediaType(r *http.Request) string {
 	return strings.ToLower(strings.TrimSpace(ct))
 }
 
-// refusal is one of admission's answers, encoded for every protocol.
+// refusal is one of admission's answers.
 type refusal struct {
-	ce   *connect.Error
-	code string
-	meta http.Header
-	// grpcStatus and grpcMessage are the gRPC and gRPC-Web headers of a
-	// trailers-only answer.
-	grpcStatus, grpcMessage []string
-	// connectStatus and connectBody are the Connect unary answer.
-	connectStatus int
-	connectBody   []byte
+	// err is the answer whole: the REST handler writes it, and a body
+	// whose read fails hands it to connect-go.
+	err *connect.Error
+	// rpc is err as admission gives it to connect-go's error writer, and
+	// challenge its WWW-Authenticate, which admission puts in the headers
+	// itself: the writer sends an error's metadata in gRPC trailers, where
+	// HTTP forbids a challenge (RFC 9110, section 6.5.1) and Go drops it.
+	rpc       *connect.Error
+	challenge []string
 }
 
 func newRefusal(ce *connect.Error) *refusal {
-	body, _ := json.Marshal(map[string]string{"code": ce.Code().String(), "message": ce.Message()})
-	return &refusal{
-		ce:            ce,
-		code:          ce.Code().String(),
-		meta:          ce.Meta(),
-		grpcStatus:    []string{strconv.Itoa(int(ce.Code()))},
-		grpcMessage:   []string{grpcPercentEncode(ce.Message())},
-		connectStatus: legacy.HTTPStatus(ce.Code()),
-		connectBody:   body,
-	}
-}
-
-var (
-	jsonContentType = []string{"application/json"}
-	noCache         = []string{"no-store"}
-)
-
-// writeRPC answers in the request's protocol, as connect-go's ErrorWriter
-// would, with a gRPC trailers-only answer (status in the headers, one
-// HTTP/2 frame) for gRPC and gRPC-Web, and Connect's JSON error otherwise.
-func (rf *refusal) writeRPC(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	for k, v := range rf.meta {
-		h[k] = v
-	}
-	mt := mediaType(r)
-	if strings.HasPrefix(mt, "application/grpc") {
-		h.Set("Content-Type", mt)
-		h["Grpc-Status"] = rf.grpcStatus
-		h["Grpc-Message"] = rf.grpcMessage
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noCache
-	w.WriteHeader(rf.connectStatus)
-	_, _ = w.Write(rf.connectBody)
-}
-
-// grpcPercentEncode encodes a grpc-message as the gRPC protocol requires:
-// bytes outside printable ASCII, and '%', as %XX.
-func grpcPercentEncode(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '%' {
-			fmt.Fprintf(&b, "%%%02X", c)
-			continue
+	rf := &refusal{err: ce, rpc: ce, challenge: ce.Meta().Values(AuthenticateKey)}
+	if rf.challenge != nil {
+		rf.rpc = connect.NewError(ce.Code(), errors.New(ce.Message()))
+		for k, v := range ce.Meta() {
+			if k != http.CanonicalHeaderKey(AuthenticateKey) {
+				rf.rpc.Meta()[k] = v
+			}
 		}
-		b.WriteByte(c)
 	}
-	return b.String()
+	return rf
 }

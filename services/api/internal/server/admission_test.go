@@ -111,6 +111,15 @@ func TestInflightWriteLimit(t *testing.T) {
 			if code != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "limit of write calls in flight") {
 				t.Errorf("%s with every slot taken = %v, want resource_exhausted naming the limit", path.name, err)
 			}
+			// Every RPC protocol carries the metadata (REST: below).
+			if ce := new(connect.Error); errors.As(err, &ce) {
+				if got := ce.Meta().Values(RetryAfterKey); len(got) != 1 || got[0] != "1" {
+					t.Errorf("%s with every slot taken: Retry-After %q, want one 1", path.name, got)
+				}
+				if got := ce.Meta().Values(SaleRecordedKey); len(got) != 1 || got[0] != "no" {
+					t.Errorf("%s with every slot taken: Sale-Recorded %q, want one no", path.name, got)
+				}
+			}
 			// The slots are held until the test ends: a call that queued
 			// for one would not answer at all.
 			if took > hangBound {

@@ -68,7 +68,8 @@ func authClients(t *testing.T, header string) (http1, h2c *http.Client) {
 
 // writePath is one way of writing a sale, returning the Connect code the
 // client saw (for REST, the code in the error body) and, for an error, the
-// WWW-Authenticate challenge.
+// WWW-Authenticate challenge (every value of it, so that one sent twice
+// shows).
 type writePath struct {
 	name      string
 	procedure string
@@ -102,7 +103,7 @@ func rpcWrite(name, procedure, protocol string, h2c bool, opts ...connect.Client
 		if !errors.As(err, &ce) {
 			return connect.CodeUnknown, "", err
 		}
-		return ce.Code(), ce.Meta().Get(AuthenticateKey), ce
+		return ce.Code(), strings.Join(ce.Meta().Values(AuthenticateKey), " | "), ce
 	}}
 }
 
@@ -136,7 +137,7 @@ func restWrite(path string) writePath {
 		if code == connect.CodeUnauthenticated && resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("POST %s unauthenticated = HTTP %d, want 401", path, resp.StatusCode)
 		}
-		return code, resp.Header.Get("WWW-Authenticate"), fmt.Errorf("POST %s = %d %s", path, resp.StatusCode, b)
+		return code, strings.Join(resp.Header.Values("WWW-Authenticate"), " | "), fmt.Errorf("POST %s = %d %s", path, resp.StatusCode, b)
 	}}
 }
 
