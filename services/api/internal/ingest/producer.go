@@ -93,7 +93,7 @@ type Producer struct {
 
 	// headers are each protocol's record headers, shared read-only by
 	// every record: franz-go only reads them.
-	headers map[Protocol][]kgo.RecordHeader
+	headers map[record.Protocol][]kgo.RecordHeader
 }
 
 // New returns a Producer. It does not contact Kafka: the server must start
@@ -155,7 +155,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		partitions:  cfg.Partitions,
 		timeout:     cfg.ProduceTimeout,
 		deadlines:   newDeadlines(min(max(cfg.ProduceTimeout/100, time.Millisecond), 10*time.Millisecond)),
-		headers:     map[Protocol][]kgo.RecordHeader{},
+		headers:     map[record.Protocol][]kgo.RecordHeader{},
 		log:         log,
 	}
 	p.waiters.New = func() any {
@@ -164,7 +164,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		return w
 	}
 	schema := []byte(record.Schema())
-	for _, proto := range protocols() {
+	for _, proto := range append(record.Protocols(), record.ProtocolUnknown) {
 		p.headers[proto] = []kgo.RecordHeader{
 			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
 			{Key: record.HeaderSchema, Value: schema},
@@ -479,11 +479,11 @@ func (p *Producer) forgetRecreatedTopic() {
 }
 
 // recordHeaders returns the headers of a record ingested over proto.
-func (p *Producer) recordHeaders(proto Protocol) []kgo.RecordHeader {
+func (p *Producer) recordHeaders(proto record.Protocol) []kgo.RecordHeader {
 	if h, ok := p.headers[proto]; ok {
 		return h
 	}
-	return p.headers[ProtocolUnknown]
+	return p.headers[record.ProtocolUnknown]
 }
 
 // Ping reports whether any Kafka broker answers.

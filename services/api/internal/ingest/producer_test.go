@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -151,7 +152,7 @@ func warmUp(t *testing.T, p *Producer) {
 }
 
 // checkRecord checks a record against the Kafka record contract.
-func checkRecord(t *testing.T, r *kgo.Record, want *salesv1.Sale, protocol Protocol) {
+func checkRecord(t *testing.T, r *kgo.Record, want *salesv1.Sale, protocol record.Protocol) {
 	t.Helper()
 	if string(r.Key) != want.GetProductId() {
 		t.Errorf("record key = %q, want %q", r.Key, want.GetProductId())
@@ -182,8 +183,8 @@ func TestRecordWritesTheContract(t *testing.T) {
 	ctx := context.Background()
 
 	want := map[string]*salesv1.Sale{}
-	protos := map[string]Protocol{}
-	for _, proto := range protocols() {
+	protos := map[string]record.Protocol{}
+	for _, proto := range append(record.Protocols(), record.ProtocolUnknown) {
 		s := testSale(t)
 		if err := p.Record(WithProtocol(ctx, proto), s); err != nil {
 			t.Fatalf("Record(%s) = %v, want nil", proto, err)
@@ -191,18 +192,18 @@ func TestRecordWritesTheContract(t *testing.T) {
 		want[s.GetSaleId()], protos[s.GetSaleId()] = s, proto
 	}
 	batch := []*salesv1.Sale{testSale(t), testSale(t), testSale(t)}
-	for i, err := range p.RecordAll(WithProtocol(ctx, ProtocolGRPC), batch) {
+	for i, err := range p.RecordAll(WithProtocol(ctx, record.ProtocolGRPC), batch) {
 		if err != nil {
 			t.Fatalf("RecordAll()[%d] = %v, want nil", i, err)
 		}
-		want[batch[i].GetSaleId()], protos[batch[i].GetSaleId()] = batch[i], ProtocolGRPC
+		want[batch[i].GetSaleId()], protos[batch[i].GetSaleId()] = batch[i], record.ProtocolGRPC
 	}
 	// A context without a protocol is recorded as unknown.
 	s := testSale(t)
 	if err := p.Record(ctx, s); err != nil {
 		t.Fatalf("Record() = %v, want nil", err)
 	}
-	want[s.GetSaleId()], protos[s.GetSaleId()] = s, ProtocolUnknown
+	want[s.GetSaleId()], protos[s.GetSaleId()] = s, record.ProtocolUnknown
 
 	recs := consume(t, c.ListenAddrs())
 	if len(recs) != len(want) {

@@ -12,42 +12,22 @@ import (
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
-// Protocol names the API a sale arrived through. It travels in the record's
-// ingest-protocol header so that the aggregates can show the ingest mix.
-type Protocol = record.Protocol
-
-// The ingest protocols, as the record contract names them.
-const (
-	ProtocolConnectJSON  = record.ProtocolConnectJSON
-	ProtocolConnectProto = record.ProtocolConnectProto
-	ProtocolGRPC         = record.ProtocolGRPC
-	ProtocolGRPCWeb      = record.ProtocolGRPCWeb
-	ProtocolLegacyREST   = record.ProtocolLegacyREST
-	ProtocolLegacyGRPC   = record.ProtocolLegacyGRPC
-	ProtocolUnknown      = record.ProtocolUnknown
-)
-
-// protocols lists every Protocol, so the producer can prepare their header
-// values once.
-func protocols() []Protocol {
-	return append(record.Protocols(), ProtocolUnknown)
-}
-
 type protocolKey struct{}
 
 // WithProtocol returns a context that records the ingest protocol of the
-// call. The edge sets it once per request, where the transport is known.
-func WithProtocol(ctx context.Context, p Protocol) context.Context {
+// call, which its records carry in their ingest-protocol header. The edge
+// sets it once per request, where the transport is known.
+func WithProtocol(ctx context.Context, p record.Protocol) context.Context {
 	return context.WithValue(ctx, protocolKey{}, p)
 }
 
 // ProtocolFrom returns the ingest protocol set by WithProtocol, or
-// ProtocolUnknown.
-func ProtocolFrom(ctx context.Context) Protocol {
-	if p, ok := ctx.Value(protocolKey{}).(Protocol); ok {
+// record.ProtocolUnknown.
+func ProtocolFrom(ctx context.Context) record.Protocol {
+	if p, ok := ctx.Value(protocolKey{}).(record.Protocol); ok {
 		return p
 	}
-	return ProtocolUnknown
+	return record.ProtocolUnknown
 }
 
 // Stamp fills in what the server assigns: a UUIDv7 sale_id when the client

@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/services/api/internal/ingest"
 )
@@ -77,7 +78,7 @@ func (s *Service) RESTHandler(toConnect func(error) *connect.Error, maxBytes int
 			s.writeError(w, toConnect, err)
 			return
 		}
-		id, err := s.record(ingest.WithProtocol(r.Context(), ingest.ProtocolLegacyREST), sale)
+		id, err := s.record(ingest.WithProtocol(r.Context(), record.ProtocolLegacyREST), sale)
 		if err != nil {
 			s.writeError(w, toConnect, err)
 			return

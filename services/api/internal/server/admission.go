@@ -8,14 +8,12 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"blackfriday.local/services/api/internal/auth"
-	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/metrics"
 )
 
@@ -159,7 +157,7 @@ func markObserved(ctx context.Context) {
 func (a *admission) rpcHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		protocol := httpProtocol(r)
+		protocol := protocolOf(r.URL.Path, r.Header, r.URL.Query)
 		body, err := a.admit(w, r, r.URL.Path, compressionOf(r))
 		if err != nil {
 			rf := a.refusals[err]
@@ -388,33 +386,6 @@ func (w *outcomeWriter) code() string {
 		}
 	}
 	return metrics.CodeOfStatus(w.status)
-}
-
-// httpProtocol names the ingest protocol of a request from its headers, as
-// protocolOf does for the calls that reach the interceptors.
-func httpProtocol(r *http.Request) ingest.Protocol {
-	if strings.HasPrefix(r.URL.Path, legacyPrefix) {
-		return ingest.ProtocolLegacyGRPC
-	}
-	mt := mediaType(r)
-	switch {
-	case strings.HasPrefix(mt, "application/grpc-web"):
-		return ingest.ProtocolGRPCWeb
-	case strings.HasPrefix(mt, "application/grpc"):
-		return ingest.ProtocolGRPC
-	case mt == "application/json", mt == "application/connect+json":
-		return ingest.ProtocolConnectJSON
-	case mt == "application/proto", mt == "application/connect+proto":
-		return ingest.ProtocolConnectProto
-	}
-	return ingest.ProtocolUnknown
-}
-
-// mediaType is the request's media type, lower case, without parameters:
-// cheaper than mime.ParseMediaType, for the refusal path.
-func mediaType(r *http.Request) string {
-	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
-	return strings.ToLower(strings.TrimSpace(ct))
 }
 
 // refusal is one of admission's answers.

@@ -32,7 +32,7 @@ const (
 // that names no encoding is never decompressed, whatever its envelopes
 // claim (connect-go refuses a compressed envelope then).
 func compressionOf(r *http.Request) compression {
-	mt := mediaType(r)
+	mt := mediaType(r.Header)
 	switch {
 	case strings.HasPrefix(mt, "application/grpc"):
 		return namedEncoding(r, "Grpc-Encoding", enveloped)

@@ -2,13 +2,13 @@ package server
 
 import (
 	"context"
-	"mime"
+	"net/url"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 
-	"blackfriday.local/gen/blackfriday/blackfridayconnect"
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/ingest"
@@ -27,7 +27,7 @@ func metricsInterceptor(m *metrics.Metrics) connect.UnaryInterceptorFunc {
 			if err != nil {
 				code = connect.CodeOf(err).String()
 			}
-			m.Observe(req.Spec().Procedure, string(protocolOf(req)), code, time.Since(start))
+			m.Observe(req.Spec().Procedure, string(requestProtocol(req)), code, time.Since(start))
 			return resp, err
 		}
 	}
@@ -39,44 +39,14 @@ func metricsInterceptor(m *metrics.Metrics) connect.UnaryInterceptorFunc {
 func protocolInterceptor() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			return next(ingest.WithProtocol(ctx, protocolOf(req)), req)
+			return next(ingest.WithProtocol(ctx, requestProtocol(req)), req)
 		}
 	}
 }
 
-// legacyPrefix starts the paths of the course's gRPC service.
-const legacyPrefix = "/" + blackfridayconnect.ProductSaleServiceName + "/"
-
-// protocolOf derives the ingest protocol of a call from its transport
-// protocol and content type.
-func protocolOf(req connect.AnyRequest) ingest.Protocol {
-	if strings.HasPrefix(req.Spec().Procedure, legacyPrefix) {
-		return ingest.ProtocolLegacyGRPC
-	}
-	peer := req.Peer()
-	switch peer.Protocol {
-	case connect.ProtocolGRPC:
-		return ingest.ProtocolGRPC
-	case connect.ProtocolGRPCWeb:
-		return ingest.ProtocolGRPCWeb
-	case connect.ProtocolConnect:
-		codec := ""
-		if mt, _, err := mime.ParseMediaType(req.Header().Get("Content-Type")); err == nil {
-			// Unary Connect sends application/json or application/proto;
-			// streaming sends application/connect+json and so on.
-			codec = strings.TrimPrefix(strings.TrimPrefix(mt, "application/"), "connect+")
-		} else {
-			// A Connect GET names its codec in the query.
-			codec = peer.Query.Get("encoding")
-		}
-		switch codec {
-		case "json":
-			return ingest.ProtocolConnectJSON
-		case "proto":
-			return ingest.ProtocolConnectProto
-		}
-	}
-	return ingest.ProtocolUnknown
+// requestProtocol is the ingest protocol of a unary call.
+func requestProtocol(req connect.AnyRequest) record.Protocol {
+	return protocolOf(req.Spec().Procedure, req.Header(), func() url.Values { return req.Peer().Query })
 }
 
 // errorInterceptor maps every error a handler returns through the one error

@@ -20,10 +20,10 @@ import (
 	"connectrpc.com/validate"
 	"github.com/rs/cors"
 
+	"blackfriday.local/contract/record"
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/auth"
-	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/legacy"
 	"blackfriday.local/services/api/internal/metrics"
 )
@@ -220,7 +220,7 @@ func New(cfg Config, deps Deps) *Server {
 	coursePath, courseHandler := blackfridayconnect.NewProductSaleServiceHandler(course, opts, codecOptions(false))
 	mux.Handle(coursePath, adm.rpcHandler(courseHandler))
 	for _, path := range []string{pathVenta, pathProcesar} {
-		mux.Handle(path, m.WrapHTTP(path, string(ingest.ProtocolLegacyREST), adm.restHandler(path, legacy.WriteRESTError, rest)))
+		mux.Handle(path, m.WrapHTTP(path, string(record.ProtocolLegacyREST), adm.restHandler(path, legacy.WriteRESTError, rest)))
 	}
 	mux.Handle(salesv1connect.NewAnalyticsServiceHandler(deps.Analytics, opts))
 	mux.Handle(grpchealth.NewHandler(s.health, opts))

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"mime"
-	"strings"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
-	"blackfriday.local/services/api/internal/ingest"
 	"blackfriday.local/services/api/internal/metrics"
 )
 
@@ -105,7 +103,8 @@ func (i streamInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 			err = i.toConnect(ctx, err)
 			code = connect.CodeOf(err).String()
 		}
-		i.metrics.Observe(conn.Spec().Procedure, string(streamProtocol(conn)), code, time.Since(start))
+		protocol := protocolOf(conn.Spec().Procedure, conn.RequestHeader(), func() url.Values { return conn.Peer().Query })
+		i.metrics.Observe(conn.Spec().Procedure, string(protocol), code, time.Since(start))
 		return err
 	}
 }
@@ -135,24 +134,4 @@ func (i streamInterceptor) toConnect(ctx context.Context, err error) *connect.Er
 		return ce
 	}
 	return i.errors.toConnect(err)
-}
-
-// streamProtocol names the protocol and encoding a stream arrived through,
-// as protocolOf does for unary calls.
-func streamProtocol(conn connect.StreamingHandlerConn) ingest.Protocol {
-	switch conn.Peer().Protocol {
-	case connect.ProtocolGRPC:
-		return ingest.ProtocolGRPC
-	case connect.ProtocolGRPCWeb:
-		return ingest.ProtocolGRPCWeb
-	case connect.ProtocolConnect:
-		mt, _, _ := mime.ParseMediaType(conn.RequestHeader().Get("Content-Type"))
-		switch strings.TrimPrefix(mt, "application/connect+") {
-		case "json":
-			return ingest.ProtocolConnectJSON
-		case "proto":
-			return ingest.ProtocolConnectProto
-		}
-	}
-	return ingest.ProtocolUnknown
 }
