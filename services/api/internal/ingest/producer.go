@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
 	"google.golang.org/protobuf/proto"
 
 	"blackfriday.local/contract/record"
@@ -130,7 +131,9 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		// produce again; the default 5s between refreshes would keep
 		// failing calls that long after Kafka is back.
 		kgo.MetadataMinAge(500*time.Millisecond),
-		kgo.WithLogger(kgoLogger{log}),
+		// franz-go logs per request only at debug, so the api's log at
+		// info gets its connection and metadata events, not its traffic.
+		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
 	)
 	opts = append(opts, cfg.ClientOpts...)
 	client, err := kgo.NewClient(append(slices.Clone(opts), kgo.ProducerLinger(cfg.Linger), kgo.WithHooks(cfg.Hooks...))...)
