@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -76,22 +77,14 @@ type hubState struct {
 func newHub(svc *Service, cfg Config) *hub {
 	return &hub{
 		svc:       svc,
-		interval:  orDefault(cfg.WatchInterval, defaultWatchInterval),
-		heartbeat: orDefault(cfg.WatchHeartbeat, defaultWatchHeartbeat),
+		interval:  cmp.Or(cfg.WatchInterval, defaultWatchInterval),
+		heartbeat: cmp.Or(cfg.WatchHeartbeat, defaultWatchHeartbeat),
 		lagEvery:  defaultLagEvery,
-		max:       orDefault(cfg.MaxWatchers, defaultMaxWatchers),
+		max:       cmp.Or(cfg.MaxWatchers, defaultMaxWatchers),
 		topic:     cfg.Topic,
 		offsets:   cfg.Offsets,
 		state:     &hubState{changed: make(chan struct{})},
 	}
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // join counts a new watcher, starting the poller if it is the first.

@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,9 +20,9 @@ import (
 func watchFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	f := newFixture(t)
-	cfg.WatchInterval = orDefault(cfg.WatchInterval, 20*time.Millisecond)
-	cfg.WatchHeartbeat = orDefault(cfg.WatchHeartbeat, time.Minute)
-	cfg.Topic = orDefault(cfg.Topic, "sales")
+	cfg.WatchInterval = cmp.Or(cfg.WatchInterval, 20*time.Millisecond)
+	cfg.WatchHeartbeat = cmp.Or(cfg.WatchHeartbeat, time.Minute)
+	cfg.Topic = cmp.Or(cfg.Topic, "sales")
 	f.svc.hub = newHub(f.svc, cfg) // not started yet: safe to replace
 	f.svc.hub.lagEvery = 20 * time.Millisecond
 	return f

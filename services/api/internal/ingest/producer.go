@@ -3,6 +3,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -103,9 +104,9 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	if cfg.ProduceTimeout <= 0 {
 		return nil, errors.New("produce timeout must be positive")
 	}
-	threshold := orDefault(cfg.BreakerThreshold, 5)
-	window := orDefault(cfg.BreakerWindow, time.Second)
-	coolDown := orDefault(cfg.BreakerCoolDown, time.Second)
+	threshold := cmp.Or(cfg.BreakerThreshold, 5)
+	window := cmp.Or(cfg.BreakerWindow, time.Second)
+	coolDown := cmp.Or(cfg.BreakerCoolDown, time.Second)
 
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -199,15 +200,6 @@ func ParseCompression(name string) (*kgo.CompressionCodec, error) {
 		return nil, fmt.Errorf("unknown compression %q: want none, snappy, lz4, zstd or gzip", name)
 	}
 	return &c, nil
-}
-
-// orDefault returns v, or def when v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Record writes one sale and returns once Kafka has acknowledged it. The sale

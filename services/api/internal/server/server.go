@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net"
@@ -99,13 +100,6 @@ const (
 	defaultWatchersPerClient  = 100
 )
 
-func orDefault[T int | int64 | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
-}
-
 // Deps are the server's collaborators.
 type Deps struct {
 	// Recorder writes sales to Kafka.
@@ -165,7 +159,7 @@ func New(cfg Config, deps Deps) *Server {
 		valkey:   deps.Valkey,
 		log:      log,
 		drain:    drain,
-		maxConns: int64(orDefault(cfg.MaxConnections, defaultMaxConnections)),
+		maxConns: int64(cmp.Or(cfg.MaxConnections, defaultMaxConnections)),
 	}
 	m.Gauge("bf_api_connections", "Client connections open.", func() float64 { return float64(s.conns.open.Load()) })
 	m.Gauge("bf_api_connections_limit", "The most client connections open at once (MAX_CONNECTIONS).", func() float64 { return float64(s.maxConns) })
@@ -174,8 +168,8 @@ func New(cfg Config, deps Deps) *Server {
 
 	policy := &authPolicy{tokens: cfg.WriteTokens, reads: cfg.ReadAuth, legacyOpen: cfg.LegacyOpen}
 	who := clients{trusted: cfg.TrustedProxies}
-	watchers := newWatcherLimit(who, int64(orDefault(cfg.MaxWatchersPerClient, defaultWatchersPerClient)), m)
-	unary := orDefault(cfg.UnaryTimeout, defaultUnaryTimeout)
+	watchers := newWatcherLimit(who, int64(cmp.Or(cfg.MaxWatchersPerClient, defaultWatchersPerClient)), m)
+	unary := cmp.Or(cfg.UnaryTimeout, defaultUnaryTimeout)
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
@@ -196,12 +190,12 @@ func New(cfg Config, deps Deps) *Server {
 			validate.NewInterceptor(validate.WithValidator(deps.Validator)),
 		),
 	)
-	totalBytes := orDefault(cfg.MaxInflightBytes, defaultMaxInflightBytes)
-	adm := newAdmission(int64(orDefault(cfg.MaxInflightWrites, defaultMaxInflightWrites)), byteLimits{
+	totalBytes := cmp.Or(cfg.MaxInflightBytes, defaultMaxInflightBytes)
+	adm := newAdmission(int64(cmp.Or(cfg.MaxInflightWrites, defaultMaxInflightWrites)), byteLimits{
 		total:       totalBytes,
-		perClient:   orDefault(cfg.MaxInflightBytesPerClient, min(max(totalBytes/4, 2*cfg.MaxRequestBytes), totalBytes)),
+		perClient:   cmp.Or(cfg.MaxInflightBytesPerClient, min(max(totalBytes/4, 2*cfg.MaxRequestBytes), totalBytes)),
 		request:     cfg.MaxRequestBytes,
-		bodyTimeout: min(orDefault(cfg.WriteBodyTimeout, defaultWriteBodyTimeout), unary),
+		bodyTimeout: min(cmp.Or(cfg.WriteBodyTimeout, defaultWriteBodyTimeout), unary),
 		clients:     who,
 	}, policy, errs, m)
 	s.adm = adm
@@ -239,7 +233,7 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	handler = recoverHTTP(log, handler)
 	handler = deadlines(streamingPaths(), unary, unary+cfg.ProduceTimeout,
-		orDefault(cfg.StreamWriteTimeout, defaultStreamWriteTimeout), handler)
+		cmp.Or(cfg.StreamWriteTimeout, defaultStreamWriteTimeout), handler)
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -250,8 +244,8 @@ func New(cfg Config, deps Deps) *Server {
 		// Slow or idle clients must not hold connections and memory, but
 		// streams must last: no server-wide ReadTimeout or WriteTimeout,
 		// which would cut them. deadlines bounds each request instead.
-		ReadHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout),
-		IdleTimeout:       orDefault(cfg.IdleTimeout, defaultIdleTimeout),
+		ReadHeaderTimeout: cmp.Or(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout),
+		IdleTimeout:       cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
