@@ -88,8 +88,6 @@ type Producer struct {
 	// (see forgetRecreatedTopic).
 	purging atomic.Bool
 	log     *slog.Logger
-	// deadlines are the calls' shared deadline contexts.
-	deadlines *deadlines
 	// waiters are reusable single-sale calls (see Record).
 	waiters sync.Pool
 
@@ -158,7 +156,6 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		topic:       cfg.Topic,
 		partitions:  cfg.Partitions,
 		timeout:     cfg.ProduceTimeout,
-		deadlines:   newDeadlines(min(max(cfg.ProduceTimeout/100, time.Millisecond), 10*time.Millisecond)),
 		headers:     map[record.Protocol][]kgo.RecordHeader{},
 		log:         log,
 	}
@@ -210,8 +207,7 @@ func ParseCompression(name string) (*kgo.CompressionCodec, error) {
 //
 // It is RecordAll for one sale, on the path every unary call takes: the
 // record, its buffer and the call's result channel are reused from call to
-// call, and the deadlines are shared, so that a call allocates next to
-// nothing beyond what franz-go does.
+// call.
 func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 	if err := p.admit(ctx); err != nil {
 		return unwritten(sale, err)
@@ -220,13 +216,16 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 	if err != nil {
 		return unwritten(sale, err)
 	}
-	recordCtx, waitCtx := p.callDeadlines()
 	w := p.waiters.Get().(*waiter)
 	if err := p.fill(w, sale, p.recordHeaders(ProtocolFrom(ctx))); err != nil {
 		p.waiters.Put(w)
 		p.breaker.done(probe, outcomeNeutral)
 		return unwritten(sale, err)
 	}
+	giveUp := time.NewTimer(p.timeout)
+	defer giveUp.Stop()
+	var recordCtx context.Context
+	recordCtx, w.release = p.recordContext()
 	p.client.TryProduce(recordCtx, &w.rec, w.promise)
 
 	learned := outcomeNeutral
@@ -238,13 +237,13 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 		p.waiters.Put(w)
 		failed = p.classify(sale, err)
 		learned = learn(learned, failed)
-	case <-waitCtx.Done():
+	case <-giveUp.C:
 		// franz-go failed the record a moment ago if it was unsent, so
 		// it was sent: it may yet be written. The waiter stays with the
 		// record; its promise still has room to deliver.
 		failed, learned = maybeWritten(sale, ErrUnconfirmed), outcomeFailure
 	case <-ctx.Done():
-		// The caller left; its record did not (see callDeadlines).
+		// The caller left; its record did not (see recordContext).
 		failed = maybeWritten(sale, ctx.Err())
 	}
 	p.breaker.done(probe, learned)
@@ -264,15 +263,20 @@ func (p *Producer) admit(ctx context.Context) error {
 }
 
 // waiter is one single-sale call: the record it produces, the buffer that
-// holds its key and value, and where its promise delivers.
+// holds its key and value, where its promise delivers, and what releases
+// the record's context.
 type waiter struct {
 	rec     kgo.Record
 	buf     []byte
 	done    chan error
 	promise func(*kgo.Record, error)
+	release context.CancelFunc
 }
 
-func (w *waiter) deliver(_ *kgo.Record, err error) { w.done <- err }
+func (w *waiter) deliver(_ *kgo.Record, err error) {
+	w.release()
+	w.done <- err
+}
 
 // maxReusedBuffer bounds the buffer a waiter keeps between calls.
 const maxReusedBuffer = 4 << 10
@@ -305,9 +309,11 @@ func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err err
 	return out, out[start:mid:mid], out[mid:len(out):len(out)], nil
 }
 
-// callDeadlines returns the contexts for a call starting now: the one its
-// records carry and the one it waits on for their acknowledgements. Both
-// are the server's own, from ProduceTimeout.
+// recordContext returns the context the records of a call starting now
+// carry, and what releases it: to be called once franz-go has delivered
+// every one of them, since a record whose context ends while it is
+// buffered fails. A call waits ProduceTimeout for its acknowledgements; its
+// records' deadline is the server's own too, from ProduceTimeout.
 //
 // Records never carry anything of the caller's, neither its deadline nor
 // its cancellation: franz-go fails every record buffered on a partition
@@ -317,11 +323,11 @@ func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err err
 // that visible.
 //
 // franz-go fails the records it has not sent once their deadline passes;
-// giving it a moment before ours lets those sales be reported as certainly
-// not written, rather than as unconfirmed.
-func (p *Producer) callDeadlines() (records, wait context.Context) {
-	deadline := time.Now().Add(p.timeout)
-	return p.deadlines.context(deadline.Add(-p.timeout / 20)), p.deadlines.context(deadline)
+// a deadline a twentieth of ProduceTimeout before the call stops waiting
+// lets those sales be reported as certainly not written, rather than as
+// unconfirmed.
+func (p *Producer) recordContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), p.timeout-p.timeout/20)
 }
 
 // RecordAll writes sales in order and waits for each acknowledgement, all
@@ -346,10 +352,7 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 		return fail(err)
 	}
 
-	recordCtx, waitCtx := p.callDeadlines()
-	results := make(chan result, len(sales))
 	headers := p.recordHeaders(ProtocolFrom(ctx))
-
 	answered := make([]bool, len(sales))
 	waiting := 0
 	// One allocation each for the call's records and for their keys and
@@ -364,12 +367,32 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 			continue
 		}
 		recs[i] = kgo.Record{Topic: p.topic, Key: key, Value: value, Headers: headers}
+		waiting++
+	}
+
+	// The last promise releases the records' context; a full buffer
+	// delivers at once, so every record is counted before any is produced.
+	giveUp := time.NewTimer(p.timeout)
+	defer giveUp.Stop()
+	recordCtx, release := p.recordContext()
+	var undelivered atomic.Int64
+	undelivered.Store(int64(waiting))
+	if waiting == 0 {
+		release()
+	}
+	results := make(chan result, waiting)
+	for i := range recs {
+		if answered[i] {
+			continue
+		}
 		p.batch.TryProduce(recordCtx, &recs[i], func(_ *kgo.Record, err error) {
+			if undelivered.Add(-1) == 0 {
+				release()
+			}
 			// The channel has room for every result, so the promise never
 			// blocks franz-go's promise goroutine, even after we returned.
 			results <- result{i, err}
 		})
-		waiting++
 	}
 
 	learned := outcomeNeutral
@@ -392,7 +415,7 @@ wait:
 				errs[r.index] = failed
 			}
 			answered[r.index] = true
-		case <-waitCtx.Done():
+		case <-giveUp.C:
 			// franz-go failed the unsent records a moment ago, so the
 			// ones still unanswered were sent: they may yet be written.
 			unanswered(ErrUnconfirmed)
@@ -401,7 +424,7 @@ wait:
 			}
 			break wait
 		case <-ctx.Done():
-			// The caller left; its records did not (see callDeadlines).
+			// The caller left; its records did not (see recordContext).
 			unanswered(ctx.Err())
 			break wait
 		}
