@@ -52,7 +52,6 @@ type breaker struct {
 	threshold int
 	window    time.Duration
 	coolDown  time.Duration
-	now       func() time.Time
 	onChange  func(from, to breakerState)
 
 	mu          sync.Mutex
@@ -63,14 +62,13 @@ type breaker struct {
 	probing     bool
 }
 
-func newBreaker(threshold int, window, coolDown time.Duration, now func() time.Time, onChange func(from, to breakerState)) *breaker {
+func newBreaker(threshold int, window, coolDown time.Duration, onChange func(from, to breakerState)) *breaker {
 	return &breaker{
 		threshold:   threshold,
 		window:      window,
 		coolDown:    coolDown,
-		now:         now,
 		onChange:    onChange,
-		lastSuccess: now(),
+		lastSuccess: time.Now(),
 	}
 }
 
@@ -83,7 +81,7 @@ func (b *breaker) allow() (probe bool, err error) {
 	case breakerClosed:
 		return false, nil
 	case breakerOpen:
-		if b.now().Before(b.openUntil) {
+		if time.Now().Before(b.openUntil) {
 			return false, ErrSalesLogDown
 		}
 		b.setLocked(breakerHalfOpen)
@@ -105,11 +103,11 @@ func (b *breaker) done(probe bool, o outcome) {
 	switch o {
 	case outcomeSuccess:
 		b.failures = 0
-		b.lastSuccess = b.now()
+		b.lastSuccess = time.Now()
 		b.setLocked(breakerClosed)
 	case outcomeFailure:
 		b.failures++
-		now := b.now()
+		now := time.Now()
 		switch {
 		case probe && b.state == breakerHalfOpen:
 			b.openLocked(now)

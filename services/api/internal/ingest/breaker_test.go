@@ -2,33 +2,15 @@ package ingest
 
 import (
 	"errors"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestBreaker(t *testing.T) {
 	t.Parallel()
-	// Each step is a call: advance the clock, ask allow, then report an
-	// outcome when allowed.
+	// Each step is a call: let time pass (virtual time, in a synctest
+	// bubble), ask allow, then report an outcome when allowed.
 	type step struct {
 		advance   time.Duration
 		outcome   outcome
@@ -98,45 +80,51 @@ func TestBreaker(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := &clock{now: time.Unix(1_700_000_000, 0)}
-			b := newBreaker(3, time.Second, time.Second, c.Now, nil)
-			for i, s := range tt.steps {
-				c.Advance(s.advance)
-				probe, err := b.allow()
-				if gotErr := err != nil; gotErr != s.wantErr || probe != s.wantProbe {
-					t.Fatalf("step %d: allow() = %v, %v, want probe %v, error %v", i, probe, err, s.wantProbe, s.wantErr)
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(3, time.Second, time.Second, nil)
+				for i, s := range tt.steps {
+					time.Sleep(s.advance)
+					probe, err := b.allow()
+					if gotErr := err != nil; gotErr != s.wantErr || probe != s.wantProbe {
+						t.Fatalf("step %d: allow() = %v, %v, want probe %v, error %v", i, probe, err, s.wantProbe, s.wantErr)
+					}
+					if err != nil && !errors.Is(err, ErrSalesLogDown) {
+						t.Fatalf("step %d: allow() error = %v, want ErrSalesLogDown", i, err)
+					}
+					if err == nil {
+						b.done(probe, s.outcome)
+					}
+					if b.state != s.wantState {
+						t.Fatalf("step %d: state = %v, want %v", i, b.state, s.wantState)
+					}
 				}
-				if err != nil && !errors.Is(err, ErrSalesLogDown) {
-					t.Fatalf("step %d: allow() error = %v, want ErrSalesLogDown", i, err)
-				}
-				if err == nil {
-					b.done(probe, s.outcome)
-				}
-				if b.state != s.wantState {
-					t.Fatalf("step %d: state = %v, want %v", i, b.state, s.wantState)
-				}
-			}
+			})
 		})
 	}
 }
 
 func TestBreakerHalfOpenAdmitsOneProbe(t *testing.T) {
 	t.Parallel()
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
-	b := newBreaker(1, 0, time.Second, c.Now, nil)
-	b.done(false, outcomeFailure)
-	c.Advance(time.Second)
-	probe, err := b.allow()
-	if !probe || err != nil {
-		t.Fatalf("allow() after the cool-down = %v, %v, want the probe", probe, err)
-	}
-	for range 3 {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(1, 0, time.Second, nil)
+		b.done(false, outcomeFailure)
+		time.Sleep(time.Second - time.Nanosecond)
 		if p, err := b.allow(); p || !errors.Is(err, ErrSalesLogDown) {
-			t.Fatalf("allow() while probing = %v, %v, want ErrSalesLogDown", p, err)
+			t.Fatalf("allow() a nanosecond before the cool-down ends = %v, %v, want ErrSalesLogDown", p, err)
 		}
-	}
-	b.done(true, outcomeSuccess)
-	if p, err := b.allow(); p || err != nil {
-		t.Fatalf("allow() after a good probe = %v, %v, want allowed", p, err)
-	}
+		time.Sleep(time.Nanosecond)
+		probe, err := b.allow()
+		if !probe || err != nil {
+			t.Fatalf("allow() after the cool-down = %v, %v, want the probe", probe, err)
+		}
+		for range 3 {
+			if p, err := b.allow(); p || !errors.Is(err, ErrSalesLogDown) {
+				t.Fatalf("allow() while probing = %v, %v, want ErrSalesLogDown", p, err)
+			}
+		}
+		b.done(true, outcomeSuccess)
+		if p, err := b.allow(); p || err != nil {
+			t.Fatalf("allow() after a good probe = %v, %v, want allowed", p, err)
+		}
+	})
 }

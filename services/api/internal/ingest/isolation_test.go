@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
@@ -13,7 +14,9 @@ import (
 // ends its own wait and nothing else. Its record keeps the server's
 // deadline, so it does not fail the records of other callers queued behind
 // it on the same partition, and it is itself written; the caller is told it
-// may have been.
+// may have been. It runs on virtual time (synctest): the caller leaves at
+// 50ms exactly, and synctest.Wait lets franz-go act on that before the
+// broker answers again.
 func TestCallerNeverReachesOtherRecords(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -33,64 +36,63 @@ func TestCallerNeverReachesOtherRecords(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := newCluster(t)
-			p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: 4 * hangBound})
-			warmUp(t, p)
-			before := written(t, c.ListenAddrs())
-			release := make(chan struct{})
-			sleepProduce(c, release)
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t)
+				p := newProducer(t, c, Config{ProduceTimeout: neverTimeout})
+				warmUp(t, p)
+				before := written(t, c)
+				release := make(chan struct{})
+				sleepProduce(c, release)
 
-			// Every sale is for one product, so one partition: the first is
-			// held in flight by the broker, the others queue behind it in
-			// franz-go's buffer, the hostile one first.
-			hot := func() *salesv1.Sale {
-				s := testSale(t)
-				s.ProductId = "HOT"
-				return s
-			}
-			polite := make(chan error, 3)
-			record := func() { polite <- p.Record(context.Background(), hot()) }
-			waitBuffered := func(n int64) {
-				t.Helper()
-				for deadline := time.Now().Add(hangBound); p.Buffered() < n; time.Sleep(time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatalf("Buffered() = %d, want %d", p.Buffered(), n)
+				// Every sale is for one product, so one partition: the first
+				// is held in flight by the broker, the others queue behind it
+				// in franz-go's buffer, the hostile one first.
+				hot := func() *salesv1.Sale {
+					s := testSale(t)
+					s.ProductId = "HOT"
+					return s
+				}
+				polite := make(chan error, 3)
+				record := func() { polite <- p.Record(context.Background(), hot()) }
+				buffered := func(n int64) {
+					t.Helper()
+					synctest.Wait()
+					if got := p.Buffered(); got != n {
+						t.Fatalf("Buffered() = %d, want %d", got, n)
 					}
 				}
-			}
-			go record()
-			waitBuffered(1)
-			ctx, cancel := tt.leave(context.Background())
-			defer cancel()
-			hostile := make(chan error, 1)
-			go func() { hostile <- p.Record(ctx, hot()) }()
-			waitBuffered(2)
-			go record()
-			go record()
-			waitBuffered(4)
+				go record()
+				buffered(1)
+				ctx, cancel := tt.leave(context.Background())
+				defer cancel()
+				hostile := make(chan error, 1)
+				go func() { hostile <- p.Record(ctx, hot()) }()
+				buffered(2)
+				go record()
+				go record()
+				buffered(4)
 
-			err := <-hostile
-			var se *SaleError
-			if !errors.Is(err, tt.want) || !errors.As(err, &se) || se.Unwritten {
-				t.Errorf("Record() whose caller left = %v, want %v, a SaleError that may have been written", err, tt.want)
-			}
-			// Give franz-go every chance to act on a record whose
-			// context is done before the broker answers again.
-			time.Sleep(200 * time.Millisecond)
-			close(release)
-			for range 3 {
-				if err := <-polite; err != nil {
-					t.Errorf("Record() queued behind a caller that left = %v, want nil", err)
+				err := <-hostile
+				var se *SaleError
+				if !errors.Is(err, tt.want) || !errors.As(err, &se) || se.Unwritten {
+					t.Errorf("Record() whose caller left = %v, want %v, a SaleError that may have been written", err, tt.want)
 				}
-			}
-			// The hostile sale was written too: it kept the server's deadline.
-			deadline := time.Now().Add(hangBound)
-			for written(t, c.ListenAddrs()) < before+4 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if got, want := written(t, c.ListenAddrs()), before+4; got != want {
-				t.Errorf("topic holds %d records, want %d: the sale of the caller that left is written as well", got, want)
-			}
+				// franz-go has done all it would with a record whose
+				// context is done before the broker answers again.
+				synctest.Wait()
+				close(release)
+				for range 3 {
+					if err := <-polite; err != nil {
+						t.Errorf("Record() queued behind a caller that left = %v, want nil", err)
+					}
+				}
+				// The hostile sale was written too: it kept the server's
+				// deadline.
+				synctest.Wait()
+				if got, want := written(t, c), before+4; got != want {
+					t.Errorf("topic holds %d records, want %d: the sale of the caller that left is written as well", got, want)
+				}
+			})
 		})
 	}
 }
@@ -100,9 +102,9 @@ func TestCallerNeverReachesOtherRecords(t *testing.T) {
 func TestCallerGoneBeforeProduce(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	p := newProducer(t, c.ListenAddrs(), Config{})
+	p := newProducer(t, c, Config{})
 	warmUp(t, p)
-	before := written(t, c.ListenAddrs())
+	before := written(t, c)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var se *SaleError
@@ -114,7 +116,7 @@ func TestCallerGoneBeforeProduce(t *testing.T) {
 			t.Errorf("RecordAll()[%d] with a done context = %v, want context.Canceled, certainly not written", i, err)
 		}
 	}
-	if got := written(t, c.ListenAddrs()); got != before {
+	if got := written(t, c); got != before {
 		t.Errorf("topic holds %d records, want %d", got, before)
 	}
 }

@@ -172,7 +172,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 			{Key: record.HeaderIngestProtocol, Value: []byte(proto)},
 		}
 	}
-	p.breaker = newBreaker(threshold, window, coolDown, time.Now, func(from, to breakerState) {
+	p.breaker = newBreaker(threshold, window, coolDown, func(from, to breakerState) {
 		log.Warn("sales log circuit breaker", "from", from.String(), "to", to.String())
 	})
 	return p, nil

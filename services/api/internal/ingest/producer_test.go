@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -27,25 +27,15 @@ import (
 
 const topic = "sales"
 
-// hangBound is how much later than its own deadline a call may answer
-// before a test calls it hung. The race-detected tests run side by side on
-// two-core machines, where a call can stall for a second, so time bounds in
-// these tests tell an answer from a hang, never a fast answer from a slow one.
-const hangBound = 5 * time.Second
+// neverTimeout is a produce timeout no call in these tests reaches: a call
+// made with it that answers did not answer for its timeout. (The tests of
+// time run in synctest bubbles, where time is virtual and exact.)
+const neverTimeout = 20 * time.Second
 
-func newCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
+func newProducer(t *testing.T, k *fakeKafka, cfg Config) *Producer {
 	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(6, topic)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-func newProducer(t *testing.T, addrs []string, cfg Config) *Producer {
-	t.Helper()
-	cfg.Brokers, cfg.Topic, cfg.Partitions = addrs, topic, 6
+	cfg.Brokers, cfg.Topic, cfg.Partitions = k.ListenAddrs(), topic, 6
+	cfg.ClientOpts = append(cfg.ClientOpts, k.dial())
 	if cfg.ProduceTimeout == 0 {
 		cfg.ProduceTimeout = 3 * time.Second
 	}
@@ -94,12 +84,9 @@ func testSale(t *testing.T) *salesv1.Sale {
 }
 
 // written counts the records on the topic.
-func written(t *testing.T, addrs []string) int64 {
+func written(t *testing.T, k *fakeKafka) int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := k.client(t)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -113,13 +100,10 @@ func written(t *testing.T, addrs []string) int64 {
 }
 
 // consume reads every record on the topic.
-func consume(t *testing.T, addrs []string) []*kgo.Record {
+func consume(t *testing.T, k *fakeKafka) []*kgo.Record {
 	t.Helper()
-	want := written(t, addrs)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := written(t, k)
+	cl := k.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -179,7 +163,7 @@ func checkRecord(t *testing.T, r *kgo.Record, want *salesv1.Sale, protocol recor
 func TestRecordWritesTheContract(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	p := newProducer(t, c.ListenAddrs(), Config{})
+	p := newProducer(t, c, Config{})
 	ctx := context.Background()
 
 	want := map[string]*salesv1.Sale{}
@@ -205,7 +189,7 @@ func TestRecordWritesTheContract(t *testing.T) {
 	}
 	want[s.GetSaleId()], protos[s.GetSaleId()] = s, record.ProtocolUnknown
 
-	recs := consume(t, c.ListenAddrs())
+	recs := consume(t, c)
 	if len(recs) != len(want) {
 		t.Fatalf("topic holds %d records, want %d", len(recs), len(want))
 	}
@@ -223,7 +207,7 @@ func TestRecordWritesTheContract(t *testing.T) {
 }
 
 // produceErrors answers every produce request with code for each partition.
-func produceErrors(c *kfake.Cluster, code int16) {
+func produceErrors(c *fakeKafka, code int16) {
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		r := req.(*kmsg.ProduceRequest)
@@ -243,19 +227,21 @@ func produceErrors(c *kfake.Cluster, code int16) {
 }
 
 // sleepProduce holds every produce request until release is closed.
-func sleepProduce(c *kfake.Cluster, release <-chan struct{}) {
+func sleepProduce(c *fakeKafka, release <-chan struct{}) {
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.SleepControl(func() { <-release })
 		return nil, nil, false
 	})
 }
 
+// TestRecordFailures runs on virtual time (synctest): a call answers at its
+// produce timeout exactly, or before it.
 func TestRecordFailures(t *testing.T) {
 	t.Parallel()
 	const timeout = 500 * time.Millisecond
 	tests := []struct {
 		name  string
-		fault func(c *kfake.Cluster, release <-chan struct{})
+		fault func(c *fakeKafka, release <-chan struct{})
 		want  []error
 		// afterRelease is how many records the topic holds once the fault
 		// is lifted: the honest answer for an unconfirmed sale.
@@ -263,14 +249,14 @@ func TestRecordFailures(t *testing.T) {
 	}{
 		{
 			name:  "broker error",
-			fault: func(c *kfake.Cluster, _ <-chan struct{}) { produceErrors(c, kerr.NotEnoughReplicas.Code) },
+			fault: func(c *fakeKafka, _ <-chan struct{}) { produceErrors(c, kerr.NotEnoughReplicas.Code) },
 			// franz-go retries, and notices the deadline only between
 			// tries: it may still be retrying when the call gives up.
 			want: []error{ErrNotWritten, ErrUnconfirmed},
 		},
 		{
 			name:  "fatal broker error",
-			fault: func(c *kfake.Cluster, _ <-chan struct{}) { produceErrors(c, kerr.CorruptMessage.Code) },
+			fault: func(c *fakeKafka, _ <-chan struct{}) { produceErrors(c, kerr.CorruptMessage.Code) },
 			want:  []error{ErrNotWritten},
 		},
 		{
@@ -283,205 +269,196 @@ func TestRecordFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := newCluster(t)
-			p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: timeout})
-			// Learn the metadata first, so the fault hits the produce.
-			warmUp(t, p)
-			before := written(t, c.ListenAddrs())
-			release := make(chan struct{})
-			tt.fault(c, release)
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t)
+				p := newProducer(t, c, Config{ProduceTimeout: timeout})
+				// Learn the metadata first, so the fault hits the produce.
+				warmUp(t, p)
+				before := written(t, c)
+				release := make(chan struct{})
+				tt.fault(c, release)
 
-			sale := testSale(t)
-			start := time.Now()
-			err := p.Record(context.Background(), sale)
-			took := time.Since(start)
-			if !slices.ContainsFunc(tt.want, func(want error) bool { return errors.Is(err, want) }) {
-				t.Errorf("Record() = %v, want %v", err, tt.want)
-			}
-			if se := new(SaleError); !errors.As(err, &se) || se.SaleID != sale.GetSaleId() {
-				t.Errorf("Record() = %v, want a SaleError for %s", err, sale.GetSaleId())
-			}
-			if took > timeout+hangBound {
-				t.Errorf("Record() took %v, want an answer at the %v produce timeout", took, timeout)
-			}
-			close(release)
-			if tt.afterRelease > 0 {
-				deadline := time.Now().Add(5 * time.Second)
-				for written(t, c.ListenAddrs()) < before+tt.afterRelease && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
+				sale := testSale(t)
+				start := time.Now()
+				err := p.Record(context.Background(), sale)
+				took := time.Since(start)
+				if !slices.ContainsFunc(tt.want, func(want error) bool { return errors.Is(err, want) }) {
+					t.Errorf("Record() = %v, want %v", err, tt.want)
 				}
-			}
-			if got, want := written(t, c.ListenAddrs()), before+tt.afterRelease; got != want {
-				t.Errorf("topic holds %d records, want %d", got, want)
-			}
+				if se := new(SaleError); !errors.As(err, &se) || se.SaleID != sale.GetSaleId() {
+					t.Errorf("Record() = %v, want a SaleError for %s", err, sale.GetSaleId())
+				}
+				if took > timeout {
+					t.Errorf("Record() took %v, want an answer by the %v produce timeout", took, timeout)
+				}
+				close(release)
+				// Every request in flight is answered before Wait returns.
+				synctest.Wait()
+				if got, want := written(t, c), before+tt.afterRelease; got != want {
+					t.Errorf("topic holds %d records, want %d", got, want)
+				}
+			})
 		})
 	}
 }
 
 func TestRecordBufferFull(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
-	// A call that waited for room would wait up to the produce timeout.
-	p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: 4 * hangBound, MaxBufferedRecords: 2})
-	warmUp(t, p)
-	release := make(chan struct{})
-	sleepProduce(c, release)
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t)
+		// A call that waited for room would wait up to the produce timeout.
+		p := newProducer(t, c, Config{ProduceTimeout: neverTimeout, MaxBufferedRecords: 2})
+		warmUp(t, p)
+		release := make(chan struct{})
+		sleepProduce(c, release)
 
-	// Two sales fill the buffer while the broker holds them.
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { _ = p.Record(context.Background(), testSale(t)) })
-	}
-	deadline := time.Now().Add(hangBound)
-	for p.client.BufferedProduceRecords() < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	start := time.Now()
-	err := p.Record(context.Background(), testSale(t))
-	if took := time.Since(start); !errors.Is(err, ErrBufferFull) || took > hangBound {
-		t.Errorf("Record() with a full buffer = %v after %v, want ErrBufferFull without waiting for room", err, took)
-	}
-	// A batch is refused sale by sale.
-	errs := p.RecordAll(context.Background(), []*salesv1.Sale{testSale(t), testSale(t)})
-	for i, err := range errs {
-		if !errors.Is(err, ErrBufferFull) {
-			t.Errorf("RecordAll()[%d] with a full buffer = %v, want ErrBufferFull", i, err)
+		// Two sales fill the buffer while the broker holds them.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { _ = p.Record(context.Background(), testSale(t)) })
 		}
-	}
-	close(release)
-	wg.Wait()
+		synctest.Wait()
+		if n := p.client.BufferedProduceRecords(); n != 2 {
+			t.Fatalf("BufferedProduceRecords() = %d with two sales held by the broker, want 2", n)
+		}
+		start := time.Now()
+		err := p.Record(context.Background(), testSale(t))
+		if took := time.Since(start); !errors.Is(err, ErrBufferFull) || took != 0 {
+			t.Errorf("Record() with a full buffer = %v after %v, want ErrBufferFull at once", err, took)
+		}
+		// A batch is refused sale by sale.
+		errs := p.RecordAll(context.Background(), []*salesv1.Sale{testSale(t), testSale(t)})
+		for i, err := range errs {
+			if !errors.Is(err, ErrBufferFull) {
+				t.Errorf("RecordAll()[%d] with a full buffer = %v, want ErrBufferFull", i, err)
+			}
+		}
+		close(release)
+		wg.Wait()
+	})
 }
 
+// TestRecordHonoursCallerContext runs on virtual time (synctest): a caller
+// that leaves is answered the moment it does.
 func TestRecordHonoursCallerContext(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
-	p := newProducer(t, c.ListenAddrs(), Config{ProduceTimeout: 4 * hangBound})
-	warmUp(t, p)
-	release := make(chan struct{})
-	sleepProduce(c, release)
-	defer close(release)
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t)
+		p := newProducer(t, c, Config{ProduceTimeout: neverTimeout})
+		warmUp(t, p)
+		release := make(chan struct{})
+		sleepProduce(c, release)
+		defer close(release)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := p.Record(ctx, testSale(t))
-	if took := time.Since(start); err == nil || took > hangBound {
-		t.Errorf("Record() with a 300ms deadline = %v after %v, want an error at it, not at the produce timeout", err, took)
-	}
-	if !errors.Is(err, ErrUnconfirmed) && !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Record() with a 300ms deadline = %v, want ErrUnconfirmed or DeadlineExceeded", err)
-	}
+		const deadline = 300 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		start := time.Now()
+		err := p.Record(ctx, testSale(t))
+		if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took != deadline {
+			t.Errorf("Record() with a %v deadline = %v after %v, want DeadlineExceeded at it, not at the produce timeout", deadline, err, took)
+		}
 
-	ctx, cancel = context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	if err := p.Record(ctx, testSale(t)); !errors.Is(err, context.Canceled) {
-		t.Errorf("Record() canceled = %v, want context.Canceled", err)
-	}
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start = time.Now()
+		if err := p.Record(ctx, testSale(t)); !errors.Is(err, context.Canceled) || time.Since(start) != 100*time.Millisecond {
+			t.Errorf("Record() canceled after 100ms = %v after %v, want context.Canceled at once", err, time.Since(start))
+		}
+	})
 }
 
+// TestBreakerFailsFastAndRecovers runs on virtual time (synctest): every
+// call during the outage answers by the produce timeout, and recovery is
+// measured exactly.
 func TestBreakerFailsFastAndRecovers(t *testing.T) {
 	t.Parallel()
-	const timeout = 300 * time.Millisecond
-	port := freePort(t)
-	dir := t.TempDir()
-	start := func() *kfake.Cluster {
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topic), kfake.Ports(port), kfake.DataDir(dir))
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = 300 * time.Millisecond
+		c := newCluster(t, kfake.DataDir(t.TempDir()))
+		p := newProducer(t, c, Config{
+			ProduceTimeout:   timeout,
+			BreakerThreshold: 3,
+			BreakerCoolDown:  200 * time.Millisecond,
+		})
+		var acked []string
+		record := func() (time.Duration, error) {
+			s := testSale(t)
+			begin := time.Now()
+			err := p.Record(context.Background(), s)
+			if err == nil {
+				acked = append(acked, s.GetSaleId())
+			}
+			return time.Since(begin), err
 		}
-		return c
-	}
-	c := start()
-	addrs := c.ListenAddrs()
-	p := newProducer(t, addrs, Config{
-		ProduceTimeout:   timeout,
-		BreakerThreshold: 3,
-		BreakerCoolDown:  200 * time.Millisecond,
+		warmUp(t, p)
+
+		c.Close()
+		var fastFails int
+		for i := 0; fastFails < 3; i++ {
+			if i == 50 {
+				t.Fatalf("the breaker never opened: %d calls, %d fast failures", i, fastFails)
+			}
+			took, err := record()
+			switch {
+			case err == nil:
+				t.Fatalf("Record() during the outage = nil, want an error")
+			case took > timeout:
+				t.Fatalf("Record() during the outage took %v, want an answer by the %v produce timeout", took, timeout)
+			case errors.Is(err, ErrSalesLogDown):
+				// The open breaker answers before producing anything.
+				if took != 0 {
+					t.Fatalf("Record() with the breaker open took %v, want an answer at once", took)
+				}
+				fastFails++
+			case !errors.Is(err, ErrNotWritten) && !errors.Is(err, ErrUnconfirmed):
+				t.Fatalf("Record() during the outage = %v, want ErrNotWritten or ErrUnconfirmed", err)
+			}
+		}
+
+		c.restart(t)
+		back := time.Now()
+		// Recovered means 20 calls in a row succeed; until then every call
+		// still answers within the timeout.
+		for streak := 0; streak < 20; {
+			took, err := record()
+			if err == nil {
+				streak++
+				continue
+			}
+			streak = 0
+			if took > timeout {
+				t.Fatalf("Record() while recovering took %v, want an answer by the %v produce timeout", took, timeout)
+			}
+			if time.Since(back) > 30*time.Second {
+				t.Fatalf("Record() did not recover within 30s of Kafka's return: %v", err)
+			}
+			// A client retries at its own pace, not in a tight loop.
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("recovered %v after Kafka's return", time.Since(back))
+
+		// Every sale answered OK is on the topic.
+		onTopic := map[string]bool{}
+		for _, r := range consume(t, c) {
+			s := &salesv1.Sale{}
+			if err := proto.Unmarshal(r.Value, s); err != nil {
+				t.Fatal(err)
+			}
+			onTopic[s.GetSaleId()] = true
+		}
+		for _, id := range acked {
+			if !onTopic[id] {
+				t.Errorf("sale %s was acknowledged but is not on the topic", id)
+			}
+		}
 	})
-	var acked []string
-	record := func() (time.Duration, error) {
-		s := testSale(t)
-		begin := time.Now()
-		err := p.Record(context.Background(), s)
-		if err == nil {
-			acked = append(acked, s.GetSaleId())
-		}
-		return time.Since(begin), err
-	}
-	warmUp(t, p)
-
-	c.Close()
-	var fastFails int
-	for i := 0; fastFails < 3; i++ {
-		if i == 50 {
-			t.Fatalf("the breaker never opened: %d calls, %d fast failures", i, fastFails)
-		}
-		took, err := record()
-		switch {
-		case err == nil:
-			t.Fatalf("Record() during the outage = nil, want an error")
-		case took > timeout+hangBound:
-			t.Fatalf("Record() during the outage took %v, want an answer at the %v produce timeout", took, timeout)
-		case errors.Is(err, ErrSalesLogDown):
-			// The open breaker answers before producing anything.
-			fastFails++
-		case !errors.Is(err, ErrNotWritten) && !errors.Is(err, ErrUnconfirmed):
-			t.Fatalf("Record() during the outage = %v, want ErrNotWritten or ErrUnconfirmed", err)
-		}
-	}
-
-	c = start()
-	defer c.Close()
-	// Recovered means 20 calls in a row succeed; until then every call
-	// still answers within the timeout.
-	deadline := time.Now().Add(30 * time.Second)
-	for streak := 0; streak < 20; {
-		took, err := record()
-		if err == nil {
-			streak++
-			continue
-		}
-		streak = 0
-		if took > timeout+hangBound {
-			t.Fatalf("Record() while recovering took %v, want an answer at the %v produce timeout", took, timeout)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Record() did not recover within 30s of Kafka's return: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("recovered %v after Kafka's return", time.Since(deadline.Add(-30*time.Second)).Round(time.Millisecond))
-
-	// Every sale answered OK is on the topic.
-	onTopic := map[string]bool{}
-	for _, r := range consume(t, addrs) {
-		s := &salesv1.Sale{}
-		if err := proto.Unmarshal(r.Value, s); err != nil {
-			t.Fatal(err)
-		}
-		onTopic[s.GetSaleId()] = true
-	}
-	for _, id := range acked {
-		if !onTopic[id] {
-			t.Errorf("sale %s was acknowledged but is not on the topic", id)
-		}
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func TestRecordAfterClose(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	p := newProducer(t, c.ListenAddrs(), Config{})
+	p := newProducer(t, c, Config{})
 	if err := p.Close(context.Background()); err != nil {
 		t.Fatalf("Close() = %v, want nil", err)
 	}
@@ -492,62 +469,69 @@ func TestRecordAfterClose(t *testing.T) {
 
 // TestLingerSparesBatches: with a linger, single sales wait for it while a
 // batch goes out at once, through its own client, and both are written and
-// counted in Buffered's and BufferLimit's figures.
+// counted in Buffered's and BufferLimit's figures. It runs on virtual time
+// (synctest), so the waits are exact.
 func TestLingerSparesBatches(t *testing.T) {
 	t.Parallel()
-	const linger = 2 * hangBound
-	c := newCluster(t)
-	p := newProducer(t, c.ListenAddrs(), Config{Linger: linger, ProduceTimeout: 4 * hangBound, MaxBufferedRecords: 100})
-	if p.batch == p.client {
-		t.Fatal("a lingering producer uses one client for batches and single sales")
-	}
-	if got := p.BufferLimit(); got != 200 {
-		t.Errorf("BufferLimit() = %d, want 200 (MaxBufferedRecords for each client)", got)
-	}
-	ctx := context.Background()
-
-	single := make(chan error, 1)
-	go func() { single <- p.Record(ctx, testSale(t)) }()
-	// The single sale is in its client's buffer before the batch starts.
-	for deadline := time.Now().Add(hangBound); p.client.BufferedProduceRecords() != 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the single sale never reached its client's buffer (%d buffered)", p.client.BufferedProduceRecords())
+	synctest.Test(t, func(t *testing.T) {
+		const linger = time.Second
+		c := newCluster(t)
+		p := newProducer(t, c, Config{Linger: linger, ProduceTimeout: neverTimeout, MaxBufferedRecords: 100})
+		if p.batch == p.client {
+			t.Fatal("a lingering producer uses one client for batches and single sales")
 		}
-	}
-	batch := []*salesv1.Sale{testSale(t), testSale(t), testSale(t)}
-	began := time.Now()
-	for i, err := range p.RecordAll(ctx, batch) {
-		if err != nil {
-			t.Fatalf("RecordAll()[%d] = %v, want nil", i, err)
+		if got := p.BufferLimit(); got != 200 {
+			t.Errorf("BufferLimit() = %d, want 200 (MaxBufferedRecords for each client)", got)
 		}
-	}
-	if took := time.Since(began); took >= linger {
-		t.Errorf("RecordAll() took %v: it waited for the %v linger", took, linger)
-	}
-	select {
-	case err := <-single:
-		t.Errorf("Record() = %v before the %v linger was over, want it to linger", err, linger)
-	default:
-	}
-	if n := p.client.BufferedProduceRecords(); n != 1 {
-		t.Errorf("the single sale's client holds %d records after the batch was written, want 1 (it lingers)", n)
-	}
-	// End the linger rather than wait it out.
-	if err := p.client.Flush(ctx); err != nil {
-		t.Fatalf("Flush() = %v", err)
-	}
-	if err := <-single; err != nil {
-		t.Fatalf("Record() = %v, want nil", err)
-	}
-	if n := p.Buffered(); n != 0 {
-		t.Errorf("Buffered() = %d after every call was answered, want 0", n)
-	}
-	if n := len(consume(t, c.ListenAddrs())); n != 4 {
-		t.Errorf("topic holds %d records, want 4", n)
-	}
+		ctx := context.Background()
+		// Both clients learn the metadata and a producer id first, so that
+		// the single sale waits for nothing but the linger.
+		warmUp(t, p)
+		for i, err := range p.RecordAll(ctx, []*salesv1.Sale{testSale(t)}) {
+			if err != nil {
+				t.Fatalf("RecordAll()[%d] = %v, want nil", i, err)
+			}
+		}
 
-	// Without a linger there is one client.
-	if q := newProducer(t, c.ListenAddrs(), Config{MaxBufferedRecords: 100}); q.batch != q.client || q.BufferLimit() != 100 {
-		t.Errorf("without a linger: separate batch client %v, BufferLimit() %d; want one client, 100", q.batch != q.client, q.BufferLimit())
-	}
+		single := make(chan error, 1)
+		began := time.Now()
+		go func() { single <- p.Record(ctx, testSale(t)) }()
+		// The single sale is in its client's buffer before the batch starts.
+		synctest.Wait()
+		if n := p.client.BufferedProduceRecords(); n != 1 {
+			t.Fatalf("the single sale's client holds %d records, want 1", n)
+		}
+		batch := []*salesv1.Sale{testSale(t), testSale(t), testSale(t)}
+		for i, err := range p.RecordAll(ctx, batch) {
+			if err != nil {
+				t.Fatalf("RecordAll()[%d] = %v, want nil", i, err)
+			}
+		}
+		if took := time.Since(began); took != 0 {
+			t.Errorf("RecordAll() took %v, want no wait: the %v linger is not its", took, linger)
+		}
+		synctest.Wait()
+		select {
+		case err := <-single:
+			t.Errorf("Record() = %v before the %v linger was over, want it to linger", err, linger)
+		default:
+		}
+		if n := p.client.BufferedProduceRecords(); n != 1 {
+			t.Errorf("the single sale's client holds %d records after the batch was written, want 1 (it lingers)", n)
+		}
+		if err := <-single; err != nil || time.Since(began) != linger {
+			t.Fatalf("Record() = %v after %v, want nil once the %v linger is over", err, time.Since(began), linger)
+		}
+		if n := p.Buffered(); n != 0 {
+			t.Errorf("Buffered() = %d after every call was answered, want 0", n)
+		}
+		if n := len(consume(t, c)); n != 6 {
+			t.Errorf("topic holds %d records, want 6", n)
+		}
+
+		// Without a linger there is one client.
+		if q := newProducer(t, c, Config{MaxBufferedRecords: 100}); q.batch != q.client || q.BufferLimit() != 100 {
+			t.Errorf("without a linger: separate batch client %v, BufferLimit() %d; want one client, 100", q.batch != q.client, q.BufferLimit())
+		}
+	})
 }
