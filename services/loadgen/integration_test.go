@@ -16,20 +16,21 @@ import (
 	"testing"
 	"time"
 
+	"blackfriday.local/contract/testenv"
 	"blackfriday.local/services/loadgen/internal/load"
 	"blackfriday.local/services/loadgen/internal/protocol"
 	"blackfriday.local/services/loadgen/internal/report"
-	"blackfriday.local/test/pipelinetest"
+	"blackfriday.local/tooling/stack/stacktest"
 )
 
 // The integration tests run the real api and aggregator binaries against the
-// real Kafka broker and Valkey server that scripts/testenv.sh starts
-// (BF_TEST_KAFKA_BROKERS, BF_TEST_VALKEY_ADDR). Without them they skip,
+// real Kafka broker and Valkey server that the stack launcher starts and
+// names in the environment (contract/testenv). Without them they skip,
 // except under CI=true, where they fail.
 
 func services(t *testing.T) (kafka, valkey string) {
 	t.Helper()
-	return pipelinetest.Services(t, "scripts/testenv.sh up")
+	return testenv.Kafka(t), testenv.Valkey(t)
 }
 
 var (
@@ -42,7 +43,7 @@ var (
 // on first use, so that the tests which need no services build nothing.
 func binaries(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() { binDir, buildErr = pipelinetest.Build() })
+	buildOnce.Do(func() { binDir, buildErr = stacktest.Build() })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -75,11 +76,11 @@ func startStack(t *testing.T) *stack {
 		"KAFKA_GROUP=loadgen-" + id, "VALKEY_ADDR=" + valkey, "VALKEY_KEY_PREFIX=loadgen:" + id + ":",
 		"METRICS_ADDR=off", "LOG_LEVEL=warn",
 	}
-	apiPort, aggPort := pipelinetest.FreePort(t), pipelinetest.FreePort(t)
+	apiPort, aggPort := stacktest.FreePort(t), stacktest.FreePort(t)
 	s := &stack{url: "http://127.0.0.1:" + strconv.Itoa(apiPort)}
-	start := func(name, extra string) *pipelinetest.Proc {
-		p := pipelinetest.Start(t, name, filepath.Join(bin, name), append(slices.Clip(env), extra)...)
-		t.Cleanup(func() { pipelinetest.Stop(t, p) })
+	start := func(name, extra string) *stacktest.Proc {
+		p := stacktest.Start(t, name, filepath.Join(bin, name), append(slices.Clip(env), extra)...)
+		t.Cleanup(func() { stacktest.Stop(t, p) })
 		return p
 	}
 	api := start("api", "PORT="+strconv.Itoa(apiPort))

@@ -4,9 +4,9 @@
 // sends known sales and checks the numbers on the page against GetSummary
 // and the known truth, and measures how soon an acknowledged sale shows.
 //
-// It needs BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR (`make
-// browser-test` starts the services); without them it skips, except under
-// CI=true, where it fails.
+// It needs the real Kafka and Valkey that the stack launcher names in the
+// environment of contract/testenv (`make browser-test` starts them);
+// without them it skips, except under CI=true, where it fails.
 package browser
 
 import (
@@ -19,14 +19,15 @@ import (
 	"testing"
 	"time"
 
-	"blackfriday.local/test/pipelinetest"
+	"blackfriday.local/contract/testenv"
+	"blackfriday.local/tooling/stack/stacktest"
 )
 
 // binDir holds the api and aggregator binaries built for this run.
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(pipelinetest.Main(m, &binDir))
+	os.Exit(stacktest.Main(m, &binDir))
 }
 
 // stack is one isolated pipeline: its own topic, group and key prefix on
@@ -35,16 +36,16 @@ type stack struct {
 	t       *testing.T
 	apiPort int
 	env     []string
-	procs   []*pipelinetest.Proc
+	procs   []*stacktest.Proc
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	kafka, valkey := pipelinetest.Services(t, "make browser-test")
+	kafka, valkey := testenv.Kafka(t), testenv.Valkey(t)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	s := &stack{t: t, apiPort: pipelinetest.FreePort(t)}
+	s := &stack{t: t, apiPort: stacktest.FreePort(t)}
 	topic := "browser-" + id
 	s.env = []string{
 		"KAFKA_BROKERS=" + kafka,
@@ -57,8 +58,8 @@ func newStack(t *testing.T) *stack {
 		"METRICS_ADDR=off",
 		"LOG_LEVEL=info",
 	}
-	t.Cleanup(func() { pipelinetest.Stop(t, s.procs...) })
-	s.start("aggregator", "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(pipelinetest.FreePort(t)))
+	t.Cleanup(func() { stacktest.Stop(t, s.procs...) })
+	s.start("aggregator", "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(stacktest.FreePort(t)))
 	s.start("api", "PORT="+strconv.Itoa(s.apiPort), "WATCH_HEARTBEAT=1s")
 	return s
 }
@@ -69,7 +70,7 @@ func (s *stack) url() string { return "http://127.0.0.1:" + strconv.Itoa(s.apiPo
 // start runs a binary and, for the api, waits until it is ready.
 func (s *stack) start(name string, env ...string) {
 	s.t.Helper()
-	p := pipelinetest.Start(s.t, name, filepath.Join(binDir, name), slices.Concat(s.env, env)...)
+	p := stacktest.Start(s.t, name, filepath.Join(binDir, name), slices.Concat(s.env, env)...)
 	s.procs = append(s.procs, p)
 	if name == "api" {
 		p.WaitOK(s.t, s.url()+"/readyz", 30*time.Second)

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/rueidis"
 	"sigs.k8s.io/yaml"
 
+	"blackfriday.local/contract/testenv"
 	"blackfriday.local/test/deploy/internal/dashboard"
 )
 
@@ -123,10 +124,7 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 // returns data. Values are checked against the sales produced: the
 // averages the panels compute must equal exact sums over counts.
 func TestDashboardQueriesReturnData(t *testing.T) {
-	addr := os.Getenv("BF_TEST_VALKEY_ADDR")
-	if addr == "" {
-		needService(t, "BF_TEST_VALKEY_ADDR (a Valkey/Redis server)")
-	}
+	addr := testenv.Valkey(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

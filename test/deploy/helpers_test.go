@@ -11,6 +11,7 @@ import (
 
 	"github.com/yannh/kubeconform/pkg/validator"
 
+	"blackfriday.local/contract/testenv"
 	m "blackfriday.local/test/deploy/internal/manifest"
 	"blackfriday.local/test/deploy/internal/policy"
 	"blackfriday.local/test/deploy/internal/schema"
@@ -93,24 +94,11 @@ func build(t testing.TB, tr *m.Tree, v m.Variant) []m.Object {
 	return objs
 }
 
-// needService skips a test whose service is missing, or fails it under
-// CI=true, where nothing may be skipped for want of a service.
-func needService(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not set up (run make deploy-test); under CI=true this fails instead of skipping", what)
-	}
-	t.Skipf("%s is not set up (run make deploy-test)", what)
-}
-
 // schemaValidator validates against the schemas of make deploy-schemas
 // (BF_DEPLOY_SCHEMAS), strictly.
 func schemaValidator(t testing.TB) validator.Validator {
 	t.Helper()
-	dir := os.Getenv("BF_DEPLOY_SCHEMAS")
-	if dir == "" {
-		needService(t, "BF_DEPLOY_SCHEMAS (the generated schemas)")
-	}
+	dir := testenv.Need(t, "BF_DEPLOY_SCHEMAS", "make deploy-test generates the schemas")
 	version := os.Getenv("BF_DEPLOY_K8S_VERSION")
 	if version == "" {
 		version = "1.37.2"

@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,63 +13,84 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"blackfriday.local/contract/keys"
-	"blackfriday.local/test/pipelinetest"
+	"blackfriday.local/tooling/stack/kafka"
+	"blackfriday.local/tooling/stack/valkey"
 )
 
-// dedicated is a test service of its own, started by scripts/valkey.sh or
-// scripts/kafka.sh under a private BF_RUN_DIR, so that a test may stop,
-// kill, wipe or reconfigure it without touching the shared ones.
-type dedicated struct {
-	t      *testing.T
-	script string
-	env    []string
-	addr   string
+// dedicatedValkey is a Valkey server of the test's own, in a directory of
+// its own, so that the test may stop, kill, wipe or reconfigure it without
+// touching the shared one. It is destroyed when the test ends.
+type dedicatedValkey struct {
+	t *testing.T
+	*valkey.Server
 }
 
-// startDedicated runs script (valkey.sh or kafka.sh) start with env and its
-// own state directory, and destroys the service when the test ends.
-func startDedicated(t *testing.T, script string, env ...string) *dedicated {
+// startValkey starts a dedicated Valkey configured by cfg.
+func startValkey(t *testing.T, cfg valkey.Config) *dedicatedValkey {
 	t.Helper()
 	services(t) // skip, or fail under CI, like every test needing services
-	root, err := pipelinetest.RepoRoot()
+	cfg.Log = testLog{t}
+	srv, err := valkey.Open(t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &dedicated{
-		t:      t,
-		script: filepath.Join(root, "scripts", script),
-		env:    append([]string{"BF_RUN_DIR=" + t.TempDir()}, env...),
-	}
+	v := &dedicatedValkey{t: t, Server: srv}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, d.script, "destroy")
-		cmd.Env = append(os.Environ(), d.env...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("%s destroy: %v\n%s", script, err, out)
+		if err := srv.Destroy(); err != nil {
+			t.Errorf("destroy the dedicated Valkey: %v", err)
 		}
 	})
-	d.addr = d.run("start")
-	return d
+	v.start()
+	return v
 }
 
-// run runs the script with sub (start, stop, kill, sasl-addr, ...) and
-// returns the last line it printed.
-func (d *dedicated) run(sub string) string {
-	d.t.Helper()
+// start starts the server again, as it was configured.
+func (v *dedicatedValkey) start() {
+	v.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := v.Start(ctx); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// stop shuts the server down cleanly.
+func (v *dedicatedValkey) stop() {
+	v.t.Helper()
+	if err := v.Stop(); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// kill kills the server with SIGKILL.
+func (v *dedicatedValkey) kill() {
+	v.t.Helper()
+	if err := v.Kill(); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// startKafka starts a Kafka cluster of the test's own, made by cfg, and
+// destroys it when the test ends.
+func startKafka(t *testing.T, cfg kafka.Config) *kafka.Cluster {
+	t.Helper()
+	services(t) // skip, or fail under CI, like every test needing services
+	cfg.Log = testLog{t}
+	c, err := kafka.Open(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Destroy(); err != nil {
+			t.Errorf("destroy the dedicated Kafka: %v", err)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, d.script, sub)
-	cmd.Env = append(os.Environ(), d.env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		d.t.Fatalf("%s %s: %v\n%s%s", filepath.Base(d.script), sub, err, out, stderr.String())
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
 	}
-	last := strings.TrimSpace(string(lastLine(out)))
-	d.t.Logf("%s %s: %s", filepath.Base(d.script), sub, lastLine([]byte(strings.TrimSpace(stderr.String()))))
-	return last
+	return c
 }
 
 // useValkey points the stack, and the tests' own reads, at another Valkey.

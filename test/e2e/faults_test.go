@@ -26,6 +26,7 @@ import (
 	"blackfriday.local/contract/keys"
 	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+	"blackfriday.local/tooling/stack/valkey"
 )
 
 // lostDataLog is what the aggregator logs when it finds Valkey's data gone.
@@ -136,22 +137,22 @@ func TestFaultBrokerOutage(t *testing.T) {
 // file, once with SIGKILL and once with a clean shutdown, while sales flow:
 // the aggregator waits, retries and converges.
 func TestFaultValkeyRestartAOF(t *testing.T) {
-	v := startDedicated(t, "valkey.sh", "VALKEY_APPENDONLY=yes", "VALKEY_APPENDFSYNC=everysec")
+	v := startValkey(t, valkey.Config{AppendOnly: true, AppendFsync: "everysec"})
 	s := newFaultStack(t)
-	s.useValkey(v.addr)
+	s.useValkey(v.Addr())
 	s.startAggregator("aggregator")
 	s.startAPI()
 	d := faultsDuration(t)
 	l := startLoad(t, s, 404, loadOptions{clients: 6})
 	time.Sleep(d / 3)
-	v.run("kill")
+	v.kill()
 	s.waitReady("aggregator", false, 5*time.Second)
-	v.run("start")
+	v.start()
 	s.waitReady("aggregator", true, 30*time.Second)
 	time.Sleep(d / 3)
-	v.run("stop")
+	v.stop()
 	time.Sleep(time.Second)
-	v.run("start")
+	v.start()
 	time.Sleep(d / 3)
 	l.audit(context.Background(), "4. Valkey restart (AOF)",
 		"dedicated Valkey with appendonly yes, appendfsync everysec: SIGKILLed at 1/3 and restarted once the aggregator reported unready; shut down cleanly at 2/3 and restarted 1 s later")
@@ -177,9 +178,9 @@ func TestFaultValkeyRestartAOF(t *testing.T) {
 // replay the topic from the start and converge exactly, dedup verdicts
 // included (a tenth of the sales are sent twice).
 func TestFaultValkeyDataLoss(t *testing.T) {
-	v := startDedicated(t, "valkey.sh", "VALKEY_APPENDONLY=no")
+	v := startValkey(t, valkey.Config{})
 	s := newFaultStack(t)
-	s.useValkey(v.addr)
+	s.useValkey(v.Addr())
 	s.startAggregator("aggregator")
 	s.startAPI()
 	d := faultsDuration(t)
@@ -192,8 +193,8 @@ func TestFaultValkeyDataLoss(t *testing.T) {
 		}
 	}})
 	time.Sleep(d / 2)
-	v.run("kill")
-	v.run("start") // empty: no persistence
+	v.kill()
+	v.start() // empty: no persistence
 	time.Sleep(d / 2)
 	l.audit(ctx, "5a. Valkey loses everything (under load)",
 		"dedicated Valkey without persistence SIGKILLed at 1/2 of the load and restarted empty; 10% of acknowledged sales sent again within the window")

@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	blackfriday.local/contract v0.0.0
 	blackfriday.local/gen v0.0.0
-	blackfriday.local/test/pipelinetest v0.0.0
+	blackfriday.local/tooling/stack v0.0.0
 	connectrpc.com/connect v1.21.1
 	github.com/redis/rueidis v1.0.79
 	github.com/twmb/franz-go v1.22.3
@@ -15,17 +15,19 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
+require github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
+
 require (
 	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.2 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0 // indirect
 )
 
 replace blackfriday.local/gen => ../../gen
 
-replace blackfriday.local/test/pipelinetest => ../pipelinetest
+replace blackfriday.local/tooling/stack => ../../tooling/stack
 
 replace blackfriday.local/contract => ../../contract

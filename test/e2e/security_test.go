@@ -25,7 +25,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"blackfriday.local/contract/keys"
-	"blackfriday.local/test/pipelinetest"
+	launcher "blackfriday.local/tooling/stack"
+	"blackfriday.local/tooling/stack/kafka"
+	"blackfriday.local/tooling/stack/valkey"
 )
 
 // kafkaUser is the part of a Strimzi KafkaUser the test needs.
@@ -56,7 +58,7 @@ type kafkaUser struct {
 // loadKafkaUsers reads the KafkaUsers of the prod overlay's component.
 func loadKafkaUsers(t *testing.T) map[string]kafkaUser {
 	t.Helper()
-	root, err := pipelinetest.RepoRoot()
+	root, err := launcher.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,19 +147,18 @@ func createACLs(ctx context.Context, t *testing.T, adm *kadm.Client, u kafkaUser
 // the dead letters, and the aggregator cannot write sales.
 func TestKafkaSCRAMAndACLs(t *testing.T) {
 	aggPassword, apiPassword := "agg-"+randomID(), "api-"+randomID()
-	k := startDedicated(t, "kafka.sh",
-		"KAFKA_SCRAM_USERS=aggregator:"+aggPassword+" api:"+apiPassword, "KAFKA_AUTHORIZER=acl")
-	sasl := k.run("sasl-addr")
+	k := startKafka(t, kafka.Config{Users: []kafka.User{{Name: "aggregator", Password: aggPassword}, {Name: "api", Password: apiPassword}}, ACL: true})
+	sasl := k.SASLBootstrap()
 	ctx := context.Background()
 
 	s := newStack(t)
-	s.kafka = k.addr // the test's own reads use the PLAINTEXT listener, a super user
+	s.kafka = k.Bootstrap() // the test's own reads use the PLAINTEXT listener, a super user
 	s.setEnv("KAFKA_BROKERS", sasl)
 	s.setEnv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
 	group := s.topic + "-aggregator"
 	rename := map[string]string{"sales": s.topic, "sales.dlq": s.topic + ".dlq", "blackfriday-aggregator": group}
 
-	admin, err := kgo.NewClient(kgo.SeedBrokers(k.addr))
+	admin, err := kgo.NewClient(kgo.SeedBrokers(k.Bootstrap()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestKafkaSCRAMAndACLs(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if dead := readTopic(ctx, t, k.addr, s.topic+".dlq"); len(dead) != 1 {
+	if dead := readTopic(ctx, t, k.Bootstrap(), s.topic+".dlq"); len(dead) != 1 {
 		t.Errorf("dead-letter topic holds %d records, want 1", len(dead))
 	}
 	t.Logf("api (KafkaUser api) and aggregator (KafkaUser aggregator) over SCRAM-SHA-512 with ACLs: %d sales counted exactly, 1 dead letter", tr.count())
@@ -295,7 +296,7 @@ func fetchOne(ctx context.Context, cl *kgo.Client) error {
 // reader cannot write; the aggregator writes only bf:* keys and runs its
 // script, but nothing dangerous.
 func TestValkeyACLs(t *testing.T) {
-	root, err := pipelinetest.RepoRoot()
+	root, err := launcher.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,13 +312,12 @@ func TestValkeyACLs(t *testing.T) {
 	if out, err := render.CombinedOutput(); err != nil {
 		t.Fatalf("render-acl.sh: %v\n%s", err, out)
 	}
-	v := startDedicated(t, "valkey.sh", "VALKEY_ACLFILE="+filepath.Join(dir, "users.acl"),
-		"VALKEY_ADMIN_USER=admin", "VALKEY_ADMIN_PASSWORD="+passwords["admin"])
+	v := startValkey(t, valkey.Config{ACLFile: filepath.Join(dir, "users.acl"), AdminUser: "admin", AdminPassword: passwords["admin"]})
 	ctx := context.Background()
 
 	login := func(user string) rueidis.Client {
 		t.Helper()
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{v.addr}, DisableCache: true,
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{v.Addr()}, DisableCache: true,
 			Username: user, Password: passwords[user]})
 		if err != nil {
 			t.Fatalf("connect as %s: %v", user, err)
@@ -325,14 +325,14 @@ func TestValkeyACLs(t *testing.T) {
 		t.Cleanup(c.Close)
 		return c
 	}
-	if c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{v.addr}, DisableCache: true}); err == nil {
+	if c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{v.Addr()}, DisableCache: true}); err == nil {
 		err = c.Do(ctx, c.B().Ping().Build()).Error()
 		c.Close()
 		if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
 			t.Errorf("PING as the default user = %v, want NOAUTH: the default user must be off", err)
 		}
 	}
-	if c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{v.addr}, DisableCache: true,
+	if c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{v.Addr()}, DisableCache: true,
 		Username: "default", Password: ""}); err == nil {
 		c.Close()
 		t.Errorf("AUTH default with an empty password succeeded, want it refused")
@@ -340,7 +340,7 @@ func TestValkeyACLs(t *testing.T) {
 
 	// The real pipeline under the rules, with the production prefix bf:.
 	s := newStack(t)
-	s.useValkey(v.addr)
+	s.useValkey(v.Addr())
 	s.prefix = keys.DefaultPrefix
 	s.setEnv("VALKEY_KEY_PREFIX", keys.DefaultPrefix)
 	s.valkeyUser, s.valkeyPassword = "admin", passwords["admin"]

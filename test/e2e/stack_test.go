@@ -1,19 +1,19 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"blackfriday.local/test/pipelinetest"
+	"blackfriday.local/contract/testenv"
+	launcher "blackfriday.local/tooling/stack"
+	"blackfriday.local/tooling/stack/stacktest"
 )
 
 // stack is one isolated pipeline: its own topic, consumer group and Valkey
@@ -31,8 +31,8 @@ type stack struct {
 	env         []string
 
 	mu   sync.Mutex
-	api  *pipelinetest.Proc
-	aggs map[string]*pipelinetest.Proc
+	api  *stacktest.Proc
+	aggs map[string]*stacktest.Proc
 	// aggAddrs holds each aggregator's health and metrics address.
 	aggAddrs map[string]string
 	// valkeyUser and valkeyPassword authenticate the tests' own Valkey
@@ -50,11 +50,11 @@ func newStack(t *testing.T) *stack {
 		valkey:  valkey,
 		topic:   "e2e-" + id,
 		prefix:  "e2e:" + id + ":",
-		apiPort: pipelinetest.FreePort(t),
-		aggs:    map[string]*pipelinetest.Proc{},
+		apiPort: stacktest.FreePort(t),
+		aggs:    map[string]*stacktest.Proc{},
 	}
 	s.aggAddrs = map[string]string{}
-	s.metricsPort = pipelinetest.FreePort(t)
+	s.metricsPort = stacktest.FreePort(t)
 	s.env = []string{
 		"KAFKA_BROKERS=" + kafka,
 		"KAFKA_TOPIC=" + s.topic,
@@ -98,7 +98,7 @@ func (s *stack) startAggregator(name string) {
 // last (so it overrides the stack's), and waits for its health endpoint.
 func (s *stack) startAggregatorEnv(name string, extraEnv ...string) {
 	s.t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(pipelinetest.FreePort(s.t))
+	addr := "127.0.0.1:" + strconv.Itoa(stacktest.FreePort(s.t))
 	// Each named aggregator is a static group member, as a StatefulSet pod
 	// would be: a restart after SIGKILL takes its partitions back without
 	// waiting for the session to time out.
@@ -125,13 +125,13 @@ func (s *stack) killAggregator(name string) {
 }
 
 // spawn starts the api (name "api") or an aggregator called name.
-func (s *stack) spawn(name string, env []string) *pipelinetest.Proc {
+func (s *stack) spawn(name string, env []string) *stacktest.Proc {
 	s.t.Helper()
 	bin := "aggregator"
 	if name == "api" {
 		bin = "api"
 	}
-	return pipelinetest.Start(s.t, name, filepath.Join(binDir, bin), env...)
+	return stacktest.Start(s.t, name, filepath.Join(binDir, bin), env...)
 }
 
 // aggregatorLog returns what the running aggregator called name has logged
@@ -150,7 +150,7 @@ func (s *stack) aggregatorLog(name string) string {
 // stop shuts everything down gracefully with SIGTERM.
 func (s *stack) stop() {
 	s.mu.Lock()
-	procs := []*pipelinetest.Proc{}
+	procs := []*stacktest.Proc{}
 	if s.api != nil {
 		procs = append(procs, s.api)
 	}
@@ -158,7 +158,7 @@ func (s *stack) stop() {
 		procs = append(procs, p)
 	}
 	s.mu.Unlock()
-	pipelinetest.Stop(s.t, procs...)
+	stacktest.Stop(s.t, procs...)
 }
 
 func randomID() string {
@@ -167,25 +167,35 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// kafkaCtl runs scripts/kafka.sh with the given subcommand against the test
-// broker.
+// kafkaCtl starts, stops or kills (sub) the shared Kafka: the one of the
+// stack that the launcher started for the tests (testenv.RunDir).
 func kafkaCtl(ctx context.Context, t *testing.T, sub string) {
 	t.Helper()
-	ctl := os.Getenv("BF_TEST_KAFKA_CTL")
-	if ctl == "" {
-		t.Fatal("BF_TEST_KAFKA_CTL is not set (scripts/test.sh sets it)")
-	}
-	out, err := exec.CommandContext(ctx, ctl, sub).CombinedOutput()
+	s, err := launcher.New(launcher.Config{Dir: testenv.Need(t, testenv.RunDir, testenv.Start), Log: testLog{t}})
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", ctl, sub, err, out)
+		t.Fatal(err)
 	}
-	t.Logf("kafka %s: %s", sub, bytes.TrimSpace(lastLine(out)))
+	switch sub {
+	case "start":
+		err = s.Start(ctx, launcher.Kafka)
+	case "stop":
+		err = s.Stop(launcher.Kafka)
+	case "kill":
+		err = s.Kill(launcher.Kafka)
+	default:
+		t.Fatalf("kafkaCtl(%q): want start, stop or kill", sub)
+	}
+	if err != nil {
+		t.Fatalf("kafka %s: %v", sub, err)
+	}
 }
 
-func lastLine(b []byte) []byte {
-	b = bytes.TrimRight(b, "\n")
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		return b[i+1:]
-	}
-	return b
+// testLog is an io.Writer that logs each write to t: where the launcher's
+// lines go.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

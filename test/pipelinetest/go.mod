@@ -1,3 +1,0 @@
-module blackfriday.local/test/pipelinetest
-
-go 1.26.0
