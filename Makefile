@@ -13,13 +13,22 @@ BIN      := $(CURDIR)/.bin
 BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
-MODULES  := gen contract services/api services/aggregator services/devstack services/loadgen test/e2e test/deploy test/browser test/pipelinetest
+MODULES  := gen contract services/api services/aggregator tooling/stack services/loadgen test/e2e test/deploy test/browser
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
 
+# The stack launcher (tooling/stack, `bin/stack -h`). `make run` is
+# `bin/stack run`; a target that needs a real Kafka and Valkey runs its
+# command under `bin/stack -dir .run/<target> with kafka valkey -- ...`,
+# which starts them, names them in the command's environment
+# (contract/testenv) and stops them after; or uses the ones that
+# environment already names, so that the targets make test runs share its.
+STACK := bin/stack
+WITH   = $(STACK) -dir $(CURDIR)/.run/$@ with
+
 .PHONY: help
 help: ## Show the targets.
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(BIN)/.buf-$(BUF_VERSION):
 	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -71,39 +80,201 @@ lint: tools ## buf lint, format and breaking; gofmt; go vet.
 	@for m in $(MODULES); do (cd $$m && GOWORK=off go vet ./...) || { echo "$$m does not build alone (GOWORK=off)" >&2; exit 1; }; done
 	@echo "every module builds alone (GOWORK=off)"
 
+.PHONY: stack
+stack: ## Build the stack launcher, bin/stack (bin/stack -h says what it does).
+	go build -o bin/ ./tooling/stack/cmd/stack
+
 .PHONY: build
-build: ## Build the binaries into bin/.
-	go build -o bin/ ./services/api ./services/aggregator ./services/devstack
+build: ## Build the binaries into bin/: api, aggregator, stack.
+	go build -o bin/ ./services/api ./services/aggregator ./tooling/stack/cmd/stack
 
 .PHONY: run
-run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROKERS is set).
-	bin/devstack
+run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROKERS is set); Ctrl-C stops it.
+	$(STACK) run
 
+# make test runs every Go test and check under one real Kafka broker and one
+# real Valkey, which the targets it runs share.
 .PHONY: test
-test: lint checkgenerate ## Run every test against a real Kafka broker and a real Valkey/Redis.
-	scripts/test.sh
-	$(MAKE) fuzz-short
-	$(MAKE) fuzz-api-short
-	$(MAKE) k6-check
-	$(MAKE) deploy-test
-	$(MAKE) web-test
+test: lint checkgenerate stack ## Run every test against a real Kafka broker and a real Valkey/Redis.
+	$(WITH) kafka valkey -- $(MAKE) --no-print-directory test-go fuzz-short k6-check deploy-test web-test
+
+# The race detector runs on the service and tooling packages; the end-to-end
+# tests build and run the real binaries.
+.PHONY: test-go
+test-go: ## The Go tests (services and e2e); real Kafka and Valkey from the environment, as make test gives them.
+	go test -count=1 -race -timeout 20m ./gen/... ./contract/... ./services/api/... ./services/aggregator/... ./tooling/stack/... ./services/loadgen/...
+	go test -count=1 -timeout 20m -v ./test/e2e/...
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need no external service.
 	go test -count=1 $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-# Kubernetes delivery: images, kustomize builds and their offline validation.
+# ---- Faults, overload and fuzzing (docs/reliability.md, docs/reliability-api.md)
+
+# Load per fault scenario. make test runs the same tests with the default
+# (8s, in test/e2e/load_test.go).
+FAULTS_DURATION ?= 60s
+# The tests of the suite: the fault scenarios, the two that predate them, and
+# least privilege.
+FAULTS_RUN      ?= ^(TestFault.*|TestAggregatorSIGKILL|TestKafkaOutage|TestKafkaSCRAMAndACLs|TestValkeyACLs)$$
+FAULTS_DIR      := $(CURDIR)/.run/faults
+
+.PHONY: faults
+faults: stack ## The long fault suite (FAULTS_DURATION=60s of load per scenario); prints the results table.
+	@mkdir -p $(FAULTS_DIR)
+	@echo "faults: FAULTS_DURATION=$(FAULTS_DURATION), log in $(FAULTS_DIR)/faults.log"; \
+	rc=0; FAULTS_DURATION=$(FAULTS_DURATION) $(STACK) -dir $(FAULTS_DIR)/stack with kafka valkey -- \
+	  go test -count=1 -timeout 90m -v -run '$(FAULTS_RUN)' ./test/e2e/ > $(FAULTS_DIR)/faults.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |ok|FAIL)' $(FAULTS_DIR)/faults.log || true; \
+	echo; echo '| scenario | load | faults injected | acknowledged | counted | lost | duplicated | notes |'; \
+	echo '|---|---|---|---|---|---|---|---|'; \
+	grep -o 'RESULT | .*' $(FAULTS_DIR)/faults.log | sed 's/^RESULT //; s/$$/ |/' || true; \
+	exit $$rc
+
+OVERLOAD_DURATION ?= 30s
+OVERLOAD_DIR      := $(CURDIR)/.run/overload-api
+
+.PHONY: overload-api
+overload-api: stack ## The api overload test at full length (OVERLOAD_DURATION=30s), strict bounds; run it on a quiet machine.
+	@mkdir -p $(OVERLOAD_DIR)
+	@echo "overload-api: OVERLOAD_DURATION=$(OVERLOAD_DURATION), load average $$(cut -d' ' -f1-3 /proc/loadavg), log in $(OVERLOAD_DIR)/overload.log"; \
+	rc=0; OVERLOAD_STRICT=true OVERLOAD_DURATION=$(OVERLOAD_DURATION) OVERLOAD_OUT=$(OVERLOAD_DIR)/overload.json \
+	  $(STACK) -dir $(OVERLOAD_DIR)/stack with kafka valkey -- \
+	  go test -count=1 -timeout 20m -v -run '^TestOverload$$' ./test/e2e/ > $(OVERLOAD_DIR)/overload.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |ok|FAIL)|overload_test.go:[0-9]+: ' $(OVERLOAD_DIR)/overload.log | grep -v 'waiting for the aggregates' || true; \
+	echo "figures: $(OVERLOAD_DIR)/overload.json"; \
+	exit $$rc
+
+.PHONY: test-api-security
+test-api-security: ## The api's security and hostile-input tests (in process, no service needed).
+	cd services/api && go test -count=1 -race \
+	  -run 'Hostile|Load|Check|UnknownFields|SlowHeaders|Inflight|Admission|MaxConnections|MetricsCount|CapsBound|Auth|ReadAuth|LegacyOpen|CORS|Codec|Fits32|Kafka|Fuzz' ./...
+
+# Every fuzz target, as module:package:target:executions. Each count is
+# about 10 to 20 s of fuzzing on a 2-core machine; a count, unlike a time,
+# gives Go's fuzz coordinator no deadline to race (scripts/fuzz.sh).
+FUZZ_TARGETS := services/aggregator:./internal/aggregate:FuzzDecode:250000x \
+  services/api:./internal/server:FuzzRecordSaleJSON:40000x \
+  services/api:./internal/server:FuzzRecordSaleProto:25000x \
+  services/api:./internal/legacy:FuzzDecodeVenta:100000x \
+  services/api:./internal/legacy:FuzzPriceCents:70000x
+# How long make fuzz runs each target; FUZZ_ONLY=api (or aggregator) keeps
+# one service's targets.
+FUZZ_LONGTIME ?= 10m
+FUZZ_ONLY     ?=
+FUZZ           = $(if $(FUZZ_ONLY),$(filter services/$(FUZZ_ONLY):%,$(FUZZ_TARGETS)),$(FUZZ_TARGETS))
+
+.PHONY: fuzz-short
+fuzz-short: ## Run every fuzz target for its execution count (10-20s each; FUZZ_ONLY=api or aggregator).
+	scripts/fuzz.sh $(FUZZ)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_LONGTIME (10m) each; fails only on a reproducer.
+	FUZZ_BUDGET=$(FUZZ_LONGTIME) scripts/fuzz.sh $(FUZZ)
+
+.PHONY: fuzz-api-short fuzz-api
+fuzz-api-short: ## fuzz-short for the api's targets alone.
+	@$(MAKE) --no-print-directory fuzz-short FUZZ_ONLY=api
+fuzz-api: ## fuzz for the api's targets alone.
+	@$(MAKE) --no-print-directory fuzz FUZZ_ONLY=api
+
+# ---- JSON against gRPC, measured (docs/results/)
+
+COMPARE_RESULTS ?= docs/results
+
+.PHONY: compare
+compare: build ## Compare every protocol end to end against a real broker, write docs/results/ (~3½ min; COMPARE_REPS=5 COMPARE_DURATION=10s for longer).
+	scripts/compare.sh
+
+# Benchmarks to run, and how long each.
+BENCH_PATTERN ?= ^BenchmarkRecordSale(s|Parallel)?$$
+BENCH_TIME    ?= 1s
+BENCH_COUNT   ?= 3
+
+# With BF_TEST_KAFKA_BROKERS set (eval "$$(bin/stack up kafka)"), the
+# benchmarks also produce to that real broker ("broker"), whose allocations,
+# unlike in-process kfake's, are not counted against the api.
+.PHONY: bench
+bench: k6-check ## Run the in-process benchmarks (real codecs, real vs no-op recorder) and print the ratios.
+	@mkdir -p $(COMPARE_RESULTS)
+	go test -run '^$$' -bench '$(BENCH_PATTERN)' -benchmem -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) \
+	  ./services/api/internal/server | tee $(COMPARE_RESULTS)/bench.txt
+	go run ./services/loadgen benchratio -in $(COMPARE_RESULTS)/bench.txt
+
+.PHONY: k6-check
+k6-check: ## Check the k6 scripts: node --check, and every RPC path and proto file they name exists.
+	@for f in k6/*.js; do node --check "$$f" || exit 1; done
+	go test -count=1 -run '^TestK6Scripts$$' ./services/loadgen/
+	@echo "k6-check: k6/*.js parse, and every RPC path and proto file they name exists"
+
+# ---- The live dashboard: web/ → services/api/internal/web/dist, embedded in the api
+#
+# The built bundle and the TypeScript generated from proto/ are committed, so
+# a fresh clone builds the api with Go alone. web-check proves they are what
+# the sources and web/package-lock.json produce: it regenerates and rebuilds
+# into temporary directories and compares, byte for byte.
+
+WEB_DIR      := web
+WEB_DIST     := services/api/internal/web/dist
+WEB_GEN      := $(WEB_DIR)/src/gen
+WEB_DEPS     := $(WEB_DIR)/node_modules/.package-lock.json
+CHROMIUM     ?= /usr/bin/chromium
+
+# npm ci installs exactly what the lockfile pins; node_modules/.package-lock.json
+# is npm's own record of the last install.
+$(WEB_DEPS): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: web-deps
+web-deps: $(WEB_DEPS) ## Install the dashboard's npm packages from the lockfile.
+
+.PHONY: web-generate
+web-generate: tools $(WEB_DEPS) ## Regenerate the dashboard's TypeScript from proto/ (protoc-gen-es).
+	$(BUF) generate --template $(WEB_DIR)/buf.gen.yaml
+
+.PHONY: web-build
+web-build: $(WEB_DEPS) ## Type-check and rebuild the dashboard bundle the api embeds.
+	cd $(WEB_DIR) && npx --no-install tsc --noEmit -p .
+	cd $(WEB_DIR) && node build.mjs
+
+.PHONY: web-check
+web-check: tools $(WEB_DEPS) ## Type-check and unit-test the dashboard; fail if the committed TS or bundle is stale.
+	cd $(WEB_DIR) && npx --no-install tsc --noEmit -p .
+	cd $(WEB_DIR) && node build.mjs --test
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  sed 's|out: $(WEB_GEN)$$|out: '"$$tmp"'/gen|' $(WEB_DIR)/buf.gen.yaml >"$$tmp/buf.gen.yaml"; \
+	  $(BUF) generate --template "$$tmp/buf.gen.yaml"; \
+	  if ! diff -r "$$tmp/gen" $(WEB_GEN) >"$$tmp/gen.diff"; then head -40 "$$tmp/gen.diff"; \
+	    echo "web-check: $(WEB_GEN) is stale; run make web-generate web-build and commit" >&2; exit 1; fi; \
+	  (cd $(WEB_DIR) && node build.mjs --out "$$tmp/dist"); \
+	  if ! diff -r "$$tmp/dist" $(WEB_DIST) >/dev/null; then diff -rq "$$tmp/dist" $(WEB_DIST) || true; \
+	    echo "web-check: $(WEB_DIST) is stale; run make web-build and commit" >&2; exit 1; fi
+	@echo "web-check: generated TypeScript and the embedded bundle are up to date"
+
+# Debian's chromium, installed when missing (apt needs root).
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ]; then echo "browser test: $(CHROMIUM) is missing; install Debian's chromium (apt-get install chromium)" >&2; exit 1; fi
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+.PHONY: browser-test
+browser-test: $(CHROMIUM) stack ## Run the dashboard in headless Chromium against the real stack (real Kafka and Valkey).
+	GOWORK=off $(WITH) kafka valkey -- go -C test/browser test -count=1 -timeout 10m -v ./...
+
+.PHONY: web-test
+web-test: web-check browser-test ## Every dashboard test: web-check, then the browser test.
+
+# The screenshot in docs/img/dashboard.png and the update latency in
+# docs/dashboard.md come from this run (a few thousand sales a second).
+.PHONY: dashboard-latency
+dashboard-latency: $(CHROMIUM) stack ## Measure the dashboard's update latency under load; refresh the screenshot.
+	GOWORK=off BF_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/img/dashboard.png BF_LATENCY_SECONDS=$${BF_LATENCY_SECONDS:-20} \
+	  $(WITH) kafka valkey -- go -C test/browser test -count=1 -timeout 10m -v -run 'TestDashboard' ./...
+
+# ---- Kubernetes delivery: images, kustomize builds and their offline validation
 include deploy.mk
-# The live dashboard: its build, the check that the embedded bundle is fresh,
-# and the headless-Chromium test.
-include web.mk
-# The long fault suite (`make faults`) and the fuzz targets.
-include faults.mk
-# The api's security targets: fuzzing, the overload run, the hostile-input tests.
-include api-security.mk
-# The JSON-vs-gRPC comparison (`make compare`) and the handler benchmarks (`make bench`).
-include compare.mk
 
 .PHONY: clean
-clean: ## Remove build output and local state.
+clean: ## Stop every stack under .run/, then remove build output and local state.
+	@if [ -x $(STACK) ]; then find .run -name stack.json 2>/dev/null | while read -r f; do $(STACK) -dir "$$(dirname "$$f")" down || true; done; fi
 	rm -rf bin .run

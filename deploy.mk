@@ -1,5 +1,6 @@
 # deploy.mk: container images, the Kubernetes deployment (kustomize/) and its
-# offline validation. Included by the Makefile; `make test` runs deploy-test.
+# offline validation. The Makefile's one included file, which provides STACK,
+# WITH and the stack target; `make test` runs deploy-test.
 # See docs/deploy.md.
 
 # Pinned tool versions. kustomize and kubeconform install from the Go module
@@ -79,19 +80,12 @@ deploy-validate: deploy-build deploy-schemas ## Strict kubeconform validation of
 
 # The Go checks: policies over every build, seeded mistakes that must be
 # rejected, and the dashboards' queries against a real Valkey filled by the
-# real aggregator. BF_TEST_VALKEY_ADDR names a server; without one a
-# throwaway redis/valkey server is started (scripts/valkey.sh) and stopped.
+# real aggregator. The Valkey is the one BF_TEST_VALKEY_ADDR names (make
+# test's), or one the stack launcher starts and stops.
 .PHONY: deploy-test
-deploy-test: deploy-validate ## Validate the deployment offline: builds, schemas, policies, dashboards.
-	@export BF_DEPLOY_SCHEMAS=$(SCHEMA_DIR) BF_DEPLOY_K8S_VERSION=$(K8S_VERSION); \
-	if [ -n "$${BF_TEST_VALKEY_ADDR:-}" ]; then \
-	  cd test/deploy && GOWORK=off go test -count=1 ./... ; \
-	else \
-	  export BF_RUN_DIR=$(CURDIR)/.run/deploy-test; \
-	  trap 'scripts/valkey.sh destroy >/dev/null 2>&1 || true; rmdir "$$BF_RUN_DIR" 2>/dev/null || true' EXIT; \
-	  BF_TEST_VALKEY_ADDR=$$(scripts/valkey.sh start | tail -n 1) || exit 1; export BF_TEST_VALKEY_ADDR; \
-	  (cd test/deploy && GOWORK=off go test -count=1 ./...); \
-	fi
+deploy-test: deploy-validate stack ## Validate the deployment offline: builds, schemas, policies, dashboards.
+	BF_DEPLOY_SCHEMAS=$(SCHEMA_DIR) BF_DEPLOY_K8S_VERSION=$(K8S_VERSION) GOWORK=off \
+	  $(WITH) valkey -- go -C test/deploy test -count=1 ./...
 
 .PHONY: images
 images: ## Build the service images: make images REGISTRY=... TAG=... (needs a Docker engine).

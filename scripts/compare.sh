@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The JSON vs gRPC comparison behind `make compare`: builds the api, the
 # aggregator and the load generator, starts a real single-node Apache Kafka
-# broker and a real Valkey/Redis server (scripts/testenv.sh, in a state
-# directory of its own) unless BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR
-# already name running ones, runs `loadgen compare`, writes docs/results/,
-# and stops everything it started.
+# broker and a real Valkey/Redis server (bin/stack, in .run/compare-env)
+# unless BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR already name running
+# ones, runs `loadgen compare`, writes docs/results/, and stops everything it
+# started.
 #
 # Knobs (environment, defaults in brackets):
 #   COMPARE_REPS [3]                repetitions
@@ -48,8 +48,7 @@ started_env=""
 cleanup() {
   local rc=$?
   if [[ -n "$started_env" ]]; then
-    BF_RUN_DIR="$started_env" scripts/testenv.sh down >/dev/null 2>&1 || echo "compare: could not stop the test services in $started_env" >&2
-    rmdir "$started_env" 2>/dev/null || true
+    bin/stack -dir "$started_env" down >/dev/null 2>&1 || echo "compare: could not stop the test services in $started_env" >&2
   fi
   rm -rf "$bin"
   exit "$rc"
@@ -61,17 +60,14 @@ echo "compare: building the api, the aggregator and the load generator" >&2
 go build -o "$bin/" ./services/api ./services/aggregator ./services/loadgen
 
 if [[ -z "${BF_TEST_KAFKA_BROKERS:-}" || -z "${BF_TEST_VALKEY_ADDR:-}" ]]; then
-  export BF_RUN_DIR="$root/.run/compare-env"
-  started_env="$BF_RUN_DIR"
-  scripts/testenv.sh up >/dev/null
-  # shellcheck disable=SC1091
-  source "$BF_RUN_DIR/testenv.env"
+  started_env="$root/.run/compare-env"
+  eval "$(bin/stack -dir "$started_env" up kafka valkey)"
 fi
-run_dir="${BF_RUN_DIR:-$root/.run}"
-kafka_pid="$(cat "$run_dir/kafka/kafka.pid" 2>/dev/null || echo 0)"
-valkey_pid="$(cat "$run_dir/valkey/valkey.pid" 2>/dev/null || echo 0)"
-kafka_version="$(cat "$run_dir/kafka/version" 2>/dev/null || true)"
-valkey_version="$("${BF_TEST_VALKEY_CTL:-scripts/valkey.sh}" version 2>/dev/null || true)"
+run_dir="${BF_RUN_DIR:-$root/.run/stack}"
+kafka_pid="$(cut -d' ' -f1 "$run_dir/kafka/node-1/kafka.pid" 2>/dev/null || echo 0)"
+valkey_pid="$(cut -d' ' -f1 "$run_dir/valkey/valkey.pid" 2>/dev/null || echo 0)"
+kafka_version="$(sed -n 's/.*"version": "\([^"]*\)".*/\1/p' "$run_dir/kafka/cluster.json" 2>/dev/null || true)"
+valkey_version="$(redis-server --version 2>/dev/null | sed -n 's/^Redis server v=\([^ ]*\).*/redis-server \1/p' || true)"
 revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD -- services gen proto 2>/dev/null; then revision+=" with local changes"; fi
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs Go fuzz targets of one module, one after another.
+# Runs Go fuzz targets one after another (make fuzz-short, make fuzz).
 #
-# Usage: scripts/fuzz.sh MODULE_DIR PKG:TARGET:BUDGET...
+# Usage: scripts/fuzz.sh MODULE_DIR:PKG:TARGET:BUDGET...
 #   BUDGET is each target's -fuzztime when FUZZ_BUDGET is unset: a count of
 #   executions, "250000x". FUZZ_BUDGET=10m gives every target that time
-#   instead (the long runs).
+#   instead (the long runs). The Makefile's FUZZ_TARGETS lists them all.
 #
 # A count has no deadline, and Go 1.26's fuzz coordinator can race its own
 # -fuzztime deadline under load: the run then fails with "context deadline
@@ -14,11 +14,10 @@
 # and the next target runs. Any other failure fails. The committed corpora
 # also replay as ordinary tests (go test), the deterministic gate.
 set -euo pipefail
-dir=$1
-shift
-cd "$dir"
+root=$PWD
 for spec in "$@"; do
-  IFS=: read -r pkg name budget <<<"$spec"
+  IFS=: read -r dir pkg name budget <<<"$spec"
+  cd "$root/$dir"
   time=${FUZZ_BUDGET:-$budget}
   corpus="$pkg/testdata/fuzz/$name"
   before=$(ls "$corpus" 2>/dev/null | sort || true)
