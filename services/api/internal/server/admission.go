@@ -115,9 +115,8 @@ func newAdmission(calls int64, bytes byteLimits, policy *authPolicy, errs *error
 		"this client's calls in flight hold their share of request bytes (%d); retry with backoff", bytes.perClient))
 	share.Meta().Set(RetryAfterKey, "1")
 	answers[errClientBytes] = share
-	late := connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
+	answers[errBodyLate] = connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf(
 		"the request body did not arrive within %v; send it in one go", bytes.bodyTimeout))
-	answers[errBodyLate] = late
 	for err, ce := range answers {
 		// A refused write was never read whole, let alone written.
 		ce.Meta().Set(SaleRecordedKey, recordedNo)
