@@ -21,6 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
 
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/store"
@@ -221,7 +222,10 @@ func (c *Consumer) session(ctx context.Context) error {
 		// counted. (A partition that fell below the log start resumes
 		// there too, silently: those records are gone for everyone.)
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.WithLogger(kgoLogger{log: c.log}),
+		// franz-go logs nothing at info while all is well: only the
+		// group's joins and leaves and the errors that trigger metadata
+		// refreshes, which belong next to the consumer's own lines.
+		kgo.WithLogger(kslog.New(c.log)),
 	}
 	cl, err := kgo.NewClient(append(opts, c.cfg.ClientOptions...)...)
 	if err != nil {
