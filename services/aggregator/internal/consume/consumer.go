@@ -9,6 +9,7 @@
 package consume
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,7 @@ type Config struct {
 	DLQTopic string
 	Group    string
 	// MaxPollRecords bounds one poll, and so one batch per partition.
+	// Zero means 50,000.
 	MaxPollRecords int
 	// ReconcileInterval is how often the consumer compares every owned
 	// partition's base with Valkey, and with the partition's log, to
@@ -144,15 +146,9 @@ type Consumer struct {
 
 // New returns a Consumer. Run starts it.
 func New(cfg Config, st Store, dec *aggregate.Decoder, log *slog.Logger) *Consumer {
-	if cfg.ReconcileInterval <= 0 {
-		cfg.ReconcileInterval = 30 * time.Second
-	}
-	if cfg.MaxPollRecords <= 0 {
-		cfg.MaxPollRecords = 50000
-	}
-	if cfg.LogResetUnready <= 0 {
-		cfg.LogResetUnready = 5 * time.Minute
-	}
+	cfg.ReconcileInterval = cmp.Or(cfg.ReconcileInterval, 30*time.Second)
+	cfg.MaxPollRecords = cmp.Or(cfg.MaxPollRecords, 50000)
+	cfg.LogResetUnready = cmp.Or(cfg.LogResetUnready, 5*time.Minute)
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
@@ -413,14 +409,16 @@ func (c *Consumer) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetch
 		return false, err
 	}
 	for tp, hw := range highWater {
-		if base, ok := c.parts.base(tp); ok && base >= 0 {
-			c.cfg.Observer.Lag(tp.partition, max(hw-base, 0))
-			if hw < base {
-				// The log ends below what was counted: it lost records,
-				// or the topic was recreated. Check now rather than at
-				// the next reconcile.
-				reconcile = true
-			}
+		pos, ok := c.parts.position(tp)
+		if !ok || pos.offset < 0 {
+			continue
+		}
+		c.cfg.Observer.Lag(tp.partition, max(hw-pos.offset, 0))
+		if hw < pos.offset {
+			// The log ends below what was counted: it lost records, or
+			// the topic was recreated. Check now rather than at the next
+			// reconcile.
+			reconcile = true
 		}
 	}
 	return reconcile || slices.Contains(conflicts, true), nil
@@ -489,8 +487,7 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 		}
 		c.log.Warn("records for a partition without a base; re-reading from valkey's offset",
 			"topic", topic, "partition", partition, "stored", sp.Offset, "discarded_from", records[0].Offset)
-		c.parts.setPosition(tp, position{offset: sp.Offset, topicID: sp.TopicID})
-		c.seek(cl, tp, sp.Offset)
+		c.seek(cl, tp, positionOf(sp.Position))
 		return nil, nil
 	}
 	base := pos.offset
@@ -557,10 +554,7 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 		// a bug or hostile input; stopping is louder than stalling.
 		return nil, fmt.Errorf("fold %s/%d at %d: %w", topic, partition, records[0].Offset, err)
 	}
-	if topicID == "" {
-		topicID = pos.topicID
-	}
-	return &batch{tp: tp, base: pos, topicID: topicID, records: records, delta: d, dead: decoded.Dead, seen: seen}, nil
+	return &batch{tp: tp, base: pos, topicID: cmp.Or(topicID, pos.topicID), records: records, delta: d, dead: decoded.Dead, seen: seen}, nil
 }
 
 // apply writes one batch with compare-and-set and moves the partition on. It
@@ -631,20 +625,19 @@ func (c *Consumer) conflict(cl *kgo.Client, tp topicPartition, held position, st
 	default:
 		c.log.Warn("another consumer already counted these records; skipping to valkey's offset", attrs...)
 	}
-	c.parts.setPosition(tp, position{offset: stored.Offset, topicID: stored.TopicID})
-	c.seek(cl, tp, stored.Offset)
+	c.seek(cl, tp, positionOf(stored))
 }
 
-// seek sets a partition's base and fetch position together to the stored
-// offset, or to the start of the log for none. Records a refused partition
-// held no longer line up with its fetch position, so its refusal ends: it
-// is read again from there.
-func (c *Consumer) seek(cl *kgo.Client, tp topicPartition, stored int64) {
-	c.parts.set(tp, stored)
+// seek sets a partition's position and its fetch position together: the
+// stored offset, or the start of the log for none. Records a refused
+// partition held no longer line up with its fetch position, so its refusal
+// ends: it is read again from there.
+func (c *Consumer) seek(cl *kgo.Client, tp topicPartition, pos position) {
+	c.parts.setPosition(tp, pos)
 	// SetOffsets ignores negative offsets; 0 below the log start resumes
 	// at the log start.
 	cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{
-		tp.topic: {tp.partition: {Epoch: -1, Offset: max(stored, 0)}},
+		tp.topic: {tp.partition: {Epoch: -1, Offset: max(pos.offset, 0)}},
 	})
 	c.accepted(cl, tp)
 }
@@ -674,7 +667,7 @@ func (c *Consumer) startOffsets(ctx context.Context, offsets map[string]map[int3
 				starts[p] = "refused"
 				continue
 			}
-			c.parts.setPosition(tp, position{offset: sp.Offset, topicID: sp.TopicID})
+			c.parts.setPosition(tp, positionOf(sp.Position))
 			switch {
 			case sp.Offset < 0:
 				parts[p] = kgo.NewOffset().AtStart()

@@ -267,7 +267,10 @@ func TestConsumerReplay(t *testing.T) {
 		// every apply must conflict and skip ahead, counting nothing
 		// twice.
 		for p := range int32(numPartitions) {
-			a.parts.set(topicPartition{topic: topic, partition: p}, 0)
+			tp := topicPartition{topic: topic, partition: p}
+			pos, _ := a.parts.position(tp)
+			pos.offset = 0
+			a.parts.setPosition(tp, pos)
 		}
 		a.client.Load().SetOffsets(rewindAll())
 		e.produce(300, 41, "")

@@ -368,7 +368,7 @@ func (c *Consumer) dataLoss(ctx context.Context, cl *kgo.Client, lost []*kgo.Err
 			c.cfg.Observer.LogReset(dl.Partition, reasonTruncated, 0)
 			c.log.Error("kafka lost records of this partition: the log may have changed below the counted offset, where nobody can tell which records are new",
 				"topic", dl.Topic, "partition", dl.Partition, "reason", reasonTruncated, "counted_to", held.offset, "err", dl)
-			c.seek(cl, tp, held.offset)
+			c.seek(cl, tp, held)
 			continue
 		}
 		v := verdict{
@@ -395,8 +395,7 @@ func (c *Consumer) dataLoss(ctx context.Context, cl *kgo.Client, lost []*kgo.Err
 			}
 			continue
 		}
-		c.parts.setPosition(tp, position{offset: v.to.Offset, topicID: held.topicID})
-		c.seek(cl, tp, v.to.Offset)
+		c.seek(cl, tp, positionOf(v.to))
 	}
 	return skip, nil
 }
@@ -478,11 +477,14 @@ func (c *Consumer) reconcile(ctx context.Context, cl *kgo.Client) error {
 				if err != nil {
 					return err
 				}
-				if moved {
-					c.parts.setPosition(tp, position{offset: v.to.Offset, topicID: v.to.TopicID})
-					if v.reason != "" {
-						c.seek(cl, tp, v.to.Offset)
-					}
+				switch {
+				case !moved:
+				case v.reason == "":
+					// Only the topic ID was recorded: the fetch
+					// position stays.
+					c.parts.setPosition(tp, positionOf(v.to))
+				default:
+					c.seek(cl, tp, positionOf(v.to))
 				}
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"blackfriday.local/services/aggregator/internal/aggregate"
+	"blackfriday.local/services/aggregator/internal/store"
 )
 
 type topicPartition struct {
@@ -17,6 +18,11 @@ type topicPartition struct {
 type position struct {
 	offset  int64
 	topicID string
+}
+
+// positionOf returns what a member keeps of a stored position.
+func positionOf(p store.Position) position {
+	return position{offset: p.Offset, topicID: p.TopicID}
 }
 
 // partitions holds the position of each partition this member owns. The
@@ -58,26 +64,11 @@ func (p *partitions) setSeen(tp topicPartition, base int64, set *aggregate.SeenS
 	p.dedup[tp] = seenCopy{base: base, set: set}
 }
 
-// base returns the partition's stored offset as this member knows it.
-func (p *partitions) base(tp topicPartition) (int64, bool) {
-	pos, ok := p.position(tp)
-	return pos.offset, ok
-}
-
 func (p *partitions) position(tp topicPartition) (position, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pos, ok := p.bases[tp]
 	return pos, ok
-}
-
-// set sets the partition's base, keeping the topic ID known for it.
-func (p *partitions) set(tp topicPartition, base int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pos := p.bases[tp]
-	pos.offset = base
-	p.bases[tp] = pos
 }
 
 func (p *partitions) setPosition(tp topicPartition, pos position) {

@@ -168,9 +168,7 @@ func (c *Consumer) retryRefused(ctx context.Context, cl *kgo.Client) error {
 			c.refuse(cl, tp, "", nil, err)
 			continue
 		}
-		sp := stored[tp.partition]
-		c.parts.setPosition(tp, position{offset: sp.Offset, topicID: sp.TopicID})
-		c.seek(cl, tp, sp.Offset)
+		c.seek(cl, tp, positionOf(stored[tp.partition].Position))
 	}
 	return nil
 }
