@@ -97,25 +97,24 @@ func (d *Decoder) Decode(r *kgo.Record) (Sale, error) {
 // decode is Decode into out. With products set, product ids are interned
 // through it.
 func (d *Decoder) decode(r *kgo.Record, out *Sale, products map[string]string) error {
-	var haveContentType, haveSchema, contentTypeOK, schemaOK bool
+	// A header that is absent reads as nil, which matches no expected
+	// value. The last of repeated headers wins.
 	var contentType, schema []byte
 	protocol := record.ProtocolUnknown
 	for _, h := range r.Headers {
 		switch h.Key {
 		case record.HeaderContentType:
-			contentType, haveContentType = h.Value, true
-			contentTypeOK = string(h.Value) == record.ContentTypeProtobuf
+			contentType = h.Value
 		case record.HeaderSchema:
-			schema, haveSchema = h.Value, true
-			schemaOK = string(h.Value) == d.schema
+			schema = h.Value
 		case record.HeaderIngestProtocol:
 			protocol = record.ParseProtocol(h.Value)
 		}
 	}
-	if !haveContentType || !contentTypeOK {
+	if string(contentType) != record.ContentTypeProtobuf {
 		return deadLetter(ReasonContentType, fmt.Errorf("%s %q, want %q", record.HeaderContentType, contentType, record.ContentTypeProtobuf))
 	}
-	if !haveSchema || !schemaOK {
+	if string(schema) != d.schema {
 		return deadLetter(ReasonSchema, fmt.Errorf("%s %q, want %q", record.HeaderSchema, schema, d.schema))
 	}
 
