@@ -13,7 +13,7 @@ BIN      := $(CURDIR)/.bin
 BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
-MODULES  := gen contract services/api services/aggregator tooling/stack services/loadgen test/e2e test/deploy test/browser
+MODULES  := gen contract services/api services/aggregator tooling/stack tooling/loadgen test/e2e test/deploy test/browser
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
 
@@ -102,7 +102,7 @@ test: lint checkgenerate stack ## Run every test against a real Kafka broker and
 # tests build and run the real binaries.
 .PHONY: test-go
 test-go: ## The Go tests (services and e2e); real Kafka and Valkey from the environment, as make test gives them.
-	go test -count=1 -race -timeout 20m ./gen/... ./contract/... ./services/api/... ./services/aggregator/... ./tooling/stack/... ./services/loadgen/...
+	go test -count=1 -race -timeout 20m ./gen/... ./contract/... ./services/api/... ./services/aggregator/... ./tooling/stack/... ./tooling/loadgen/...
 	go test -count=1 -timeout 20m -v ./test/e2e/...
 
 .PHONY: test-unit
@@ -181,10 +181,41 @@ fuzz-api: ## fuzz for the api's targets alone.
 # ---- JSON against gRPC, measured (docs/results/)
 
 COMPARE_RESULTS ?= docs/results
+# The comparison's knobs: repetitions, each run's measured window and
+# warm-up, load before anything is measured (the broker's JIT), closed-loop
+# callers for every protocol, extra gRPC concurrencies (empty: none), the
+# open-loop rate (0: half the slowest unary saturation), the freshness
+# probe's length, a subset of protocols (empty: all), and more `loadgen
+# compare` flags. For a longer, steadier run: make compare COMPARE_REPS=5
+# COMPARE_DURATION=10s.
+COMPARE_REPS          ?= 3
+COMPARE_DURATION      ?= 1500ms
+COMPARE_WARMUP        ?= 500ms
+COMPARE_BROKER_WARMUP ?= 8s
+COMPARE_CONCURRENCY   ?= 128
+COMPARE_SWEEP         ?= 32,512
+COMPARE_RATE          ?= 0
+COMPARE_FRESHNESS     ?= 20s
+COMPARE_PROTOCOLS     ?=
+COMPARE_ARGS          ?=
+# The command that reproduces a run, for its report: make compare and the
+# knobs given on the command line or in the environment.
+COMPARE_KNOBS   := REPS DURATION WARMUP BROKER_WARMUP CONCURRENCY SWEEP RATE FRESHNESS PROTOCOLS ARGS
+COMPARE_COMMAND  = $(strip make compare $(foreach k,$(COMPARE_KNOBS),$(if $(filter command line environment,$(origin COMPARE_$(k))),COMPARE_$(k)=$(COMPARE_$(k)))))
 
+# loadgen compare starts a real Kafka broker and Valkey with the stack
+# launcher (in .run/compare-env), unless BF_TEST_KAFKA_BROKERS and
+# BF_TEST_VALKEY_ADDR name running ones, and stops them after.
 .PHONY: compare
 compare: build ## Compare every protocol end to end against a real broker, write docs/results/ (~3½ min; COMPARE_REPS=5 COMPARE_DURATION=10s for longer).
-	scripts/compare.sh
+	@revision=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	git diff --quiet HEAD -- services gen proto 2>/dev/null || revision+=" with local changes"; \
+	echo "compare: load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	go run ./tooling/loadgen compare -api-bin bin/api -aggregator-bin bin/aggregator \
+	  -reps $(COMPARE_REPS) -duration $(COMPARE_DURATION) -warmup $(COMPARE_WARMUP) -broker-warmup $(COMPARE_BROKER_WARMUP) \
+	  -concurrency $(COMPARE_CONCURRENCY) -sweep '$(COMPARE_SWEEP)' -rate $(COMPARE_RATE) -freshness $(COMPARE_FRESHNESS) \
+	  $(if $(COMPARE_PROTOCOLS),-protocols '$(COMPARE_PROTOCOLS)') $(if $(wildcard $(COMPARE_RESULTS)/bench.txt),-bench $(COMPARE_RESULTS)/bench.txt) \
+	  -work .run/compare -out $(COMPARE_RESULTS) -revision "$$revision" -command '$(COMPARE_COMMAND)' $(COMPARE_ARGS)
 
 # Benchmarks to run, and how long each.
 BENCH_PATTERN ?= ^BenchmarkRecordSale(s|Parallel)?$$
@@ -199,12 +230,12 @@ bench: k6-check ## Run the in-process benchmarks (real codecs, real vs no-op rec
 	@mkdir -p $(COMPARE_RESULTS)
 	go test -run '^$$' -bench '$(BENCH_PATTERN)' -benchmem -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) \
 	  ./services/api/internal/server | tee $(COMPARE_RESULTS)/bench.txt
-	go run ./services/loadgen benchratio -in $(COMPARE_RESULTS)/bench.txt
+	go run ./tooling/loadgen benchratio -in $(COMPARE_RESULTS)/bench.txt
 
 .PHONY: k6-check
 k6-check: ## Check the k6 scripts: node --check, and every RPC path and proto file they name exists.
 	@for f in k6/*.js; do node --check "$$f" || exit 1; done
-	go test -count=1 -run '^TestK6Scripts$$' ./services/loadgen/
+	go test -count=1 -run '^TestK6Scripts$$' ./tooling/loadgen/
 	@echo "k6-check: k6/*.js parse, and every RPC path and proto file they name exists"
 
 # ---- The live dashboard: web/ → services/api/internal/web/dist, embedded in the api

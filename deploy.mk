@@ -24,7 +24,9 @@ TAG           ?= 0.1.0
 DOCKER        ?= docker
 GO_IMAGE      ?= golang:1.26.8-bookworm
 RUNTIME_IMAGE ?= gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639
-IMAGES        := api aggregator $(if $(wildcard services/loadgen/go.mod),loadgen)
+# Each image's directory, which holds its Dockerfile; the image is named
+# after the directory.
+IMAGES        := services/api services/aggregator tooling/loadgen
 
 BIN          ?= $(CURDIR)/.bin
 KUSTOMIZE    := $(BIN)/kustomize
@@ -89,16 +91,16 @@ deploy-test: deploy-validate stack ## Validate the deployment offline: builds, s
 
 .PHONY: images
 images: ## Build the service images: make images REGISTRY=... TAG=... (needs a Docker engine).
-	@for svc in $(IMAGES); do \
-	  echo "$(DOCKER) build -f services/$$svc/Dockerfile -t $(REGISTRY)/blackfriday/$$svc:$(TAG) ."; \
-	  $(DOCKER) build -f services/$$svc/Dockerfile --build-arg GO_IMAGE=$(GO_IMAGE) \
+	@for dir in $(IMAGES); do svc=$${dir##*/}; \
+	  echo "$(DOCKER) build -f $$dir/Dockerfile -t $(REGISTRY)/blackfriday/$$svc:$(TAG) ."; \
+	  $(DOCKER) build -f $$dir/Dockerfile --build-arg GO_IMAGE=$(GO_IMAGE) \
 	    --build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE) --build-arg VERSION=$(TAG) \
 	    -t $(REGISTRY)/blackfriday/$$svc:$(TAG) . || exit 1; \
 	done
 
 .PHONY: images-push
 images-push: images ## Push the images built by `make images`.
-	@for svc in $(IMAGES); do $(DOCKER) push $(REGISTRY)/blackfriday/$$svc:$(TAG) || exit 1; done
+	@for svc in $(notdir $(IMAGES)); do $(DOCKER) push $(REGISTRY)/blackfriday/$$svc:$(TAG) || exit 1; done
 
 .PHONY: deploy-secrets
 deploy-secrets: ## Create the Secrets (random passwords, one write token) in NAMESPACE if missing; never rotates.

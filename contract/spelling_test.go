@@ -80,7 +80,7 @@ func TestSpelledOnce(t *testing.T) {
 		"services/api/internal/analytics/store.go",
 		"services/aggregator/internal/store/encode.go",
 		"services/aggregator/internal/aggregate/decode.go",
-		"services/loadgen/internal/truth/truth.go",
+		"tooling/loadgen/internal/truth/truth.go",
 		"test/deploy/internal/dashboard/dashboard.go",
 	} {
 		if !scanned[want] {

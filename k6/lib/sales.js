@@ -1,5 +1,5 @@
 // Realistic, seeded sales for the k6 scripts: the same shape as the Go load
-// generator's (services/loadgen/internal/sales): a category mix, a catalogue
+// generator's (tooling/loadgen/internal/sales): a category mix, a catalogue
 // per category with Zipf-skewed popularity, list prices ending in .99 within
 // each category's range, a Black Friday discount on one sale in five, and
 // small quantities. The sequence is deterministic for a seed per VU.

@@ -12,21 +12,25 @@ import (
 	"strings"
 	"time"
 
-	"blackfriday.local/services/loadgen/internal/compare"
-	"blackfriday.local/services/loadgen/internal/progress"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/report"
+	"blackfriday.local/contract/testenv"
+	"blackfriday.local/tooling/loadgen/internal/compare"
+	"blackfriday.local/tooling/loadgen/internal/progress"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/report"
+	launcher "blackfriday.local/tooling/stack"
+	"blackfriday.local/tooling/stack/valkey"
 )
 
-func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("loadgen compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg compare.Config
 	var protocols, out, benchFile, progressMode string
 	fs.StringVar(&cfg.APIBin, "api-bin", "bin/api", "the api binary")
 	fs.StringVar(&cfg.AggregatorBin, "aggregator-bin", "bin/aggregator", "the aggregator binary")
-	fs.StringVar(&cfg.Kafka, "kafka", os.Getenv("BF_TEST_KAFKA_BROKERS"), "the real Kafka broker (default $BF_TEST_KAFKA_BROKERS)")
-	fs.StringVar(&cfg.Valkey, "valkey", os.Getenv("BF_TEST_VALKEY_ADDR"), "the Valkey/Redis server (default $BF_TEST_VALKEY_ADDR)")
+	fs.StringVar(&cfg.Kafka, "kafka", os.Getenv(testenv.KafkaBrokers), "the real Kafka broker (default $"+testenv.KafkaBrokers+"; with -valkey empty too, one started in -stack-dir)")
+	fs.StringVar(&cfg.Valkey, "valkey", os.Getenv(testenv.ValkeyAddr), "the Valkey/Redis server (default $"+testenv.ValkeyAddr+"; with -kafka empty too, one started in -stack-dir)")
+	stackDir := fs.String("stack-dir", ".run/compare-env", "where the stack launcher keeps the Kafka broker and Valkey server it starts when -kafka and -valkey name none")
 	fs.IntVar(&cfg.KafkaPID, "kafka-pid", 0, "the broker's process id, for its CPU per call")
 	fs.IntVar(&cfg.ValkeyPID, "valkey-pid", 0, "the Valkey server's process id, for its CPU while draining")
 	fs.StringVar(&protocols, "protocols", "", "comma-separated protocols (default all: "+protocolList()+")")
@@ -59,8 +63,15 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return err
 	}
-	if cfg.Kafka == "" || cfg.Valkey == "" {
-		return errors.New("compare: -kafka and -valkey (or BF_TEST_KAFKA_BROKERS and BF_TEST_VALKEY_ADDR) must name a real broker and server; scripts/compare.sh starts them")
+	switch {
+	case cfg.Kafka == "" && cfg.Valkey == "":
+		down, err := startServices(ctx, *stackDir, &cfg, stderr)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, down()) }()
+	case cfg.Kafka == "" || cfg.Valkey == "":
+		return errors.New("compare: -kafka and -valkey name a real broker and server, both or neither (then they are started here)")
 	}
 	for _, c := range strings.Split(sweep, ",") {
 		if c = strings.TrimSpace(c); c == "" {
@@ -117,6 +128,31 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	return err
+}
+
+// startServices starts a real single-node Kafka broker and a Valkey
+// server with the stack launcher in dir, points cfg at them (with their
+// pids and versions, for the report) and returns what stops them and
+// deletes their state.
+func startServices(ctx context.Context, dir string, cfg *compare.Config, log io.Writer) (down func() error, err error) {
+	st, err := launcher.New(launcher.Config{Dir: dir, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Up(ctx, launcher.Kafka, launcher.Valkey); err != nil {
+		return nil, errors.Join(err, st.Down())
+	}
+	c, err := st.Cluster()
+	if err != nil {
+		return nil, errors.Join(err, st.Down())
+	}
+	v, err := st.Server()
+	if err != nil {
+		return nil, errors.Join(err, st.Down())
+	}
+	cfg.Kafka, cfg.KafkaPID, cfg.Meta.Kafka = c.Bootstrap(), c.Pid(c.Nodes()[0].ID), c.Version()
+	cfg.Valkey, cfg.ValkeyPID, cfg.Meta.Valkey = v.Addr(), v.Pid(), valkey.InstalledVersion()
+	return st.Down, nil
 }
 
 func printTargets(w io.Writer, s *report.Summary) {

@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"blackfriday.local/services/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/stack/process"
 )
 
 // sample is the aggregator's applied count at one instant.
@@ -27,22 +28,22 @@ func (s *session) drain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := process.FreePort(0)
 	if err != nil {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	began := time.Now()
-	p, err := start("aggregator", s.cfg.AggregatorBin, s.cfg.WorkDir, append(slices.Clone(s.env), "HTTP_ADDR="+addr))
+	p, err := startService("aggregator", s.cfg.AggregatorBin, s.cfg.WorkDir, append(slices.Clone(s.env), "HTTP_ADDR="+addr))
 	if err != nil {
 		return err
 	}
 	s.procs = append(s.procs, p)
-	s.pids["aggregator"] = p.pid()
+	s.pids["aggregator"] = p.Pid()
 	if err := p.waitHTTP(ctx, "http://"+addr+"/healthz", 30*time.Second); err != nil {
 		return err
 	}
-	s.logf("compare: aggregator started (pid %d), draining a backlog of %d acknowledged sales (%d of unknown fate)", p.pid(), acked, unknown)
+	s.logf("compare: aggregator started (pid %d), draining a backlog of %d acknowledged sales (%d of unknown fate)", p.Pid(), acked, unknown)
 
 	metricsURL := "http://" + addr + "/metrics"
 	var samples []sample
@@ -63,7 +64,7 @@ func (s *session) drain(ctx context.Context) error {
 		}
 		now := time.Now()
 		cur := sample{at: now, applied: m["bf_aggregator_sales_applied_total"]}
-		cpu, _ := s.proc.CPUTotal(p.pid())
+		cpu, _ := s.proc.CPUTotal(p.Pid())
 		var vk time.Duration
 		if s.cfg.ValkeyPID > 0 {
 			vk, _ = s.proc.CPUTotal(s.cfg.ValkeyPID)

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-	"blackfriday.local/services/loadgen/internal/histogram"
-	"blackfriday.local/services/loadgen/internal/pacing"
-	"blackfriday.local/services/loadgen/internal/procfs"
-	"blackfriday.local/services/loadgen/internal/progress"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/sales"
-	"blackfriday.local/services/loadgen/internal/truth"
-	"blackfriday.local/services/loadgen/internal/wire"
+	"blackfriday.local/tooling/loadgen/internal/histogram"
+	"blackfriday.local/tooling/loadgen/internal/pacing"
+	"blackfriday.local/tooling/loadgen/internal/procfs"
+	"blackfriday.local/tooling/loadgen/internal/progress"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/sales"
+	"blackfriday.local/tooling/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/internal/wire"
 )
 
 // Options configure a run.

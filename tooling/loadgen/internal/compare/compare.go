@@ -22,13 +22,14 @@ import (
 	"sync"
 	"time"
 
-	"blackfriday.local/services/loadgen/internal/load"
-	"blackfriday.local/services/loadgen/internal/procfs"
-	"blackfriday.local/services/loadgen/internal/progress"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/report"
-	"blackfriday.local/services/loadgen/internal/sales"
-	"blackfriday.local/services/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/procfs"
+	"blackfriday.local/tooling/loadgen/internal/progress"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/internal/sales"
+	"blackfriday.local/tooling/loadgen/internal/truth"
+	"blackfriday.local/tooling/stack/process"
 )
 
 // Config configures a comparison.
@@ -131,7 +132,7 @@ type session struct {
 	topic   string
 	runs    int
 	truths  []string
-	procs   []*proc
+	procs   []*service
 	rate    float64
 	proc    procfs.FS
 
@@ -220,18 +221,18 @@ func (s *session) logf(format string, args ...any) {
 func (s *session) run(ctx context.Context) error {
 	cfg := s.cfg
 	for _, sink := range []string{sinkKafka, sinkDiscard} {
-		port, err := freePort()
+		port, err := process.FreePort(0)
 		if err != nil {
 			return err
 		}
 		env := append(slices.Clone(s.env), "PORT="+strconv.Itoa(port), "SALES_SINK="+sink)
-		p, err := start("api-"+sink, cfg.APIBin, cfg.WorkDir, env)
+		p, err := startService("api-"+sink, cfg.APIBin, cfg.WorkDir, env)
 		if err != nil {
 			return err
 		}
 		s.procs = append(s.procs, p)
 		s.targets[sink] = "http://127.0.0.1:" + strconv.Itoa(port)
-		s.pids[sink] = p.pid()
+		s.pids[sink] = p.Pid()
 		// The real api is ready once Kafka and Valkey answer.
 		if err := p.waitHTTP(ctx, s.targets[sink]+"/readyz", 60*time.Second); err != nil {
 			return err

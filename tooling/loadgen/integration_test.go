@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"blackfriday.local/contract/testenv"
-	"blackfriday.local/services/loadgen/internal/load"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/report"
 	"blackfriday.local/tooling/stack/stacktest"
 )
 

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-	"blackfriday.local/services/loadgen/internal/fakeapi"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/sales"
+	"blackfriday.local/tooling/loadgen/internal/fakeapi"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/sales"
 )
 
 // TestEveryProtocol sends sales over every protocol to a fake api and checks

@@ -13,11 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"blackfriday.local/services/loadgen/internal/load"
-	"blackfriday.local/services/loadgen/internal/progress"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/sales"
-	"blackfriday.local/services/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/progress"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/sales"
+	"blackfriday.local/tooling/loadgen/internal/truth"
 )
 
 // runFlags are the flags of one load run.

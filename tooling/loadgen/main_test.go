@@ -49,7 +49,9 @@ func TestRunDispatch(t *testing.T) {
 	if err := run(context.Background(), []string{"version"}, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "loadgen ") {
 		t.Errorf("run(version) = %v, %q", err, out.String())
 	}
-	for _, args := range [][]string{{"nonsense"}, {"-protocol", "soap", "-duration", "1ms"}, {"verify"}, {"compare", "-kafka", "", "-valkey", ""}} {
+	for _, args := range [][]string{{"nonsense"}, {"-protocol", "soap", "-duration", "1ms"}, {"verify"},
+		// A broker without a server: compare starts both, or neither.
+		{"compare", "-kafka", "127.0.0.1:1", "-valkey", ""}, {"compare", "-kafka", "", "-valkey", "127.0.0.1:1"}} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("run(%q) = nil, want an error", args)
 		}

@@ -3,7 +3,7 @@ package report
 import (
 	"fmt"
 
-	"blackfriday.local/services/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/load"
 	"math"
 	"os"
 	"path/filepath"

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"blackfriday.local/services/loadgen/internal/report"
-	"blackfriday.local/services/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/internal/truth"
 )
 
 // machine fills in what this machine is.

@@ -13,12 +13,12 @@ import (
 	"connectrpc.com/connect"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-	"blackfriday.local/services/loadgen/internal/fakeapi"
-	"blackfriday.local/services/loadgen/internal/load"
-	"blackfriday.local/services/loadgen/internal/progress"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/sales"
-	"blackfriday.local/services/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/internal/fakeapi"
+	"blackfriday.local/tooling/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/progress"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/sales"
+	"blackfriday.local/tooling/loadgen/internal/truth"
 )
 
 func client(t *testing.T, url string, name protocol.Name, batch, conns int) *protocol.Client {

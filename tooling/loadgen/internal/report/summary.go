@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"blackfriday.local/services/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/load"
 )
 
 // Stat is a figure measured once per repetition: its median and spread.

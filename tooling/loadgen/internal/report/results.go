@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"blackfriday.local/services/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/load"
 )
 
 // Results is everything one comparison measured.

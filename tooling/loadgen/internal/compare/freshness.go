@@ -12,10 +12,10 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/services/loadgen/internal/histogram"
-	"blackfriday.local/services/loadgen/internal/protocol"
-	"blackfriday.local/services/loadgen/internal/report"
-	"blackfriday.local/services/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/internal/histogram"
+	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/internal/truth"
 )
 
 // probeBase is the first probe's price: above any generated price, so the

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"blackfriday.local/services/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/internal/load"
 )
 
 func TestStatOf(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/services/loadgen/internal/wire"
+	"blackfriday.local/tooling/loadgen/internal/wire"
 )
 
 // Name names a way of sending sales.

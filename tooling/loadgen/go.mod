@@ -1,4 +1,4 @@
-module blackfriday.local/services/loadgen
+module blackfriday.local/tooling/loadgen
 
 go 1.26.0
 
@@ -21,6 +21,6 @@ require (
 
 replace blackfriday.local/gen => ../../gen
 
-replace blackfriday.local/tooling/stack => ../../tooling/stack
+replace blackfriday.local/tooling/stack => ../stack
 
 replace blackfriday.local/contract => ../../contract
