@@ -21,7 +21,7 @@ func TestConsumerCountsExactlyAndDeadLetters(t *testing.T) {
 	e.waitCaughtUp()
 	e.check()
 
-	dead := e.deadLettered()
+	dead := e.readTopic(dlqTopic)
 	if int64(len(dead)) != e.truth.deadLetters {
 		t.Fatalf("dead letters in %s = %d, want %d", dlqTopic, len(dead), e.truth.deadLetters)
 	}

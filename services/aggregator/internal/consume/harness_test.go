@@ -491,19 +491,19 @@ func (e *env) ratelogSums(c salesv1.Category) map[string]int64 {
 	return sums
 }
 
-// deadLettered reads the whole dead-letter topic.
-func (e *env) deadLettered() []*kgo.Record {
+// readTopic reads every record of a topic.
+func (e *env) readTopic(name string) []*kgo.Record {
 	e.t.Helper()
-	ends, err := e.admin.ListEndOffsets(e.t.Context(), dlqTopic)
+	ends, err := e.admin.ListEndOffsets(e.t.Context(), name)
 	if err != nil {
-		e.t.Fatalf("ListEndOffsets(%s) = %v", dlqTopic, err)
+		e.t.Fatalf("ListEndOffsets(%s) = %v", name, err)
 	}
 	var total int64
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(dlqTopic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(name),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
-		e.t.Fatalf("dlq reader: %v", err)
+		e.t.Fatalf("reader of %s: %v", name, err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
@@ -512,7 +512,7 @@ func (e *env) deadLettered() []*kgo.Record {
 	for int64(len(out)) < total {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			e.t.Fatalf("read %d of %d dead letters: %v", len(out), total, err)
+			e.t.Fatalf("read %d of %d records of %s: %v", len(out), total, name, err)
 		}
 		out = append(out, fetches.Records()...)
 	}
@@ -530,6 +530,10 @@ type flakyStore struct {
 	failAfter int
 	// failLoads fails this many LoadPositions calls.
 	failLoads int
+	// hangAfter, when positive, lets this many Apply calls reach Valkey;
+	// later ones hang until their context ends, as if Valkey stopped
+	// answering.
+	hangAfter int
 	// afterApply, when set, runs after the nth successful Apply.
 	afterApply func(n int)
 	applies    int
@@ -540,6 +544,12 @@ var errInjected = errors.New("injected: connection reset by peer")
 func (f *flakyStore) Apply(ctx context.Context, d *aggregate.Delta, base, next store.Position) (store.Outcome, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.hangAfter > 0 && f.applies >= f.hangAfter {
+		f.mu.Unlock()
+		<-ctx.Done()
+		f.mu.Lock()
+		return store.Outcome{}, ctx.Err()
+	}
 	if f.failBefore > 0 {
 		f.failBefore--
 		return store.Outcome{}, errInjected
