@@ -6,12 +6,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
-	"blackfriday.local/contract/record"
 	"blackfriday.local/services/aggregator/internal/valkeytest"
 )
 
@@ -38,10 +36,6 @@ func (e *env) produceCopies(n int, copies func(i int) int, lag time.Duration, sh
 			SaleId:     fmt.Sprintf("retried-%06d", seq),
 			SoldAt:     timestamppb.New(time.Now().Add(-time.Hour).Truncate(time.Second).Add(time.Duration(seq) * time.Millisecond)),
 		}
-		value, err := proto.Marshal(s)
-		if err != nil {
-			e.t.Fatalf("proto.Marshal() = %v", err)
-		}
 		last := 0
 		for c := range copies(i) {
 			e.mu.Lock()
@@ -52,15 +46,9 @@ func (e *env) produceCopies(n int, copies func(i int) int, lag time.Duration, sh
 				e.truth.duplicates++
 			}
 			e.mu.Unlock()
-			records = append(records, &kgo.Record{
-				Topic: topic, Key: []byte(id), Value: value,
-				Timestamp: base.Add(time.Duration(c) * lag),
-				Headers: []kgo.RecordHeader{
-					{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
-					{Key: record.HeaderSchema, Value: []byte(record.Schema())},
-					{Key: record.HeaderIngestProtocol, Value: []byte("grpc")},
-				},
-			})
+			r := saleRecord(e.t, s, "grpc")
+			r.Timestamp = base.Add(time.Duration(c) * lag)
+			records = append(records, r)
 		}
 	}
 	if shuffle {

@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 
@@ -178,23 +177,12 @@ func (e *env) produce(n, poisonEvery int, product string) {
 	records := make([]*kgo.Record, 0, n)
 	for range n {
 		seq := e.next
-		e.next++
 		id := product
 		if id == "" {
 			// Skewed popularity: low product numbers sell most.
 			id = fmt.Sprintf("P%03d", int(40*e.rng.Float64()*e.rng.Float64()))
 		}
-		num, _ := strconv.Atoi(strings.TrimLeft(id, "P"))
-		s := &salesv1.Sale{
-			Category:   salesv1.Category(1 + num%4),
-			ProductId:  id,
-			PriceCents: 1 + e.rng.Int64N(200000),
-			Quantity:   int32(1 + e.rng.IntN(5)),
-			SaleId:     fmt.Sprintf("sale-%06d", seq),
-			// Distinct, increasing times, an hour ago, so that price
-			// histories have one right order.
-			SoldAt: timestamppb.New(time.Now().Add(-time.Hour).Truncate(time.Second).Add(time.Duration(seq) * time.Millisecond)),
-		}
+		s := e.newSale(id)
 		if seq%7 == 0 {
 			s.Quantity = 10000
 			s.PriceCents = 100000000
@@ -212,24 +200,16 @@ func (e *env) produce(n, poisonEvery int, product string) {
 		case "no-sold-at":
 			s.SoldAt = nil
 		}
-		value, err := proto.Marshal(s)
-		if err != nil {
-			e.t.Fatalf("proto.Marshal() = %v", err)
-		}
-		headers := []kgo.RecordHeader{
-			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
-			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
-			{Key: record.HeaderIngestProtocol, Value: []byte(protocol)},
-		}
+		r := saleRecord(e.t, s, protocol)
 		switch poison {
 		case "garbage":
-			value = []byte("{\"not\":\"protobuf\"}")
+			r.Value = []byte("{\"not\":\"protobuf\"}")
 		case "schema":
-			headers[1].Value = []byte("blackfriday.v0.Sale")
+			r.Headers[1].Value = []byte("blackfriday.v0.Sale")
 		case "content-type":
-			headers = headers[1:]
+			r.Headers = r.Headers[1:]
 		}
-		records = append(records, &kgo.Record{Topic: topic, Key: []byte(id), Value: value, Headers: headers})
+		records = append(records, r)
 		e.mu.Lock()
 		if poison != "" {
 			e.truth.deadLetters++
@@ -243,41 +223,44 @@ func (e *env) produce(n, poisonEvery int, product string) {
 	}
 }
 
+// saleRecord is a sale as the api writes it: keyed by product, with the
+// record contract's headers.
+func saleRecord(t testing.TB, s *salesv1.Sale, protocol string) *kgo.Record {
+	t.Helper()
+	value, err := proto.Marshal(s)
+	if err != nil {
+		t.Fatalf("proto.Marshal() = %v", err)
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(s.GetProductId()), Value: value, Headers: []kgo.RecordHeader{
+		{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
+		{Key: record.HeaderSchema, Value: []byte(record.Schema())},
+		{Key: record.HeaderIngestProtocol, Value: []byte(protocol)},
+	}}
+}
+
 // waitCaughtUp waits until Valkey's offset of every partition is its end
 // offset, that is every produced record is counted.
 func (e *env) waitCaughtUp() {
 	e.t.Helper()
-	ends, err := e.admin.ListEndOffsets(e.t.Context(), topic)
-	if err != nil {
-		e.t.Fatalf("ListEndOffsets() = %v", err)
-	}
-	want := make(map[int32]int64)
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		} else {
-			want[o.Partition] = -1
-		}
-	})
-	ids := slices.Sorted(maps.Keys(want))
-	deadline := time.Now().Add(60 * time.Second)
+	want := e.endOffsets()
 	var got map[int32]int64
-	for time.Now().Before(deadline) {
-		got, err = e.store.LoadOffsets(e.t.Context(), topic, ids)
-		if err == nil && maps.Equal(got, want) {
+	var err error
+	for deadline := time.Now().Add(hangBound); ; time.Sleep(50 * time.Millisecond) {
+		if got, err = e.storedOffsets(); err == nil && maps.Equal(got, want) {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			e.t.Fatalf("stored offsets = %v, %v; want the end offsets %v within %v", got, err, want, hangBound)
+		}
 	}
-	e.t.Fatalf("stored offsets = %v, %v; want the end offsets %v within 60s", got, err, want)
 }
 
 // storedTotal sums the stored offsets, a measure of progress.
 func (e *env) storedTotal() int64 {
 	e.t.Helper()
-	got, err := e.store.LoadOffsets(e.t.Context(), topic, []int32{0, 1, 2, 3, 4, 5})
+	got, err := e.storedOffsets()
 	if err != nil {
-		e.t.Fatalf("LoadOffsets() = %v", err)
+		e.t.Fatalf("stored offsets: %v", err)
 	}
 	var n int64
 	for _, o := range got {

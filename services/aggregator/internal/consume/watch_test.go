@@ -13,12 +13,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-
-	"blackfriday.local/contract/record"
 )
 
 // hangBound tells an answer from a hang: the machine is shared and slow, so
@@ -226,7 +223,9 @@ func (e *env) storedOffsets() (map[int32]int64, error) {
 	return out, nil
 }
 
-// newSale returns the next sale of product, stamped as produce stamps them.
+// newSale returns the next sale of product, with a random price and
+// quantity. Sales are stamped at distinct, increasing times, an hour ago,
+// so that price histories have one right order.
 func (e *env) newSale(product string) *salesv1.Sale {
 	seq := e.next
 	e.next++
@@ -249,15 +248,7 @@ func (e *env) produceSales(sales []*salesv1.Sale, copies bool) []int32 {
 	e.t.Helper()
 	records := make([]*kgo.Record, len(sales))
 	for i, s := range sales {
-		value, err := proto.Marshal(s)
-		if err != nil {
-			e.t.Fatalf("proto.Marshal() = %v", err)
-		}
-		records[i] = &kgo.Record{Topic: topic, Key: []byte(s.GetProductId()), Value: value, Headers: []kgo.RecordHeader{
-			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
-			{Key: record.HeaderSchema, Value: []byte(record.Schema())},
-			{Key: record.HeaderIngestProtocol, Value: []byte("grpc")},
-		}}
+		records[i] = saleRecord(e.t, s, "grpc")
 	}
 	results := e.producer.ProduceSync(e.t.Context(), records...)
 	if err := results.FirstErr(); err != nil {
