@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	blackfriday.local/contract v0.0.0
 	blackfriday.local/gen v0.0.0
+	blackfriday.local/tooling/loadgen v0.0.0
 	blackfriday.local/tooling/stack v0.0.0
 	connectrpc.com/connect v1.21.1
 	github.com/redis/rueidis v1.0.79
@@ -22,7 +23,7 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
-	golang.org/x/net v0.62.0
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )
 
@@ -31,3 +32,5 @@ replace blackfriday.local/gen => ../../gen
 replace blackfriday.local/tooling/stack => ../../tooling/stack
 
 replace blackfriday.local/contract => ../../contract
+
+replace blackfriday.local/tooling/loadgen => ../../tooling/loadgen

@@ -13,16 +13,10 @@ package e2e
 // OVERLOAD_OUT, when set, names a file that receives the figures as JSON.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"math"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -33,12 +27,10 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
-	"golang.org/x/net/http2/hpack"
-	"google.golang.org/protobuf/proto"
-
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
+	"blackfriday.local/tooling/loadgen/histogram"
+	"blackfriday.local/tooling/loadgen/procfs"
+	driver "blackfriday.local/tooling/loadgen/protocol"
 )
 
 // The bounds the overload test holds the api to (docs/reliability-api.md
@@ -102,139 +94,6 @@ func overloadDuration(t *testing.T) time.Duration {
 	return d
 }
 
-// overloadCaller sends RecordSale through one protocol.
-type overloadCaller struct {
-	name string // the ingest-protocol header the api records
-	send func(ctx context.Context, sale *salesv1.Sale) sent
-}
-
-// sent is what became of one call.
-type sent struct {
-	// code is "" for success, or the Connect code.
-	code connect.Code
-	ok   bool
-	// recorded is the Sale-Recorded metadata of a failure.
-	recorded string
-	// wrote is when the request was on the wire; zero if it never was.
-	wrote time.Time
-	// answered is when the answer came off the wire: for gRPC, when the
-	// connection's frame reader decoded its status, before the caller's
-	// goroutine (one of thousands in this driver) is scheduled again. Zero
-	// means when send returned.
-	answered time.Time
-	err      error
-}
-
-// rawJSON sends Connect JSON over a pool of plain HTTP/1.1 keep-alive
-// connections, with hand-written requests: a client costs the driver a
-// fraction of what connect-go costs, so that on one small machine the
-// offered load is not limited by the driver's own CPU.
-type rawJSON struct {
-	addr string
-	// slots bounds the connections open; pool holds the idle ones.
-	slots chan struct{}
-	pool  chan *rawConn
-}
-
-type rawConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func newRawJSON(addr string, conns int) *rawJSON {
-	return &rawJSON{addr: addr, slots: make(chan struct{}, conns), pool: make(chan *rawConn, conns)}
-}
-
-func (r *rawJSON) close() {
-	for {
-		select {
-		case c := <-r.pool:
-			c.c.Close()
-		default:
-			return
-		}
-	}
-}
-
-// conn returns an idle connection, or dials one if fewer than the limit
-// are open, or waits for one to be returned.
-func (r *rawJSON) conn(ctx context.Context) (*rawConn, error) {
-	select {
-	case c := <-r.pool:
-		return c, nil
-	default:
-	}
-	select {
-	case c := <-r.pool:
-		return c, nil
-	case r.slots <- struct{}{}:
-		conn, err := net.Dial("tcp", r.addr)
-		if err != nil {
-			<-r.slots
-			return nil, connect.NewError(connect.CodeUnavailable, err)
-		}
-		return &rawConn{c: conn, br: bufio.NewReader(conn)}, nil
-	case <-ctx.Done():
-		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
-	}
-}
-
-// drop closes a connection and frees its slot.
-func (r *rawJSON) drop(c *rawConn) {
-	c.c.Close()
-	<-r.slots
-}
-
-func (r *rawJSON) caller() overloadCaller {
-	return overloadCaller{"connect+json", r.send}
-}
-
-func (r *rawJSON) send(ctx context.Context, sale *salesv1.Sale) sent {
-	c, err := r.conn(ctx)
-	if err != nil {
-		return sent{code: connect.CodeOf(err), err: err}
-	}
-	deadline, _ := ctx.Deadline()
-	_ = c.c.SetDeadline(deadline)
-	body := fmt.Sprintf(`{"sale":{"category":%d,"productId":%q,"priceCents":%d,"quantity":%d,"saleId":%q}}`,
-		sale.GetCategory(), sale.GetProductId(), sale.GetPriceCents(), sale.GetQuantity(), sale.GetSaleId())
-	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		salesv1connect.SalesServiceRecordSaleProcedure, len(body), body)
-	if _, err := io.WriteString(c.c, req); err != nil {
-		r.drop(c)
-		return sent{code: connect.CodeUnavailable, err: err}
-	}
-	out := sent{wrote: time.Now()}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		r.drop(c)
-		out.code, out.err = connect.CodeUnavailable, err
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			out.code = connect.CodeDeadlineExceeded
-		}
-		return out
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.Close {
-		r.drop(c)
-	} else {
-		r.pool <- c // never blocks: at most cap(slots) connections exist
-	}
-	if resp.StatusCode == http.StatusOK {
-		out.ok = true
-		return out
-	}
-	var e struct{ Code string }
-	_ = json.Unmarshal(b, &e)
-	if err := out.code.UnmarshalText([]byte(e.Code)); err != nil {
-		out.code = connect.CodeUnknown
-	}
-	out.recorded = resp.Header.Get("Sale-Recorded")
-	out.err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
-	return out
-}
-
 // phase is one stretch of load and what it measured.
 type phase struct {
 	Name        string        `json:"name"`
@@ -243,15 +102,16 @@ type phase struct {
 	Duration    time.Duration `json:"-"`
 	DurationS   float64       `json:"duration_s"`
 
-	mu       sync.Mutex
-	accepted []time.Duration
-	rejected map[string][]time.Duration
-	// acceptedServer and rejectedServer time the same calls from when
-	// the request was written.
-	acceptedServer []time.Duration
-	rejectedServer []time.Duration
-	acceptedWoken  []time.Duration
-	rejectedWoken  []time.Duration
+	// accepted and rejected (by code) time the calls from when each was
+	// due; acceptedServer and rejectedServer the same calls from when the
+	// request was written, and acceptedWoken and rejectedWoken until the
+	// caller's goroutine ran again. The histograms take records from every
+	// caller at once.
+	accepted, acceptedServer, acceptedWoken *histogram.Histogram
+	rejectedServer, rejectedWoken           *histogram.Histogram
+
+	mu             sync.Mutex
+	rejected       map[string]*histogram.Histogram
 	limitSum       float64
 	limitSamples   int
 	limitMin       float64
@@ -304,14 +164,18 @@ type phase struct {
 }
 
 func newPhase(name string, rate float64, callers int, d time.Duration) *phase {
-	return &phase{Name: name, OfferedRate: rate, Callers: callers, Duration: d, rejected: map[string][]time.Duration{}}
+	return &phase{Name: name, OfferedRate: rate, Callers: callers, Duration: d,
+		accepted: histogram.New(), acceptedServer: histogram.New(), acceptedWoken: histogram.New(),
+		rejectedServer: histogram.New(), rejectedWoken: histogram.New(), rejected: map[string]*histogram.Histogram{}}
 }
 
 // overload drives the api and keeps the ground truth.
 type overload struct {
-	t       *testing.T
-	s       *stack
-	callers []overloadCaller
+	t *testing.T
+	s *stack
+	// callers are the load generator's lean clients, in the mix's
+	// proportions.
+	callers []*driver.Client
 	gen     *saleGen
 	tr      *truth
 	run     string
@@ -329,7 +193,7 @@ type overload struct {
 }
 
 type overloadRetry struct {
-	caller overloadCaller
+	caller *driver.Client
 	sale   *salesv1.Sale
 }
 
@@ -346,20 +210,20 @@ func (o *overload) call(p *phase, due time.Time) bool {
 	// request was written is the api's answer time as a client on another
 	// machine would see it.
 	ctx, cancel := context.WithTimeout(context.Background(), overloadCallTimeout)
-	res := c.send(ctx, sale)
+	res := c.Send(ctx, []*salesv1.Sale{sale})
 	cancel()
 	woke := time.Now()
 	end := woke
-	if !res.answered.IsZero() {
-		end = res.answered
+	if !res.Answered.IsZero() {
+		end = res.Answered
 	}
 	took := end.Sub(due)
 	// server is the api's answer time as the wire saw it; woken, the same
 	// until this goroutine ran again, which adds the driver's own
 	// scheduling delay (how the first figures were measured).
 	server, woken := time.Duration(-1), time.Duration(-1)
-	if !res.wrote.IsZero() {
-		server, woken = end.Sub(res.wrote), woke.Sub(res.wrote)
+	if !res.Wrote.IsZero() {
+		server, woken = end.Sub(res.Wrote), woke.Sub(res.Wrote)
 	}
 	p.mu.Lock()
 	p.sent++
@@ -367,18 +231,15 @@ func (o *overload) call(p *phase, due time.Time) bool {
 		p.unsent++
 	}
 	p.mu.Unlock()
-	if res.ok {
-		o.tr.acked(sale, c.name)
-		p.mu.Lock()
-		p.accepted = append(p.accepted, took)
-		p.acceptedServer = append(p.acceptedServer, max(server, 0))
-		p.acceptedWoken = append(p.acceptedWoken, max(woken, 0))
-		p.mu.Unlock()
+	if res.Code == "ok" {
+		o.tr.acked(sale, string(c.Name().Ingest()))
+		p.accepted.RecordDuration(took)
+		p.acceptedServer.RecordDuration(max(server, 0))
+		p.acceptedWoken.RecordDuration(max(woken, 0))
 		return true
 	}
-	code := res.code.String()
 	switch {
-	case res.code == connect.CodeDeadlineExceeded:
+	case res.Code == "deadline_exceeded":
 		// Hung: written to the api, never answered. A call the driver
 		// could not even write is its own backlog (unsent).
 		if server >= 0 {
@@ -387,7 +248,7 @@ func (o *overload) call(p *phase, due time.Time) bool {
 			p.mu.Unlock()
 		}
 		o.retryLater(c, sale)
-	case res.recorded == "no" || res.code == connect.CodeResourceExhausted:
+	case res.Recorded == "no" || res.Code == "resource_exhausted":
 		// Certainly not written: shed before the body was read, or
 		// refused by the producer without trying Kafka.
 		o.mu.Lock()
@@ -397,16 +258,21 @@ func (o *overload) call(p *phase, due time.Time) bool {
 		o.retryLater(c, sale)
 	}
 	p.mu.Lock()
-	p.rejected[code] = append(p.rejected[code], took)
-	if server >= 0 {
-		p.rejectedServer = append(p.rejectedServer, server)
-		p.rejectedWoken = append(p.rejectedWoken, woken)
+	h := p.rejected[res.Code]
+	if h == nil {
+		h = histogram.New()
+		p.rejected[res.Code] = h
 	}
 	p.mu.Unlock()
+	h.RecordDuration(took)
+	if server >= 0 {
+		p.rejectedServer.RecordDuration(server)
+		p.rejectedWoken.RecordDuration(woken)
+	}
 	return false
 }
 
-func (o *overload) retryLater(c overloadCaller, sale *salesv1.Sale) {
+func (o *overload) retryLater(c *driver.Client, sale *salesv1.Sale) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.uncertain = append(o.uncertain, overloadRetry{c, sale})
@@ -468,7 +334,7 @@ func (o *overload) openLoop(p *phase) {
 // watchRSS samples the api's resident memory every 50ms into p.peakRSS
 // until the returned function is called.
 func (o *overload) watchRSS(p *phase) (stop func()) {
-	apiCPU, driverCPU := procCPU(o.pid), procCPU(os.Getpid())
+	apiCPU, driverCPU := cpu(o.pid), cpu(os.Getpid())
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -478,7 +344,7 @@ func (o *overload) watchRSS(p *phase) (stop func()) {
 		for {
 			g := o.gauges()
 			goroutines := int(g["go_goroutines"])
-			rss := procStatusBytes(o.pid, "VmRSS")
+			rss, _ := procfs.Default.RSS(o.pid)
 			fds, _ := os.ReadDir("/proc/" + strconv.Itoa(o.pid) + "/fd")
 			p.mu.Lock()
 			if limit, ok := g["bf_api_inflight_writes_limit"]; ok {
@@ -504,54 +370,25 @@ func (o *overload) watchRSS(p *phase) (stop func()) {
 		close(done)
 		<-finished
 		p.mu.Lock()
-		p.cpuAPI, p.cpuDriver = procCPU(o.pid)-apiCPU, procCPU(os.Getpid())-driverCPU
+		p.cpuAPI, p.cpuDriver = cpu(o.pid)-apiCPU, cpu(os.Getpid())-driverCPU
 		p.mu.Unlock()
 	}
 }
 
-// procCPU reads a process's user and system CPU time from /proc.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The fields after the command (which may hold spaces) in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+// cpu is a process's user and system CPU time so far; 0 if it is gone.
+func cpu(pid int) time.Duration {
+	d, _ := procfs.Default.CPUTotal(pid)
+	return d
 }
 
-// procStatusBytes reads a "kB" field of /proc/<pid>/status, in bytes.
-func procStatusBytes(pid int, field string) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n << 10
-		}
-	}
-	return 0
-}
-
-// quantiles returns the 50th, 99th percentile and the maximum, in ms.
-func quantiles(d []time.Duration) map[string]float64 {
-	if len(d) == 0 {
+// quantiles returns the 50th and 99th percentiles and the maximum, in ms,
+// or nil when h is empty.
+func quantiles(h *histogram.Histogram) map[string]float64 {
+	if h.Count() == 0 {
 		return nil
 	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	q := func(f float64) float64 {
-		i := int(math.Ceil(f*float64(len(s)))) - 1
-		return float64(s[max(i, 0)].Microseconds()) / 1000
-	}
-	return map[string]float64{"p50": q(0.50), "p99": q(0.99), "max": q(1)}
+	ms := func(ns int64) float64 { return float64(ns) / float64(time.Millisecond) }
+	return map[string]float64{"p50": ms(h.Quantile(0.50)), "p99": ms(h.Quantile(0.99)), "max": ms(h.Max())}
 }
 
 func (p *phase) summarize() {
@@ -559,14 +396,14 @@ func (p *phase) summarize() {
 	defer p.mu.Unlock()
 	p.DurationS = p.Duration.Seconds()
 	p.SentRate = float64(p.sent) / p.Duration.Seconds()
-	p.Accepted = len(p.accepted)
-	p.AcceptedRate = float64(len(p.accepted)) / p.Duration.Seconds()
+	p.Accepted = int(p.accepted.Count())
+	p.AcceptedRate = float64(p.Accepted) / p.Duration.Seconds()
 	p.AcceptedMS = quantiles(p.accepted)
 	p.Rejected = map[string]int{}
-	var all []time.Duration
-	for code, ds := range p.rejected {
-		p.Rejected[code] = len(ds)
-		all = append(all, ds...)
+	all := histogram.New()
+	for code, h := range p.rejected {
+		p.Rejected[code] = int(h.Count())
+		all.Merge(h)
 	}
 	p.RejectedMS = quantiles(all)
 	p.AcceptedWrittenMS, p.RejectedWrittenMS = quantiles(p.acceptedServer), quantiles(p.rejectedServer)
@@ -642,29 +479,31 @@ func TestOverload(t *testing.T) {
 	s.mu.Unlock()
 	d := overloadDuration(t)
 
-	// A fleet of clients, both hand-written so that the driver costs
-	// little CPU on a machine it shares with the api: gRPC multiplexes up
-	// to 200 streams on each of 8 h2c connections; Connect JSON takes one
-	// HTTP/1.1 keep-alive connection per call in flight, up to 512.
+	// A fleet of clients, the load generator's lean drivers, so that the
+	// driver costs little CPU on a machine it shares with the api: gRPC
+	// multiplexes up to 200 streams on each of 8 h2c connections; Connect
+	// JSON takes one HTTP/1.1 keep-alive connection per call in flight, up
+	// to 512.
 	// Together they stay within the api's MAX_CONNECTIONS (1024), which
 	// TestMaxConnections covers on its own.
-	apiAddr := "127.0.0.1:" + strconv.Itoa(s.apiPort)
-	raw := newRawJSON(apiAddr, 512)
-	grpcRaw, err := newRawGRPC(apiAddr, 8)
-	if err != nil {
-		t.Fatal(err)
+	lean := func(name driver.Name, conns int) *driver.Client {
+		t.Helper()
+		c, err := driver.New(driver.Config{Target: s.url(), Protocol: name, Conns: conns, DialTimeout: 5 * time.Second, Lean: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
 	}
-	t.Cleanup(func() {
-		raw.close()
-		grpcRaw.close()
-	})
+	grpc, connectJSON := lean(driver.GRPC, 8), lean(driver.ConnectJSON, 512)
 	o := &overload{
 		t: t, s: s, gen: newSaleGen(505), tr: newTruth(), run: randomID(), pid: api.Pid(),
 	}
-	// OVERLOAD_PROTOCOLS narrows the mix, to study one protocol.
+	// OVERLOAD_PROTOCOLS narrows the mix to the ingest protocols it names
+	// (grpc, connect+json), to study one.
 	// Three calls in four are gRPC, one Connect JSON.
-	for _, c := range []overloadCaller{grpcRaw.caller(), raw.caller(), grpcRaw.caller(), grpcRaw.caller()} {
-		if want := os.Getenv("OVERLOAD_PROTOCOLS"); want == "" || slices.Contains(strings.Split(want, ","), c.name) {
+	for _, c := range []*driver.Client{grpc, connectJSON, grpc, grpc} {
+		if want := os.Getenv("OVERLOAD_PROTOCOLS"); want == "" || slices.Contains(strings.Split(want, ","), string(c.Name().Ingest())) {
 			o.callers = append(o.callers, c)
 		}
 	}
@@ -699,7 +538,10 @@ func TestOverload(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	hwm := procStatusBytes(o.pid, "VmHWM")
+	hwm, err := procfs.Default.PeakRSS(o.pid)
+	if err != nil {
+		t.Fatalf("the api's peak RSS: %v", err)
+	}
 
 	// Sales whose outcome was unknown are retried with their sale_id
 	// until acknowledged; the aggregator's dedup counts each once.
@@ -796,11 +638,11 @@ func (o *overload) retryUncertain(t *testing.T) int {
 	for _, r := range pending {
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 			ctx, cancel := context.WithTimeout(context.Background(), overloadCallTimeout)
-			res := r.caller.send(ctx, r.sale)
+			res := r.caller.Send(ctx, []*salesv1.Sale{r.sale})
 			cancel()
-			err := res.err
-			if res.ok {
-				o.tr.acked(r.sale, r.caller.name)
+			err := res.Err
+			if res.Code == "ok" {
+				o.tr.acked(r.sale, string(r.caller.Name().Ingest()))
 				break
 			}
 			if time.Now().After(deadline) {
@@ -810,394 +652,4 @@ func (o *overload) retryUncertain(t *testing.T) int {
 		}
 	}
 	return len(pending)
-}
-
-// A minimal gRPC client over raw HTTP/2 frames, for the overload test's
-// driver: many streams on a few connections, one frame reader per
-// connection, no per-call goroutine. It costs the driver a fraction of what
-// a full client costs, so that on one small machine the load offered is not
-// capped by the driver's own CPU. It speaks exactly what the api needs:
-// unary calls, the gRPC status in trailers (or a trailers-only answer), flow
-// control, SETTINGS, PING and GOAWAY (RFC 9113); only HPACK comes from
-// golang.org/x/net.
-
-// h2StreamsPerConn stays below the server's SETTINGS_MAX_CONCURRENT_STREAMS
-// (Go's default is 250).
-const h2StreamsPerConn = 200
-
-// HTTP/2 frame types and flags (RFC 9113, section 6).
-const (
-	h2Data         = 0x0
-	h2Headers      = 0x1
-	h2RSTStream    = 0x3
-	h2Settings     = 0x4
-	h2Ping         = 0x6
-	h2GoAway       = 0x7
-	h2WindowUpdate = 0x8
-	h2Continuation = 0x9
-
-	h2FlagEndStream  = 0x1
-	h2FlagAck        = 0x1
-	h2FlagEndHeaders = 0x4
-	h2FlagPadded     = 0x8
-	h2FlagPriority   = 0x20
-
-	h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-)
-
-// rawGRPC sends RecordSale over a fixed set of HTTP/2 connections.
-type rawGRPC struct {
-	addr  string
-	conns []*h2Conn
-	next  atomic.Uint64
-}
-
-func newRawGRPC(addr string, conns int) (*rawGRPC, error) {
-	g := &rawGRPC{addr: addr}
-	for range conns {
-		c, err := dialH2(addr)
-		if err != nil {
-			g.close()
-			return nil, err
-		}
-		g.conns = append(g.conns, c)
-	}
-	return g, nil
-}
-
-func (g *rawGRPC) close() {
-	for _, c := range g.conns {
-		c.c.Close()
-	}
-}
-
-func (g *rawGRPC) caller() overloadCaller {
-	return overloadCaller{"grpc", g.send}
-}
-
-func (g *rawGRPC) send(ctx context.Context, sale *salesv1.Sale) sent {
-	msg, err := proto.Marshal(&salesv1.RecordSaleRequest{Sale: sale})
-	if err != nil {
-		return sent{code: connect.CodeInternal, err: err}
-	}
-	c := g.conns[g.next.Add(1)%uint64(len(g.conns))]
-	return c.call(ctx, msg)
-}
-
-type h2Conn struct {
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
-
-	// wmu serializes writes and guards the send window and stream ids.
-	wmu       sync.Mutex
-	window    int64
-	windowC   *sync.Cond
-	nextID    uint32
-	henc      *hpack.Encoder
-	hbuf      bytes.Buffer
-	slots     chan struct{}
-	authority string
-	hdec      *hpack.Decoder
-
-	mu      sync.Mutex
-	streams map[uint32]*h2Stream
-	dead    error
-	// unacked counts received DATA bytes not yet given back with a
-	// WINDOW_UPDATE.
-	unacked int
-}
-
-type h2Stream struct {
-	done     chan struct{}
-	answered time.Time
-	status   string
-	message  string
-	recorded string
-	err      error
-}
-
-func dialH2(addr string) (*h2Conn, error) {
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c := &h2Conn{
-		c: nc, br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
-		window: 65535, nextID: 1, slots: make(chan struct{}, h2StreamsPerConn),
-		authority: addr, streams: map[uint32]*h2Stream{}, hdec: hpack.NewDecoder(4096, nil),
-	}
-	c.windowC = sync.NewCond(&c.wmu)
-	c.henc = hpack.NewEncoder(&c.hbuf)
-	// Large receive windows: the answers flow without waiting for us.
-	settings := []byte{0, 4, 0, 0x10, 0, 0} // SETTINGS_INITIAL_WINDOW_SIZE = 1 MiB
-	_, _ = io.WriteString(c.bw, h2Preface)
-	c.writeFrame(h2Settings, 0, 0, settings)
-	c.writeFrame(h2WindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, 1<<24))
-	if err := c.bw.Flush(); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	go c.readLoop()
-	return c, nil
-}
-
-// writeFrame buffers one frame; the caller holds wmu (or owns the
-// connection) and flushes.
-func (c *h2Conn) writeFrame(typ, flags byte, stream uint32, payload []byte) {
-	var h [9]byte
-	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
-	h[3], h[4] = typ, flags
-	binary.BigEndian.PutUint32(h[5:], stream&0x7fffffff)
-	_, _ = c.bw.Write(h[:])
-	_, _ = c.bw.Write(payload)
-}
-
-// call sends one unary call and waits for its status.
-func (c *h2Conn) call(ctx context.Context, msg []byte) sent {
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return sent{code: connect.CodeDeadlineExceeded, err: ctx.Err()}
-	}
-	defer func() { <-c.slots }()
-	body := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(body[1:5], uint32(len(msg)))
-	copy(body[5:], msg)
-	s := &h2Stream{done: make(chan struct{})}
-
-	c.wmu.Lock()
-	for c.window < int64(len(body)) && c.deadErr() == nil {
-		c.windowC.Wait()
-	}
-	if err := c.deadErr(); err != nil {
-		c.wmu.Unlock()
-		return sent{code: connect.CodeUnavailable, err: err}
-	}
-	id := c.nextID
-	c.nextID += 2
-	c.mu.Lock()
-	c.streams[id] = s
-	c.mu.Unlock()
-	c.hbuf.Reset()
-	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":authority", c.authority},
-		{":path", salesv1connect.SalesServiceRecordSaleProcedure},
-		{"content-type", "application/grpc"}, {"te", "trailers"},
-	} {
-		_ = c.henc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	c.writeFrame(h2Headers, h2FlagEndHeaders, id, c.hbuf.Bytes())
-	c.writeFrame(h2Data, h2FlagEndStream, id, body)
-	err := c.bw.Flush()
-	c.window -= int64(len(body))
-	c.wmu.Unlock()
-	wrote := time.Now()
-	if err != nil {
-		c.fail(err)
-		return sent{code: connect.CodeUnavailable, err: err, wrote: wrote}
-	}
-
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.streams, id)
-		c.mu.Unlock()
-		c.write(h2RSTStream, 0, id, []byte{0, 0, 0, 0x8}) // CANCEL
-		return sent{code: connect.CodeDeadlineExceeded, err: ctx.Err(), wrote: wrote}
-	}
-	out := sent{wrote: wrote, answered: s.answered, recorded: s.recorded}
-	switch {
-	case s.err != nil:
-		out.code, out.err = connect.CodeUnavailable, s.err
-	case s.status == "0":
-		out.ok = true
-	default:
-		n, err := strconv.Atoi(s.status)
-		if err != nil || n < 1 || n > 16 {
-			out.code, out.err = connect.CodeUnknown, fmt.Errorf("grpc-status %q", s.status)
-		} else {
-			out.code, out.err = connect.Code(n), fmt.Errorf("%s: %s", connect.Code(n), s.message)
-		}
-	}
-	return out
-}
-
-func (c *h2Conn) deadErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.dead
-}
-
-// fail ends the connection and every stream on it.
-func (c *h2Conn) fail(err error) {
-	c.mu.Lock()
-	if c.dead == nil {
-		c.dead = err
-	}
-	streams := c.streams
-	c.streams = map[uint32]*h2Stream{}
-	c.mu.Unlock()
-	for _, s := range streams {
-		s.err = err
-		close(s.done)
-	}
-	c.c.Close()
-	c.wmu.Lock()
-	c.windowC.Broadcast()
-	c.wmu.Unlock()
-}
-
-// finish completes a stream.
-func (c *h2Conn) finish(id uint32, apply func(*h2Stream)) {
-	c.mu.Lock()
-	s := c.streams[id]
-	delete(c.streams, id)
-	c.mu.Unlock()
-	if s != nil {
-		s.answered = time.Now()
-		apply(s)
-		close(s.done)
-	}
-}
-
-// write writes and flushes one frame under the write lock.
-func (c *h2Conn) write(typ, flags byte, stream uint32, payload []byte) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.writeFrame(typ, flags, stream, payload)
-	_ = c.bw.Flush()
-}
-
-// readFrame reads one frame.
-func (c *h2Conn) readFrame() (typ, flags byte, stream uint32, payload []byte, err error) {
-	var h [9]byte
-	if _, err = io.ReadFull(c.br, h[:]); err != nil {
-		return 0, 0, 0, nil, err
-	}
-	n := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
-	if n > 1<<20 {
-		return 0, 0, 0, nil, fmt.Errorf("frame of %d bytes", n)
-	}
-	payload = make([]byte, n)
-	if _, err = io.ReadFull(c.br, payload); err != nil {
-		return 0, 0, 0, nil, err
-	}
-	return h[3], h[4], binary.BigEndian.Uint32(h[5:]) & 0x7fffffff, payload, nil
-}
-
-// unpad strips a frame's padding (and a HEADERS frame's priority).
-func unpad(typ, flags byte, p []byte) ([]byte, error) {
-	if flags&h2FlagPadded != 0 {
-		if len(p) < 1 || int(p[0]) > len(p)-1 {
-			return nil, errors.New("bad padding")
-		}
-		p = p[1 : len(p)-int(p[0])]
-	}
-	if typ == h2Headers && flags&h2FlagPriority != 0 {
-		if len(p) < 5 {
-			return nil, errors.New("bad priority")
-		}
-		p = p[5:]
-	}
-	return p, nil
-}
-
-func (c *h2Conn) readLoop() {
-	var block []byte // a header block being assembled
-	var blockStream uint32
-	var blockEnds bool
-	for {
-		typ, flags, stream, p, err := c.readFrame()
-		if err != nil {
-			c.fail(err)
-			return
-		}
-		switch typ {
-		case h2Settings:
-			if flags&h2FlagAck == 0 {
-				c.write(h2Settings, h2FlagAck, 0, nil)
-			}
-		case h2Ping:
-			if flags&h2FlagAck == 0 {
-				c.write(h2Ping, h2FlagAck, 0, p)
-			}
-		case h2WindowUpdate:
-			if stream == 0 && len(p) == 4 {
-				c.wmu.Lock()
-				c.window += int64(binary.BigEndian.Uint32(p) & 0x7fffffff)
-				c.windowC.Broadcast()
-				c.wmu.Unlock()
-			}
-		case h2Headers, h2Continuation:
-			if typ == h2Headers {
-				if p, err = unpad(typ, flags, p); err != nil {
-					c.fail(err)
-					return
-				}
-				block, blockStream, blockEnds = append(block[:0], p...), stream, flags&h2FlagEndStream != 0
-			} else {
-				block = append(block, p...)
-			}
-			if flags&h2FlagEndHeaders == 0 {
-				continue
-			}
-			fields, err := c.hdec.DecodeFull(block)
-			if err != nil {
-				c.fail(err)
-				return
-			}
-			c.headers(blockStream, fields, blockEnds)
-		case h2Data:
-			// Give the connection's receive window back in batches.
-			c.mu.Lock()
-			c.unacked += len(p)
-			give := 0
-			if c.unacked >= 1<<20 {
-				give, c.unacked = c.unacked, 0
-			}
-			c.mu.Unlock()
-			if give > 0 {
-				c.write(h2WindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, uint32(give)))
-			}
-			if flags&h2FlagEndStream != 0 {
-				c.finish(stream, func(s *h2Stream) { s.err = errors.New("stream ended without trailers") })
-			}
-		case h2RSTStream:
-			c.finish(stream, func(s *h2Stream) { s.err = fmt.Errorf("stream reset (code %x)", p) })
-		case h2GoAway:
-			c.fail(errors.New("goaway"))
-			return
-		}
-	}
-}
-
-// headers takes a stream's headers or trailers: the gRPC status ends it.
-func (c *h2Conn) headers(stream uint32, fields []hpack.HeaderField, ends bool) {
-	status, message, recorded := "", "", ""
-	for _, h := range fields {
-		switch h.Name {
-		case "grpc-status":
-			status = h.Value
-		case "grpc-message":
-			message = h.Value
-		case "sale-recorded":
-			recorded = h.Value
-		}
-	}
-	c.mu.Lock()
-	if s := c.streams[stream]; s != nil && recorded != "" {
-		s.recorded = recorded
-	}
-	c.mu.Unlock()
-	if !ends {
-		return
-	}
-	c.finish(stream, func(s *h2Stream) {
-		s.status, s.message = status, message
-		if status == "" {
-			s.err = errors.New("stream ended without grpc-status")
-		}
-	})
 }

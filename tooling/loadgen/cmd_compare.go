@@ -15,8 +15,8 @@ import (
 	"blackfriday.local/contract/testenv"
 	"blackfriday.local/tooling/loadgen/internal/compare"
 	"blackfriday.local/tooling/loadgen/internal/progress"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/protocol"
 	launcher "blackfriday.local/tooling/stack"
 	"blackfriday.local/tooling/stack/valkey"
 )

@@ -15,9 +15,9 @@ import (
 
 	"blackfriday.local/tooling/loadgen/internal/load"
 	"blackfriday.local/tooling/loadgen/internal/progress"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/sales"
 	"blackfriday.local/tooling/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/protocol"
 )
 
 // runFlags are the flags of one load run.
@@ -38,6 +38,7 @@ type runFlags struct {
 	label       string
 	progress    string
 	gzip        bool
+	lean        bool
 	tokenFile   string
 }
 
@@ -61,6 +62,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	fs.StringVar(&f.label, "label", "", "a label copied into the result")
 	fs.StringVar(&f.progress, "progress", "auto", "progress bar: auto (on a terminal), on or off")
 	fs.BoolVar(&f.gzip, "gzip", false, "accept gzipped responses, as connect-go clients do by default")
+	fs.BoolVar(&f.lean, "lean", false, "grpc and connect-json with hand-written clients that cost this process a fraction of connect-go's CPU (for overload on one machine)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "a file holding the bearer token for an api that authenticates writes (or set $LOADGEN_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -112,7 +114,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	client, err := protocol.New(protocol.Config{
 		Target: f.target, Protocol: name, Batch: f.batch, Conns: f.concurrency,
-		DialTimeout: 5 * time.Second, AcceptGzip: f.gzip, Token: token,
+		DialTimeout: 5 * time.Second, AcceptGzip: f.gzip, Token: token, Lean: f.lean,
 	})
 	if err != nil {
 		return err

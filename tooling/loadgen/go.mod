@@ -7,6 +7,7 @@ require (
 	blackfriday.local/gen v0.0.0
 	blackfriday.local/tooling/stack v0.0.0
 	connectrpc.com/connect v1.21.1
+	golang.org/x/net v0.62.0
 	google.golang.org/protobuf v1.36.12
 )
 

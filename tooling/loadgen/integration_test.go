@@ -18,8 +18,8 @@ import (
 
 	"blackfriday.local/contract/testenv"
 	"blackfriday.local/tooling/loadgen/internal/load"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/protocol"
 	"blackfriday.local/tooling/stack/stacktest"
 )
 

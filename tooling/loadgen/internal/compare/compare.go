@@ -23,12 +23,12 @@ import (
 	"time"
 
 	"blackfriday.local/tooling/loadgen/internal/load"
-	"blackfriday.local/tooling/loadgen/internal/procfs"
 	"blackfriday.local/tooling/loadgen/internal/progress"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/report"
 	"blackfriday.local/tooling/loadgen/internal/sales"
 	"blackfriday.local/tooling/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/procfs"
+	"blackfriday.local/tooling/loadgen/protocol"
 	"blackfriday.local/tooling/stack/process"
 )
 

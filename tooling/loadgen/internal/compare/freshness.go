@@ -12,10 +12,10 @@ import (
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/tooling/loadgen/internal/histogram"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
+	"blackfriday.local/tooling/loadgen/histogram"
 	"blackfriday.local/tooling/loadgen/internal/report"
 	"blackfriday.local/tooling/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/protocol"
 )
 
 // probeBase is the first probe's price: above any generated price, so the

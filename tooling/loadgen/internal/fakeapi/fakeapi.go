@@ -104,10 +104,21 @@ func major(ctx context.Context) int {
 
 type majorKey struct{}
 
+// recorded is the api's Sale-Recorded answer to a sale that failed with
+// code: "no" when it was turned away before Kafka, "unknown" otherwise.
+func recorded(code connect.Code) string {
+	if code == connect.CodeResourceExhausted || code == connect.CodeInvalidArgument {
+		return "no"
+	}
+	return "unknown"
+}
+
 // RecordSale takes one sale.
 func (s *Server) RecordSale(ctx context.Context, req *salesv1.RecordSaleRequest) (*salesv1.RecordSaleResponse, error) {
 	if code := s.take(ctx, req.GetSale(), major(ctx)); code != 0 {
-		return nil, connect.NewError(code, errors.New("fake failure"))
+		err := connect.NewError(code, errors.New("fake failure"))
+		err.Meta().Set("Sale-Recorded", recorded(code))
+		return nil, err
 	}
 	return &salesv1.RecordSaleResponse{SaleId: "fake-id"}, nil
 }
@@ -172,6 +183,7 @@ func (s *Server) venta(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if code := s.take(r.Context(), sale, r.ProtoMajor); code != 0 {
+		w.Header().Set("Sale-Recorded", recorded(code))
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"error":"` + code.String() + `","message":"fake failure"}`))
 		return

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
-	"blackfriday.local/tooling/loadgen/internal/histogram"
+	"blackfriday.local/tooling/loadgen/histogram"
 	"blackfriday.local/tooling/loadgen/internal/pacing"
-	"blackfriday.local/tooling/loadgen/internal/procfs"
 	"blackfriday.local/tooling/loadgen/internal/progress"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/sales"
 	"blackfriday.local/tooling/loadgen/internal/truth"
-	"blackfriday.local/tooling/loadgen/internal/wire"
+	"blackfriday.local/tooling/loadgen/procfs"
+	"blackfriday.local/tooling/loadgen/protocol"
+	"blackfriday.local/tooling/loadgen/wire"
 )
 
 // Options configure a run.

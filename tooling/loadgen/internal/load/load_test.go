@@ -16,9 +16,9 @@ import (
 	"blackfriday.local/tooling/loadgen/internal/fakeapi"
 	"blackfriday.local/tooling/loadgen/internal/load"
 	"blackfriday.local/tooling/loadgen/internal/progress"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/sales"
 	"blackfriday.local/tooling/loadgen/internal/truth"
+	"blackfriday.local/tooling/loadgen/protocol"
 )
 
 func client(t *testing.T, url string, name protocol.Name, batch, conns int) *protocol.Client {

@@ -1,6 +1,8 @@
-// Package protocol sends sales to the api over each protocol it serves, with
-// the generated connect-go clients (and plain HTTP for the course's REST
-// API), over transports that count the bytes on the wire.
+// Package protocol holds the load generator's drivers: clients that send
+// sales to the api over each protocol it serves, with the generated
+// connect-go clients (and plain HTTP for the course's REST API), or, for gRPC
+// and Connect JSON, lean hand-written ones (Config.Lean) that cost the
+// driver little CPU; all over transports that count the bytes on the wire.
 package protocol
 
 import (
@@ -17,11 +19,12 @@ import (
 
 	"connectrpc.com/connect"
 
+	"blackfriday.local/contract/record"
 	legacypb "blackfriday.local/gen/blackfriday"
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
-	"blackfriday.local/tooling/loadgen/internal/wire"
+	"blackfriday.local/tooling/loadgen/wire"
 )
 
 // Name names a way of sending sales.
@@ -130,6 +133,15 @@ type Config struct {
 	// Token, when set, is sent as a bearer token (Authorization) with
 	// every call, for an api that authenticates writes.
 	Token string
+	// Lean sends GRPC and ConnectJSON calls (one sale each) with
+	// hand-written clients instead of connect-go's: gRPC as raw HTTP/2
+	// frames, up to 200 streams on each of Conns connections read by one
+	// goroutine each, and Connect JSON as raw HTTP/1.1 requests on up to
+	// Conns keep-alive connections. Each costs the driver a fraction of
+	// what connect-go costs, so that on one small machine the load offered
+	// is not capped by the driver's own CPU; and each times its calls on
+	// the wire (Reply.Wrote and Reply.Answered).
+	Lean bool
 }
 
 // Reply is the outcome of one call.
@@ -138,6 +150,15 @@ type Reply struct {
 	Code string
 	// Err is the call's error, nil when Code is "ok".
 	Err error
+	// Recorded is the api's Sale-Recorded answer to a failed call: "no"
+	// when the sale was certainly not written, "unknown" otherwise; empty
+	// when the api did not say.
+	Recorded string
+	// Wrote is when the request was on the wire, and Answered when the
+	// answer came off it (before the caller's goroutine ran again). The
+	// lean clients know them; zero means unknown: Wrote, that the call
+	// may never have been written; Answered, when Send returned.
+	Wrote, Answered time.Time
 	// ItemCodes, for a RecordSales call that succeeded, holds each sale's
 	// code: "" when Kafka acknowledged it. Nil otherwise.
 	ItemCodes []string
@@ -163,6 +184,31 @@ func NotWritten(code string) bool {
 	return false
 }
 
+// SaleRecorded is the api's answer header (gRPC trailer, Connect error
+// metadata) that says whether a failed sale was written.
+const SaleRecorded = "Sale-Recorded"
+
+// Ingest is the protocol the api records the sales of n under: the
+// ingest-protocol header of their records, by which the aggregator counts
+// them (contract/record).
+func (n Name) Ingest() record.Protocol {
+	switch n {
+	case ConnectJSON, ConnectJSONH2C:
+		return record.ProtocolConnectJSON
+	case ConnectProto:
+		return record.ProtocolConnectProto
+	case GRPC, Batch:
+		return record.ProtocolGRPC
+	case GRPCWeb:
+		return record.ProtocolGRPCWeb
+	case LegacyREST:
+		return record.ProtocolLegacyREST
+	case LegacyGRPC:
+		return record.ProtocolLegacyGRPC
+	}
+	return record.ProtocolUnknown
+}
+
 // Client sends sales over one protocol.
 type Client struct {
 	name      Name
@@ -170,6 +216,8 @@ type Client struct {
 	transport *http.Transport
 	wire      *wire.Counter
 	send      func(ctx context.Context, sales []*salesv1.Sale) Reply
+	// close closes a lean client's connections.
+	close func()
 }
 
 // New returns a client; it connects lazily.
@@ -193,6 +241,9 @@ func New(cfg Config) (*Client, error) {
 	counter := cfg.Wire
 	if counter == nil {
 		counter = wire.NewCounter(cfg.DialTimeout)
+	}
+	if cfg.Lean {
+		return newLean(cfg, batch, counter)
 	}
 	protocols := new(http.Protocols)
 	if cfg.Protocol.HTTP2() {
@@ -270,15 +321,25 @@ func (c *Client) Send(ctx context.Context, sales []*salesv1.Sale) Reply {
 	return c.send(ctx, sales)
 }
 
-// Close closes the idle connections.
-func (c *Client) Close() { c.transport.CloseIdleConnections() }
+// Close closes the idle connections (a lean client's, all of them).
+func (c *Client) Close() {
+	if c.close != nil {
+		c.close()
+		return
+	}
+	c.transport.CloseIdleConnections()
+}
 
 func replyErr(err error) Reply {
 	code := connect.CodeOf(err).String()
 	if errors.Is(err, context.DeadlineExceeded) {
 		code = connect.CodeDeadlineExceeded.String()
 	}
-	return Reply{Code: code, Err: err}
+	r := Reply{Code: code, Err: err}
+	if ce := new(connect.Error); errors.As(err, &ce) {
+		r.Recorded = ce.Meta().Get(SaleRecorded)
+	}
+	return r
 }
 
 var ok = Reply{Code: "ok"}
@@ -391,7 +452,8 @@ func restSender(hc *http.Client, url string) func(context.Context, []*salesv1.Sa
 		if code == "" {
 			code = CodeOfStatus(resp.StatusCode)
 		}
-		return Reply{Code: code, Err: fmt.Errorf("POST /venta = %d %s", resp.StatusCode, bytes.TrimSpace(body))}
+		return Reply{Code: code, Err: fmt.Errorf("POST /venta = %d %s", resp.StatusCode, bytes.TrimSpace(body)),
+			Recorded: resp.Header.Get(SaleRecorded)}
 	}
 }
 

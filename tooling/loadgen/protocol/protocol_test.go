@@ -2,8 +2,10 @@ package protocol_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,10 +13,11 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"blackfriday.local/contract/record"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/tooling/loadgen/internal/fakeapi"
-	"blackfriday.local/tooling/loadgen/internal/protocol"
 	"blackfriday.local/tooling/loadgen/internal/sales"
+	"blackfriday.local/tooling/loadgen/protocol"
 )
 
 // TestEveryProtocol sends sales over every protocol to a fake api and checks
@@ -203,5 +206,91 @@ func TestBearerToken(t *testing.T) {
 			t.Errorf("%s: Authorization = %q, want Bearer s3cret", name, h)
 		}
 		c.Close()
+	}
+}
+
+// TestLean sends sales with the lean clients, and with connect-go's for
+// comparison, to a fake api: they arrive intact over the HTTP version of
+// their protocol, their bytes are counted, the lean ones time each call on
+// the wire, and every client reads the api's Sale-Recorded answer to a
+// failure.
+func TestLean(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  protocol.Name
+		lean  bool
+		major int
+	}{
+		{protocol.GRPC, true, 2},
+		{protocol.ConnectJSON, true, 1},
+		{protocol.GRPC, false, 2},
+		{protocol.ConnectJSON, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/lean=%v", tt.name, tt.lean), func(t *testing.T) {
+			t.Parallel()
+			srv := fakeapi.New(t)
+			c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: tt.name, Conns: 2, DialTimeout: time.Second, Lean: tt.lean})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			gen := sales.New(3, 50)
+			var sent []*salesv1.Sale
+			for i := range 5 {
+				s := make([]*salesv1.Sale, 1)
+				gen.Sales(s, uint64(i))
+				before := time.Now()
+				reply := c.Send(context.Background(), s)
+				if reply.Code != "ok" || reply.Err != nil {
+					t.Fatalf("Send() = %+v, want ok", reply)
+				}
+				if tt.lean && (reply.Wrote.Before(before) || (tt.name == protocol.GRPC && reply.Answered.Before(reply.Wrote))) {
+					t.Errorf("Send() wrote at %v, answered at %v, want both after %v and in order", reply.Wrote, reply.Answered, before)
+				}
+				sent = append(sent, s...)
+			}
+			got := srv.Received()
+			if len(got) != len(sent) {
+				t.Fatalf("server received %d sales, want %d", len(got), len(sent))
+			}
+			for i := range got {
+				if !proto.Equal(got[i].Sale, sent[i]) || got[i].HTTPMajor != tt.major {
+					t.Errorf("sale %d arrived as %v over HTTP/%d, want %v over HTTP/%d", i, got[i].Sale, got[i].HTTPMajor, sent[i], tt.major)
+				}
+			}
+			if w := c.Wire().Totals(); w.Sent == 0 || w.Received == 0 {
+				t.Errorf("wire totals %+v, want bytes both ways", w)
+			}
+
+			srv.Fail = func(*salesv1.Sale) connect.Code { return connect.CodeResourceExhausted }
+			s := make([]*salesv1.Sale, 1)
+			gen.Sales(s, 99)
+			if reply := c.Send(context.Background(), s); reply.Code != "resource_exhausted" || reply.Recorded != "no" {
+				t.Errorf("Send() to a failing api = code %q, Sale-Recorded %q, want resource_exhausted and no", reply.Code, reply.Recorded)
+			}
+		})
+	}
+}
+
+func TestLeanRejects(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []protocol.Config{
+		{Target: "http://127.0.0.1:1", Protocol: protocol.GRPCWeb, Lean: true},
+		{Target: "http://127.0.0.1:1", Protocol: protocol.Batch, Lean: true},
+		{Target: "http://127.0.0.1:1", Protocol: protocol.GRPC, Batch: 7, Lean: true},
+	} {
+		if _, err := protocol.New(cfg); err == nil {
+			t.Errorf("New(%+v) = nil error, want one", cfg)
+		}
+	}
+}
+
+func TestIngest(t *testing.T) {
+	t.Parallel()
+	for _, n := range protocol.Names() {
+		if got := n.Ingest(); !slices.Contains(record.Protocols(), got) {
+			t.Errorf("%s.Ingest() = %q, want one of %v", n, got, record.Protocols())
+		}
 	}
 }
