@@ -29,7 +29,7 @@ type dedicatedValkey struct {
 func startValkey(t *testing.T, cfg valkey.Config) *dedicatedValkey {
 	t.Helper()
 	services(t) // skip, or fail under CI, like every test needing services
-	cfg.Log = testLog{t}
+	cfg.Log = t.Output()
 	srv, err := valkey.Open(t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func (v *dedicatedValkey) kill() {
 func startKafka(t *testing.T, cfg kafka.Config) *kafka.Cluster {
 	t.Helper()
 	services(t) // skip, or fail under CI, like every test needing services
-	cfg.Log = testLog{t}
+	cfg.Log = t.Output()
 	c, err := kafka.Open(t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)

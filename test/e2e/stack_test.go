@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,7 +170,7 @@ func randomID() string {
 // stack that the launcher started for the tests (testenv.RunDir).
 func kafkaCtl(ctx context.Context, t *testing.T, sub string) {
 	t.Helper()
-	s, err := launcher.New(launcher.Config{Dir: testenv.Need(t, testenv.RunDir, testenv.Start), Log: testLog{t}})
+	s, err := launcher.New(launcher.Config{Dir: testenv.Need(t, testenv.RunDir, testenv.Start), Log: t.Output()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,14 +187,4 @@ func kafkaCtl(ctx context.Context, t *testing.T, sub string) {
 	if err != nil {
 		t.Fatalf("kafka %s: %v", sub, err)
 	}
-}
-
-// testLog is an io.Writer that logs each write to t: where the launcher's
-// lines go.
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Helper()
-	l.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

@@ -145,7 +145,7 @@ func TestClusterOfThree(t *testing.T) {
 	needJava(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := Open(t.TempDir(), Config{Nodes: 3, Log: testLog{t}})
+	c, err := Open(t.TempDir(), Config{Nodes: 3, Log: t.Output()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,12 +203,4 @@ func TestClusterOfThree(t *testing.T) {
 	if total != 20 {
 		t.Errorf("the topic holds %d records, want 20", total)
 	}
-}
-
-// testLog logs each write to t.
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
