@@ -33,7 +33,9 @@ Commands:
   run [SERVICE...]   what make run does: start kfake valkey api aggregator
                      (KAFKA_BROKERS or VALKEY_ADDR name ones to use instead),
                      show the api's and the aggregator's logs, stop
-                     everything and delete the state on Ctrl-C
+                     everything and delete the state on Ctrl-C; with
+                     nothing running in -dir (what a stack left there is
+                     deleted first)
   up [SERVICE...]    start services (default: kafka valkey api aggregator);
                      print their addresses as export lines
   down               stop every service and delete the state
