@@ -77,16 +77,28 @@ func runPipeline(ctx context.Context, cfg stack.Config, names []string, stderr i
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if err := banner(s, cfg, stderr); err != nil {
+	self := selfPath(cfg.Exe)
+	if err := banner(s, cfg, self, stderr); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	watch(ctx, s, stderr)
+	watch(ctx, s, self, stderr)
 	return code
 }
 
-// banner says what runs where, and how to use it.
-func banner(s *stack.Stack, cfg stack.Config, w io.Writer) error {
+// selfPath is how a person in the working directory calls this program:
+// bin/stack in the repository, else stack.
+func selfPath(exe string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return "stack"
+}
+
+// banner says what runs where, and how to use it; self is this program.
+func banner(s *stack.Stack, cfg stack.Config, self string, w io.Writer) error {
 	st, err := s.Status()
 	if err != nil {
 		return err
@@ -110,12 +122,6 @@ func banner(s *stack.Stack, cfg stack.Config, w io.Writer) error {
 	valkeyLine := "VALKEY_ADDR=" + cfg.ValkeyAddr + " (not started here)"
 	if a := addr[stack.Valkey]; a != "" {
 		valkeyLine = fmt.Sprintf("started %s at %s, in memory", valkey.InstalledVersion(), a)
-	}
-	self := "stack"
-	if wd, err := os.Getwd(); err == nil {
-		if rel, err := filepath.Rel(wd, cfg.Exe); err == nil && !strings.HasPrefix(rel, "..") {
-			self = rel
-		}
 	}
 	api := strings.Replace(addr[stack.API], "127.0.0.1", "localhost", 1)
 	fmt.Fprintf(w, `
@@ -150,7 +156,7 @@ func env(name, def string) string {
 // watch reports, until ctx ends, each service of the stack that stops or
 // starts again: the stack keeps running when one is killed, as it does
 // when someone kills one on purpose to see what happens.
-func watch(ctx context.Context, s *stack.Stack, w io.Writer) {
+func watch(ctx context.Context, s *stack.Stack, self string, w io.Writer) {
 	running := map[string]int{}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -161,7 +167,7 @@ func watch(ctx context.Context, s *stack.Stack, w io.Writer) {
 				was, seen := running[x.Name]
 				switch {
 				case seen && was != 0 && x.Pid == 0:
-					fmt.Fprintf(w, "stack: %s (pid %d) is not running; `stack start %s` starts it again\n", x.Name, was, x.Name)
+					fmt.Fprintf(w, "stack: %s (pid %d) is not running; `%s start %s` starts it again\n", x.Name, was, self, x.Name)
 				case seen && was == 0 && x.Pid != 0:
 					fmt.Fprintf(w, "stack: %s is running again (pid %d)\n", x.Name, x.Pid)
 				}
