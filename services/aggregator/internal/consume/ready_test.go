@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -16,73 +18,87 @@ import (
 
 // TestReadyWhileOnePartitionFails: partitions apply in parallel, each in its
 // own retry loop, so one partition's success must not hide another's
-// failure from /readyz.
+// failure from /readyz. On virtual time, the retries back off exactly:
+// 100ms, doubling, up to 10s apart.
 func TestReadyWhileOnePartitionFails(t *testing.T) {
 	t.Parallel()
-	c := New(Config{}, nil, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
-	c.running.Store(true)
-	c.joined.Store(true)
-	if !c.Ready() {
-		t.Fatal("Ready() = false before any failure, want true")
-	}
-
-	var down atomic.Bool
-	down.Store(true)
-	attempts := make(chan int, 1)
-	done := make(chan error, 1)
-	go func() {
-		n := 0
-		done <- c.retry(t.Context(), "apply partition 0", func() error {
-			n++
-			select {
-			case attempts <- n:
-			default:
-			}
-			if down.Load() {
-				return errors.New("valkey down")
-			}
-			return nil
-		})
-	}()
-	// The second attempt comes after the first failed and was counted.
-	for n := 0; n < 2; n = <-attempts {
-	}
-	if c.Ready() {
-		t.Error("Ready() = true while partition 0 keeps failing, want false")
-	}
-	if err := c.retry(t.Context(), "apply partition 1", func() error { return nil }); err != nil {
-		t.Fatalf("retry() of a succeeding apply = %v", err)
-	}
-	if c.Ready() {
-		t.Error("Ready() = true after partition 1 succeeded while partition 0 still fails, want false")
-	}
-
-	down.Store(false)
-	if err := <-done; err != nil {
-		t.Fatalf("retry() once Valkey is back = %v, want nil", err)
-	}
-	if !c.Ready() {
-		t.Error("Ready() = false after every partition recovered, want true")
-	}
-
-	// A failing loop that ends because the consumer stops counts no more.
-	ctx, cancel := context.WithCancel(t.Context())
-	stopped := make(chan error, 1)
-	go func() {
-		stopped <- c.retry(ctx, "apply partition 2", func() error { return errors.New("valkey down") })
-	}()
-	for deadline := time.Now().Add(10 * time.Second); c.failing.Load() != 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the failing loop was never counted")
+	synctest.Test(t, func(t *testing.T) {
+		c := New(Config{}, nil, nil, slog.New(slog.NewTextHandler(t.Output(), nil)))
+		c.running.Store(true)
+		c.joined.Store(true)
+		if !c.Ready() {
+			t.Fatal("Ready() = false before any failure, want true")
 		}
-	}
-	cancel()
-	if err := <-stopped; !errors.Is(err, context.Canceled) {
-		t.Fatalf("retry() when its context ends = %v, want context.Canceled", err)
-	}
-	if n := c.failing.Load(); n != 0 {
-		t.Errorf("%d retry loops counted as failing after they ended, want 0", n)
-	}
+
+		var down atomic.Bool
+		down.Store(true)
+		start := time.Now()
+		var mu sync.Mutex
+		var attempts []time.Duration // since start
+		done := make(chan error, 1)
+		go func() {
+			done <- c.retry(t.Context(), "apply partition 0", func() error {
+				mu.Lock()
+				attempts = append(attempts, time.Since(start))
+				mu.Unlock()
+				if down.Load() {
+					return errors.New("valkey down")
+				}
+				return nil
+			})
+		}()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		mu.Lock()
+		got := slices.Clone(attempts)
+		mu.Unlock()
+		want := []time.Duration{0, 100, 300, 700, 1500, 3100, 6300, 12700, 22700}
+		for i := range want {
+			want[i] *= time.Millisecond
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("attempts in 30s at %v, want at %v", got, want)
+		}
+		if c.Ready() {
+			t.Error("Ready() = true while partition 0 keeps failing, want false")
+		}
+		if err := c.retry(t.Context(), "apply partition 1", func() error { return nil }); err != nil {
+			t.Fatalf("retry() of a succeeding apply = %v", err)
+		}
+		if c.Ready() {
+			t.Error("Ready() = true after partition 1 succeeded while partition 0 still fails, want false")
+		}
+
+		down.Store(false)
+		if err := <-done; err != nil {
+			t.Fatalf("retry() once Valkey is back = %v, want nil", err)
+		}
+		if got, want := time.Since(start), 32700*time.Millisecond; got != want {
+			t.Errorf("retry() once Valkey is back returned after %v, want %v: 10s after the last attempt", got, want)
+		}
+		if !c.Ready() {
+			t.Error("Ready() = false after every partition recovered, want true")
+		}
+
+		// A failing loop that ends because the consumer stops counts no
+		// more.
+		ctx, cancel := context.WithCancel(t.Context())
+		stopped := make(chan error, 1)
+		go func() {
+			stopped <- c.retry(ctx, "apply partition 2", func() error { return errors.New("valkey down") })
+		}()
+		synctest.Wait()
+		if n := c.failing.Load(); n != 1 {
+			t.Fatalf("%d retry loops counted as failing after one failed, want 1", n)
+		}
+		cancel()
+		if err := <-stopped; !errors.Is(err, context.Canceled) {
+			t.Fatalf("retry() when its context ends = %v, want context.Canceled", err)
+		}
+		if n := c.failing.Load(); n != 0 {
+			t.Errorf("%d retry loops counted as failing after they ended, want 0", n)
+		}
+	})
 }
 
 // TestReadyAfterLogReset: a partition whose log went back under its stored
