@@ -2,8 +2,10 @@ package consume
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -298,4 +300,46 @@ func TestConsumerRetriesValkeyErrors(t *testing.T) {
 	if !c.Ready() {
 		t.Errorf("Ready() after recovering = false, want true")
 	}
+}
+
+// TestConsumerReconcilesWhileIdle runs the periodic reconcile on virtual
+// time: an idle member compares its partitions with the store every
+// ReconcileInterval (30s by default), exactly, and a store that lost its
+// data meanwhile is rebuilt at the next one, not before.
+func TestConsumerReconcilesWhileIdle(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		v := newVirtual(t)
+		v.start(nil)
+		v.produce(50)
+		time.Sleep(100 * time.Second)
+		synctest.Wait()
+		if offsets, _ := v.store.snapshot(); !v.counted() {
+			t.Fatalf("stored offsets %v; want every partition at its end %v", offsets, v.produced)
+		}
+		// The positions are read on assignment, then by every reconcile.
+		_, loads := v.store.calls(0)
+		var gaps []time.Duration
+		for i := 2; i < len(loads); i++ {
+			gaps = append(gaps, loads[i].Sub(loads[i-1]))
+		}
+		if want := []time.Duration{30 * time.Second, 30 * time.Second}; !slices.Equal(gaps, want) {
+			t.Fatalf("positions read %d times in 100s, the reconciles %v apart; want 4 reads, the reconciles %v apart", len(loads), gaps, want)
+		}
+
+		last := loads[len(loads)-1]
+		time.Sleep(time.Until(last.Add(time.Second)))
+		v.store.lose()
+		next := last.Add(30 * time.Second)
+		time.Sleep(time.Until(next) - time.Millisecond)
+		synctest.Wait()
+		if offsets, sales := v.store.snapshot(); len(offsets) != 0 || sales != 0 {
+			t.Errorf("stored offsets %v and %d sales before the next reconcile; want nothing: an idle member has no other way to notice", offsets, sales)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if offsets, _ := v.store.snapshot(); !v.counted() {
+			t.Errorf("stored offsets %v at the reconcile after the loss; want every partition rebuilt to its end %v", offsets, v.produced)
+		}
+	})
 }

@@ -1,8 +1,11 @@
 package consume
 
 import (
+	"fmt"
+	"maps"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"blackfriday.local/contract/keys"
@@ -191,4 +194,67 @@ func TestConsumerCountsTruncatedLog(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConsumerUnreadyAfterRecreatedTopic recreates the topic under a running
+// consumer, on virtual time: the consumer counts the new topic's sales,
+// reports the reset, and is not ready for exactly LogResetUnready from it.
+func TestConsumerUnreadyAfterRecreatedTopic(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const unready = 2 * time.Minute
+		v := newVirtual(t)
+		c := v.start(func(cfg *Config) { cfg.LogResetUnready = unready })
+		v.produce(50)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if !c.Ready() {
+			t.Fatal("Ready() = false after counting, want true")
+		}
+		_, before := v.store.snapshot()
+
+		if err := v.cluster.DeleteTopic(topic); err != nil {
+			t.Fatalf("DeleteTopic(%s) = %v", topic, err)
+		}
+		if err := v.cluster.CreateTopic(topic, numPartitions, nil); err != nil {
+			t.Fatalf("CreateTopic(%s) = %v", topic, err)
+		}
+		v.producer.PurgeTopicsFromClient(topic)
+		clear(v.produced)
+		v.produce(10)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if offsets, sales := v.store.snapshot(); !maps.Equal(offsets, v.produced) || sales != before+v.total() {
+			t.Fatalf("stored offsets %v, %d sales; want the new topic's ends %v and %d sales", offsets, sales, v.produced, before+v.total())
+		}
+		if resets, _, _, _ := c.obs.snapshot(); resets[reasonRecreated] != numPartitions {
+			t.Errorf("observed log resets %v, want %d recreated", resets, numPartitions)
+		}
+		// The window runs from the last reset the log reports.
+		var at time.Time
+		for _, rec := range c.logs.errors() {
+			if rec["reason"] != reasonRecreated {
+				continue
+			}
+			logged, err := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"]))
+			if err != nil {
+				t.Fatalf("time of %v: %v", rec, err)
+			}
+			if logged.After(at) {
+				at = logged
+			}
+		}
+		if at.IsZero() {
+			t.Fatalf("logged errors %v, want one with reason=%s", c.logs.errors(), reasonRecreated)
+		}
+
+		time.Sleep(time.Until(at.Add(unready)) - time.Millisecond)
+		if c.Ready() {
+			t.Errorf("Ready() %v after the reset = true, want false for %v", unready-time.Millisecond, unready)
+		}
+		time.Sleep(time.Millisecond)
+		if !c.Ready() {
+			t.Errorf("Ready() %v after the reset = false, want true", unready)
+		}
+	})
 }

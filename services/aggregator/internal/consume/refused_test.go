@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -140,4 +141,72 @@ func TestConsumerRefusedPartitionDoesNotStallOthers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRefusedPartitionBacksOff refuses one partition's batches, on virtual
+// time: the batch is tried again 1s, 2s, 4s and so on up to 30s apart, the
+// member says it is not ready meanwhile, the other partitions are counted
+// as their sales come, and once the data is fixed the partition is counted
+// at its next try, not before.
+func TestRefusedPartitionBacksOff(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const stuck = 2
+		v := newVirtual(t)
+		v.store.refuse(stuck, true)
+		c := v.start(nil)
+		v.produce(50)
+		time.Sleep(100 * time.Second)
+		synctest.Wait()
+
+		tries, _ := v.store.calls(stuck)
+		var gaps []time.Duration
+		for i := 1; i < len(tries); i++ {
+			gaps = append(gaps, tries[i].Sub(tries[i-1]))
+		}
+		wantGaps := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+		if !slices.Equal(gaps, wantGaps) {
+			t.Fatalf("partition %d tried %d times in 100s, %v apart; want 8 tries, %v apart", stuck, len(tries), gaps, wantGaps)
+		}
+		if offsets, _ := v.store.snapshot(); !v.counted(stuck) {
+			t.Errorf("stored offsets %v; want every partition but %d at its end", offsets, stuck)
+		}
+		_, _, refused, refusedNow := c.obs.snapshot()
+		if c.Ready() || refused != len(tries) || refusedNow != 1 {
+			t.Errorf("Ready() = %v, refusals %d, refused partitions %d; want false, %d, 1", c.Ready(), refused, refusedNow, len(tries))
+		}
+		if c.logs.errorWith("partition", strconv.Itoa(stuck)) == nil {
+			t.Errorf("no error logged for partition %d", stuck)
+		}
+
+		// Sales keep coming: the other partitions count them at once.
+		v.produce(50)
+		synctest.Wait()
+		if offsets, _ := v.store.snapshot(); !v.counted(stuck) {
+			t.Errorf("stored offsets %v after more sales; want every partition but %d at its end", offsets, stuck)
+		}
+
+		v.store.refuse(stuck, false)
+		next := tries[len(tries)-1].Add(30 * time.Second)
+		time.Sleep(time.Until(next) - time.Millisecond)
+		synctest.Wait()
+		if offsets, _ := v.store.snapshot(); offsets[stuck] > 0 || c.Ready() {
+			t.Errorf("stored offset of partition %d = %d, Ready() = %v before its next try; want nothing counted, not ready", stuck, offsets[stuck], c.Ready())
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if offsets, _ := v.store.snapshot(); offsets[stuck] <= 0 {
+			t.Errorf("stored offset of partition %d = %d at its next try after the fix; want its refused batch counted", stuck, offsets[stuck])
+		}
+		if _, _, _, refusedNow := c.obs.snapshot(); !c.Ready() || refusedNow != 0 {
+			t.Errorf("Ready() = %v, refused partitions %d after the fix; want true, 0", c.Ready(), refusedNow)
+		}
+		// The rest of the partition comes with the next fetch, which
+		// includes it again.
+		time.Sleep(fetchMaxWait)
+		synctest.Wait()
+		if offsets, _ := v.store.snapshot(); !v.counted() {
+			t.Errorf("stored offsets %v a fetch after the fix; want every partition at its end %v", offsets, v.produced)
+		}
+	})
 }
