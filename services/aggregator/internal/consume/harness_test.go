@@ -120,12 +120,12 @@ func (c *consumer) stop(t *testing.T) {
 func (e *env) start(name string, maxPoll int, st Store, opts ...kgo.Opt) *consumer {
 	e.t.Helper()
 	log := slog.New(slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("consumer", name)
-	return e.run(name, maxPoll, st, log, nil, opts...)
+	return e.run(maxPoll, st, log, nil, opts...)
 }
 
 // run runs a consumer with log and obs (nil: none) until stop or the end
 // of the test. st wraps the real store when set.
-func (e *env) run(name string, maxPoll int, st Store, log *slog.Logger, obs Observer, opts ...kgo.Opt) *consumer {
+func (e *env) run(maxPoll int, st Store, log *slog.Logger, obs Observer, opts ...kgo.Opt) *consumer {
 	e.t.Helper()
 	if st == nil {
 		st = e.store
@@ -153,14 +153,7 @@ func (e *env) run(name string, maxPoll int, st Store, log *slog.Logger, obs Obse
 		defer close(rc.done)
 		rc.err = c.Run(ctx)
 	}()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-rc.done:
-		case <-time.After(30 * time.Second):
-			e.t.Errorf("consumer %s did not stop", name)
-		}
-	})
+	e.t.Cleanup(func() { rc.stop(e.t) })
 	return rc
 }
 
@@ -269,15 +262,13 @@ func (e *env) storedTotal() int64 {
 	return n
 }
 
-// waitFor polls cond until it holds or 30 seconds pass.
+// waitFor polls cond until it holds, for at most hangBound.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
+	for deadline := time.Now().Add(hangBound); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
+			e.t.Fatalf("timed out after %v waiting for %s", hangBound, what)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

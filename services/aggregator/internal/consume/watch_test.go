@@ -24,6 +24,7 @@ const hangBound = 90 * time.Second
 
 // recorder is an Observer that keeps what the tests assert on.
 type recorder struct {
+	noObserver
 	mu sync.Mutex
 	// resets counts log resets by reason, rewound sums how far they moved
 	// the stored offsets back.
@@ -35,11 +36,6 @@ type recorder struct {
 func newRecorder() *recorder {
 	return &recorder{resets: map[string]int64{}, rewound: map[string]int64{}}
 }
-
-func (r *recorder) Applied(int32, int, int64, int64, int64, time.Duration) {}
-func (r *recorder) Conflict(int32)                                         {}
-func (r *recorder) Lag(int32, int64)                                       {}
-func (r *recorder) Released([]int32)                                       {}
 
 func (r *recorder) LogReset(_ int32, reason string, rewound int64) {
 	r.mu.Lock()
@@ -120,7 +116,7 @@ func (e *env) startWatched(name string, maxPoll int, st Store, opts ...kgo.Opt) 
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}),
 	)).With("consumer", name)
 	obs := newRecorder()
-	return &watched{consumer: e.run(name, maxPoll, st, log, obs, opts...), logs: logs, obs: obs}
+	return &watched{consumer: e.run(maxPoll, st, log, obs, opts...), logs: logs, obs: obs}
 }
 
 // waitReady waits until c.Ready() is want.
