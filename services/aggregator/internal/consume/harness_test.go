@@ -1,6 +1,7 @@
 package consume
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +45,6 @@ type env struct {
 	valkey  rueidis.Client
 	store   *store.Store
 	keys    keys.Keys
-	dec     *aggregate.Decoder
 	group   string
 
 	producer *kgo.Client
@@ -75,7 +75,6 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("producer: %v", err)
 	}
 	t.Cleanup(producer.Close)
-	dec := aggregate.NewDecoder()
 	st := store.New(client, prefix, 25*time.Hour)
 	return &env{
 		t:        t,
@@ -84,7 +83,6 @@ func newEnv(t *testing.T) *env {
 		valkey:   client,
 		store:    st,
 		keys:     st.Keys(),
-		dec:      dec,
 		group:    "aggregator-test",
 		producer: producer,
 		admin:    kadm.NewClient(producer),
@@ -120,17 +118,13 @@ func (c *consumer) stop(t *testing.T) {
 func (e *env) start(name string, maxPoll int, st Store, opts ...kgo.Opt) *consumer {
 	e.t.Helper()
 	log := slog.New(slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("consumer", name)
-	return e.run(maxPoll, st, log, nil, opts...)
+	return run(e.t, New(e.config(maxPoll, opts), cmp.Or[Store](st, e.store), aggregate.NewDecoder(), log))
 }
 
-// run runs a consumer with log and obs (nil: none) until stop or the end
-// of the test. st wraps the real store when set.
-func (e *env) run(maxPoll int, st Store, log *slog.Logger, obs Observer, opts ...kgo.Opt) *consumer {
-	e.t.Helper()
-	if st == nil {
-		st = e.store
-	}
-	c := New(Config{
+// config configures the env's consumers: short timeouts, so that the
+// tests take seconds on real time, then opts.
+func (e *env) config(maxPoll int, opts []kgo.Opt) Config {
+	return Config{
 		Brokers:           e.brokers,
 		Topic:             topic,
 		DLQTopic:          dlqTopic,
@@ -138,14 +132,18 @@ func (e *env) run(maxPoll int, st Store, log *slog.Logger, obs Observer, opts ..
 		MaxPollRecords:    maxPoll,
 		ReconcileInterval: time.Second,
 		DedupWindow:       e.dedupWindow,
-		Observer:          obs,
 		ClientOptions: append([]kgo.Opt{
 			kgo.FetchMaxWait(250 * time.Millisecond),
 			kgo.HeartbeatInterval(250 * time.Millisecond),
 			kgo.SessionTimeout(6 * time.Second),
 			kgo.RebalanceTimeout(10 * time.Second),
 		}, opts...),
-	}, st, e.dec, log)
+	}
+}
+
+// run runs c until stop or the end of the test.
+func run(t *testing.T, c *Consumer) *consumer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &consumer{Consumer: c, cancel: cancel, done: make(chan struct{})}
 	// The goroutine ends when stop or the cleanup cancels ctx.
@@ -153,7 +151,7 @@ func (e *env) run(maxPoll int, st Store, log *slog.Logger, obs Observer, opts ..
 		defer close(rc.done)
 		rc.err = c.Run(ctx)
 	}()
-	e.t.Cleanup(func() { rc.stop(e.t) })
+	t.Cleanup(func() { rc.stop(t) })
 	return rc
 }
 

@@ -3,7 +3,6 @@ package consume
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -61,37 +60,20 @@ func newVirtual(t *testing.T) *virtual {
 }
 
 // start runs a consumer with the configuration's defaults, bar what
-// configure (if set) changes, until the end of the test, with its log kept
-// and a recorder as its Observer.
+// configure (if set) changes, until the end of the test, watched.
 func (v *virtual) start(configure func(*Config)) *watched {
 	v.t.Helper()
-	logs := &logBuffer{}
-	log := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(v.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
-		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}),
-	))
-	obs := newRecorder()
 	cfg := Config{
 		Brokers:       v.brokers,
 		Topic:         topic,
 		DLQTopic:      dlqTopic,
 		Group:         "aggregator-test",
-		Observer:      obs,
 		ClientOptions: []kgo.Opt{kgo.Dialer(v.net.DialContext)},
 	}
 	if configure != nil {
 		configure(&cfg)
 	}
-	c := New(cfg, v.store, aggregate.NewDecoder(), log)
-	ctx, cancel := context.WithCancel(context.Background())
-	rc := &consumer{Consumer: c, cancel: cancel, done: make(chan struct{})}
-	// The goroutine ends when the cleanup cancels ctx.
-	go func() {
-		defer close(rc.done)
-		rc.err = c.Run(ctx)
-	}()
-	v.t.Cleanup(func() { rc.stop(v.t) })
-	return &watched{consumer: rc, logs: logs, obs: obs}
+	return watch(v.t, "a", cfg, v.store)
 }
 
 // produce writes n sales to each partition.

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -16,6 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
+
+	"blackfriday.local/services/aggregator/internal/aggregate"
 )
 
 // hangBound tells an answer from a hang: the machine is shared and slow, so
@@ -106,17 +110,25 @@ type watched struct {
 	obs  *recorder
 }
 
-// startWatched runs a consumer as start does, with its log kept (and also
-// written to the test's output) and a recorder as its Observer.
+// startWatched runs a consumer as start does, watched.
 func (e *env) startWatched(name string, maxPoll int, st Store, opts ...kgo.Opt) *watched {
 	e.t.Helper()
+	return watch(e.t, name, e.config(maxPoll, opts), cmp.Or[Store](st, e.store))
+}
+
+// watch runs a consumer of cfg until stop or the end of the test, with its
+// log kept (and also written to the test's output) and a recorder as its
+// Observer.
+func watch(t *testing.T, name string, cfg Config, st Store) *watched {
+	t.Helper()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(e.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
+		slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}),
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}),
 	)).With("consumer", name)
 	obs := newRecorder()
-	return &watched{consumer: e.run(maxPoll, st, log, obs, opts...), logs: logs, obs: obs}
+	cfg.Observer = obs
+	return &watched{consumer: run(t, New(cfg, st, aggregate.NewDecoder(), log)), logs: logs, obs: obs}
 }
 
 // waitReady waits until c.Ready() is want.
