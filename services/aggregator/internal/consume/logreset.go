@@ -477,15 +477,16 @@ func (c *Consumer) reconcile(ctx context.Context, cl *kgo.Client) error {
 				if err != nil {
 					return err
 				}
-				switch {
-				case !moved:
-				case v.reason == "":
+				if !moved {
+					continue
+				}
+				if v.reason == "" {
 					// Only the topic ID was recorded: the fetch
 					// position stays.
 					c.parts.setPosition(tp, positionOf(v.to))
-				default:
-					c.seek(cl, tp, positionOf(v.to))
+					continue
 				}
+				c.seek(cl, tp, positionOf(v.to))
 			}
 		}
 	}
