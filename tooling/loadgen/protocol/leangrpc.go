@@ -205,16 +205,18 @@ func (c *h2Conn) call(ctx context.Context, msg []byte, auth string) Reply {
 	c.streams[id] = s
 	c.mu.Unlock()
 	c.hbuf.Reset()
+	// Header names as net/http spells them, lowered as HTTP/2 sends them
+	// (RFC 9113, section 8.2.1); the pseudo-headers come first.
 	fields := [][2]string{
 		{":method", "POST"}, {":scheme", "http"}, {":authority", c.authority},
 		{":path", salesv1connect.SalesServiceRecordSaleProcedure},
-		{"content-type", "application/grpc"}, {"te", "trailers"},
+		{"Content-Type", "application/grpc"}, {"Te", "trailers"},
 	}
 	if auth != "" {
-		fields = append(fields, [2]string{"authorization", auth})
+		fields = append(fields, [2]string{"Authorization", auth})
 	}
 	for _, f := range fields {
-		_ = c.henc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		_ = c.henc.WriteField(hpack.HeaderField{Name: strings.ToLower(f[0]), Value: f[1]})
 	}
 	c.writeFrame(h2Headers, h2FlagEndHeaders, id, c.hbuf.Bytes())
 	c.writeFrame(h2Data, h2FlagEndStream, id, body)
