@@ -118,7 +118,8 @@ type Consumer struct {
 	parts   *partitions
 	refused *refusals
 
-	// client is the running Kafka client; tests reach it to rewind.
+	// client is the running Kafka client, for startOffsets; tests reach
+	// it to rewind.
 	client atomic.Pointer[kgo.Client]
 	// failing counts the retry loops whose last attempt failed, while
 	// Valkey or the dead-letter topic keeps failing. Partitions apply in
@@ -682,8 +683,12 @@ func (c *Consumer) startOffsets(ctx context.Context, offsets map[string]map[int3
 }
 
 // assigned marks the consumer as a group member. Offsets are set up in
-// startOffsets, which runs after it.
-func (c *Consumer) assigned(context.Context, *kgo.Client, map[string][]int32) {
+// startOffsets, which runs after it and reads the client it keeps: the
+// group can assign partitions before kgo.NewClient has returned the client
+// to session, and startOffsets would then find the previous session's
+// client, closed, or none.
+func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, _ map[string][]int32) {
+	c.client.Store(cl)
 	c.joined.Store(true)
 }
 
