@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"blackfriday.local/contract/kafkasecurity/kafkasecuritytest"
+	"blackfriday.local/contract/testenv"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 )
@@ -203,21 +204,14 @@ func TestRunKafkaSecurity(t *testing.T) {
 }
 
 // TestRunRealKafkaSCRAM runs the api against a real Apache Kafka broker with
-// a SCRAM listener (scripts/kafka.sh with KAFKA_SCRAM_USERS, a broker of its
-// own): the right password records a sale; a wrong one is refused by the
-// broker, the call fails with unavailable, and nothing is written. It needs
-// BF_TEST_KAFKA_CTL (scripts/test.sh sets it); it skips without, and fails
-// under CI=true.
+// a SCRAM listener (a broker of its own, which BF_TEST_KAFKA_CTL starts with
+// KAFKA_SCRAM_USERS): the right password records a sale; a wrong one is
+// refused by the broker, the call fails with unavailable, and nothing is
+// written. Without BF_TEST_KAFKA_CTL (the stack launcher sets it) it skips,
+// and fails under CI=true.
 func TestRunRealKafkaSCRAM(t *testing.T) {
 	t.Parallel()
-	ctl := os.Getenv("BF_TEST_KAFKA_CTL")
-	if ctl == "" {
-		msg := "BF_TEST_KAFKA_CTL must name scripts/kafka.sh to start a broker with SCRAM (scripts/test.sh sets it)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	ctl := testenv.Need(t, testenv.KafkaCtl, testenv.Start)
 	const password = "api-scram-password"
 	broker := startKafka(t, ctl, "KAFKA_SCRAM_USERS=api:"+password)
 	sasl := broker.run(t, "sasl-addr")
@@ -274,8 +268,8 @@ func TestRunRealKafkaSCRAM(t *testing.T) {
 	}
 }
 
-// kafka is a broker of the test's own, started by scripts/kafka.sh in a
-// private state directory and destroyed when the test ends.
+// kafka is a broker of the test's own, started by BF_TEST_KAFKA_CTL in a
+// private state directory (BF_RUN_DIR) and destroyed when the test ends.
 type kafka struct {
 	ctl  string
 	env  []string
@@ -284,12 +278,12 @@ type kafka struct {
 
 func startKafka(t *testing.T, ctl string, env ...string) *kafka {
 	t.Helper()
-	k := &kafka{ctl: ctl, env: append([]string{"BF_RUN_DIR=" + t.TempDir()}, env...)}
+	k := &kafka{ctl: ctl, env: append([]string{testenv.RunDir + "=" + t.TempDir()}, env...)}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if out, err := k.command(ctx, "destroy").CombinedOutput(); err != nil {
-			t.Errorf("kafka.sh destroy: %v\n%s", err, out)
+			t.Errorf("%s destroy: %v\n%s", testenv.KafkaCtl, err, out)
 		}
 	})
 	k.addr = k.run(t, "start")
@@ -302,7 +296,8 @@ func (k *kafka) command(ctx context.Context, sub string) *exec.Cmd {
 	return cmd
 }
 
-// run runs a kafka.sh subcommand and returns the last line it printed.
+// run runs a BF_TEST_KAFKA_CTL subcommand and returns the last line it
+// printed.
 func (k *kafka) run(t *testing.T, sub string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -312,7 +307,7 @@ func (k *kafka) run(t *testing.T, sub string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kafka.sh %s: %v\n%s%s", sub, err, out, stderr.Bytes())
+		t.Fatalf("%s %s: %v\n%s%s", testenv.KafkaCtl, sub, err, out, stderr.Bytes())
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])

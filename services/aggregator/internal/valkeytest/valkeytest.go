@@ -7,30 +7,22 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"blackfriday.local/contract/testenv"
 )
 
-// EnvAddr names the environment variable holding the server's address.
-const EnvAddr = "BF_TEST_VALKEY_ADDR"
-
-// Addr returns the test server's address. Without one, the test is skipped,
-// or fails when CI=true, because CI must not pass by skipping.
+// Addr returns the test server's address (contract/testenv). Without one,
+// the test is skipped, or fails when CI=true, because CI must not pass by
+// skipping.
 func Addr(tb testing.TB) string {
 	tb.Helper()
-	addr := os.Getenv(EnvAddr)
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s is empty; CI needs a Valkey or Redis server", EnvAddr)
-		}
-		tb.Skipf("%s is empty; set it to a Valkey or Redis server to run this test", EnvAddr)
-	}
-	return addr
+	return testenv.Valkey(tb)
 }
 
 // New returns a client of the test server and a key prefix no other test

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"blackfriday.local/contract/testenv"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -24,14 +24,7 @@ import (
 // one they skip, except under CI, where they fail.
 func valkeyAddr(t *testing.T) string {
 	t.Helper()
-	addr := os.Getenv("BF_TEST_VALKEY_ADDR")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BF_TEST_VALKEY_ADDR must name a Valkey or Redis server under CI")
-		}
-		t.Skip("BF_TEST_VALKEY_ADDR is not set; start one with: redis-server --port 6391 --save '' --daemonize yes")
-	}
-	return addr
+	return testenv.Valkey(t)
 }
 
 // fixture is a Service over a fresh key prefix, and a client to seed it.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"blackfriday.local/contract/testenv"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
@@ -429,9 +429,5 @@ func BenchmarkWatchSummarySnapshot(b *testing.B) {
 }
 
 func valkeyAddrB(b *testing.B) string {
-	addr := os.Getenv("BF_TEST_VALKEY_ADDR")
-	if addr == "" {
-		b.Skip("BF_TEST_VALKEY_ADDR is not set")
-	}
-	return addr
+	return testenv.Valkey(b)
 }

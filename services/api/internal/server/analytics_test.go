@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"blackfriday.local/contract/keys"
+	"blackfriday.local/contract/testenv"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
@@ -45,13 +45,7 @@ func TestAnalyticsValkeyDown(t *testing.T) {
 
 func TestAnalyticsOverConnect(t *testing.T) {
 	t.Parallel()
-	addr := os.Getenv("BF_TEST_VALKEY_ADDR")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BF_TEST_VALKEY_ADDR must name a Valkey or Redis server under CI")
-		}
-		t.Skip("BF_TEST_VALKEY_ADDR is not set")
-	}
+	addr := testenv.Valkey(t)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	prefix := "bftest:" + hex.EncodeToString(b) + ":"

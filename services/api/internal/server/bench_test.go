@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"blackfriday.local/contract/testenv"
 	legacypb "blackfriday.local/gen/blackfriday"
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
@@ -46,7 +47,7 @@ type benchBackend struct {
 // count in "kafka"; "broker" counts only the api's side (client included).
 func benchBackends() []benchBackend {
 	backends := []benchBackend{{name: "kafka"}}
-	if brokers := os.Getenv("BF_TEST_KAFKA_BROKERS"); brokers != "" {
+	if brokers := os.Getenv(testenv.KafkaBrokers); brokers != "" {
 		backends = append(backends, benchBackend{name: "broker", recorder: func(b *testing.B) Recorder {
 			return realBroker(b, strings.Split(brokers, ","))
 		}})

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"blackfriday.local/contract/keys"
+	"blackfriday.local/contract/testenv"
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 	"blackfriday.local/gen/blackfriday/sales/v1/salesv1connect"
 	"blackfriday.local/services/api/internal/analytics"
@@ -36,13 +36,7 @@ type valkey struct {
 
 func newValkey(t *testing.T) *valkey {
 	t.Helper()
-	addr := os.Getenv("BF_TEST_VALKEY_ADDR")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BF_TEST_VALKEY_ADDR must name a Valkey or Redis server under CI")
-		}
-		t.Skip("BF_TEST_VALKEY_ADDR is not set; start one with: redis-server --port 6393 --save '' --daemonize yes")
-	}
+	addr := testenv.Valkey(t)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
