@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measure how fast aggregator binaries drain one pre-filled backlog, the way
-# `loadgen compare` measures "drain" (services/loadgen/internal/compare/drain.go):
+# `loadgen compare` measures "drain" (tooling/loadgen/internal/compare/drain.go):
 # the applied-sales counter on the metrics port, from its first increase to
 # the last, with the aggregator's and redis-server's CPU over that window.
 #
@@ -11,12 +11,12 @@
 #                                       (fresh group and key prefix), print
 #                                       one result line
 #
-# Needs BF_TEST_KAFKA_BROKERS, BF_TEST_VALKEY_ADDR and BF_RUN_DIR (source
-# $BF_RUN_DIR/testenv.env after scripts/testenv.sh up). `fill` also needs
+# Needs BF_TEST_KAFKA_BROKERS, BF_TEST_VALKEY_ADDR and BF_RUN_DIR (eval
+# "$(bin/stack up kafka valkey)"). `fill` also needs
 # API_BIN and LOADGEN_BIN. Wrap measurements in flock /tmp/bf-measure.lock.
 set -euo pipefail
 
-: "${BF_TEST_KAFKA_BROKERS:?source testenv.env}" "${BF_TEST_VALKEY_ADDR:?source testenv.env}"
+: "${BF_TEST_KAFKA_BROKERS:?start the services with bin/stack up kafka valkey}" "${BF_TEST_VALKEY_ADDR:?start the services with bin/stack up kafka valkey}"
 tick="$(getconf CLK_TCK)"
 
 cpu_ticks() { # utime+stime of a pid, in clock ticks
@@ -51,7 +51,7 @@ cmd_run() {
   local id port pid vpid rss t0 first_at="" first_n=0 first_cpu=0 first_vcpu=0 last_at last_n=0 last_cpu last_vcpu stable=0 n now
   id="$RANDOM$RANDOM"
   port="$(free_port)"
-  vpid="$(cat "$BF_RUN_DIR/valkey/valkey.pid")"
+  vpid="$(cut -d' ' -f1 "$BF_RUN_DIR/valkey/valkey.pid")" # the pid file holds the pid, then its start time
   env KAFKA_BROKERS="$BF_TEST_KAFKA_BROKERS" KAFKA_TOPIC="$topic" KAFKA_DLQ_TOPIC="$topic.dlq" \
     KAFKA_GROUP="drain-$id" VALKEY_ADDR="$BF_TEST_VALKEY_ADDR" VALKEY_KEY_PREFIX="drain:$id:" \
     HTTP_ADDR="127.0.0.1:$port" LOG_LEVEL=warn "$@" "$bin" >&2 &
