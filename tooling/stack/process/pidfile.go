@@ -101,8 +101,11 @@ func WaitGone(pid int, timeout time.Duration) bool {
 }
 
 // startTime returns the start time of a live process, in clock ticks since
-// boot (field 22 of /proc/PID/stat), and fails for a zombie or a process
-// that does not exist.
+// boot (field 22 of /proc/PID/stat), and fails for a process that has
+// exited or does not exist. A zombie whose other threads still run counts
+// as live: when a multi-threaded process (redis-server, a JVM) is killed,
+// its main thread can be a zombie while the others still hold its files,
+// listening sockets included; a start on its port would find it taken.
 func startTime(pid int) (uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -118,7 +121,9 @@ func startTime(pid int) (uint64, error) {
 	if len(fields) < 20 {
 		return 0, fmt.Errorf("pid %d: short stat", pid)
 	}
-	if state := fields[0]; state == "Z" || state == "X" {
+	// fields[0] is the state (field 3), fields[17] the number of threads
+	// (field 20).
+	if threads, _ := strconv.Atoi(fields[17]); (fields[0] == "Z" || fields[0] == "X") && threads <= 1 {
 		return 0, fmt.Errorf("pid %d has exited", pid)
 	}
 	return strconv.ParseUint(fields[19], 10, 64)

@@ -83,3 +83,47 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestKillThenStart kills a server and starts it again at once, again and
+// again, with a client dialing it all along: a killed redis-server's main
+// thread can be a zombie while its other threads still hold the listening
+// socket, and a start must wait for them rather than find its port taken.
+func TestKillThenStart(t *testing.T) {
+	needServer(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Open(t.TempDir(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Destroy(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop, dialed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(dialed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = Ping(ctx, s.Addr(), "", "")
+		}
+	}()
+	defer func() { close(stop); <-dialed }()
+	for i := range 50 {
+		if err := s.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(ctx); err != nil {
+			t.Fatalf("Start() right after Kill(), round %d: %v", i, err)
+		}
+	}
+}
