@@ -88,11 +88,9 @@ func validateSale(s *wireSale, now time.Time) error {
 	}
 	if s.hasSoldAt {
 		// Timestamps compare as protovalidate converts them: through
-		// time.Unix, which normalises out-of-range nanos.
+		// time.Unix, which normalises out-of-range nanos. protovalidate
+		// reports the field's CEL rule before its standard timestamp rule.
 		soldAt := time.Unix(s.seconds, int64(s.nanos))
-		if !soldAt.After(time.Unix(minSoldAt, 0)) {
-			vs = append(vs, violation{"sold_at", "timestamp.gt", "must be greater than 2000-01-01T00:00:00Z"})
-		}
 		limit, ok := celAddHour(now)
 		if !ok {
 			// CEL fails to compute "now + 1h" out of its range; protovalidate
@@ -100,6 +98,9 @@ func validateSale(s *wireSale, now time.Time) error {
 			vs = append(vs, violation{"sold_at", "sold_at.not_future", "cannot evaluate: timestamp overflow"})
 		} else if soldAt.After(limit) {
 			vs = append(vs, violation{"sold_at", "sold_at.not_future", "must not be more than one hour in the future"})
+		}
+		if !soldAt.After(time.Unix(minSoldAt, 0)) {
+			vs = append(vs, violation{"sold_at", "timestamp.gt", "must be greater than 2000-01-01T00:00:00Z"})
 		}
 	}
 	if len(vs) == 0 {
