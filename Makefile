@@ -109,7 +109,7 @@ test-go: ## The Go tests (services and e2e); real Kafka and Valkey from the envi
 test-unit: ## Run the tests that need no external service.
 	go test -count=1 $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-# ---- Faults, overload and fuzzing (docs/reliability.md, docs/reliability-api.md)
+# ---- Faults, overload and fuzzing (docs/reliability.md, docs/results/)
 
 # Load per fault scenario. make test runs the same tests with the default
 # (8s, in test/e2e/load_test.go).
@@ -296,7 +296,7 @@ browser-test: $(CHROMIUM) stack ## Run the dashboard in headless Chromium agains
 web-test: web-check browser-test ## Every dashboard test: web-check, then the browser test.
 
 # The screenshot in docs/img/dashboard.png and the update latency in
-# docs/dashboard.md come from this run (a few thousand sales a second).
+# docs/results/dashboard-latency.md come from this run (a few thousand sales a second).
 .PHONY: dashboard-latency
 dashboard-latency: $(CHROMIUM) stack ## Measure the dashboard's update latency under load; refresh the screenshot.
 	GOWORK=off BF_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/img/dashboard.png BF_LATENCY_SECONDS=$${BF_LATENCY_SECONDS:-20} \

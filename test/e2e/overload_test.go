@@ -9,7 +9,7 @@ package e2e
 //
 // OVERLOAD_FACTOR sets the overload phase's rate (3× by default).
 // OVERLOAD_DURATION sets the 3× phase (10s by default, for make test; the
-// figures in docs/reliability-api.md come from OVERLOAD_DURATION=30s).
+// figures in docs/results/overload.md come from OVERLOAD_DURATION=30s).
 // OVERLOAD_OUT, when set, names a file that receives the figures as JSON.
 
 import (
@@ -33,7 +33,7 @@ import (
 	driver "blackfriday.local/tooling/loadgen/protocol"
 )
 
-// The bounds the overload test holds the api to (docs/reliability-api.md
+// The bounds the overload test holds the api to (docs/reliability.md#overload
 // explains each).
 const (
 	// overloadRSSBound is the most resident memory the api may use.
