@@ -2,6 +2,7 @@ package process_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,7 +105,32 @@ func TestFreePort(t *testing.T) {
 	if p < 20000 || p >= 32000 {
 		t.Errorf("FreePort(0) = %d, want a port in [20000, 32000), below the ephemeral range", p)
 	}
-	if got, err := process.FreePort(p); err != nil || got != p {
-		t.Errorf("FreePort(%d) = %d, %v, want the free preferred port", p, got, err)
+
+	// A preferred port that is taken gives way to another. Holding it is
+	// what makes this certain while other tests take ports of that range.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	if got, err := process.FreePort(taken); err != nil || got == taken {
+		t.Errorf("FreePort(%d) = %d, %v with the port held, want another port", taken, got, err)
+	}
+
+	// A free preferred port is kept. Another process may take it between
+	// finding and asking, so a few tries; a FreePort that ignored the
+	// preference would fail all of them.
+	for try := range 5 {
+		p, err := process.FreePort(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := process.FreePort(p)
+		if err == nil && got == p {
+			return
+		}
+		t.Logf("try %d: FreePort(%d) = %d, %v", try, p, got, err)
+	}
+	t.Error("FreePort never kept a free preferred port")
 }
