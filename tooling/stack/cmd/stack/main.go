@@ -19,6 +19,7 @@ import (
 
 	"blackfriday.local/tooling/stack"
 	"blackfriday.local/tooling/stack/kafka"
+	"blackfriday.local/tooling/stack/prodshape"
 )
 
 const usage = `usage: stack [flags] COMMAND [SERVICE...]
@@ -51,6 +52,18 @@ Commands:
                      start the services, run COMMAND with their export
                      lines in its environment, then down; a service the
                      environment already names (BF_TEST_*) is used instead
+  up-prod            the production shape of the rendered overlay
+                     (-overlay, default prod; kustomize build with the
+                     pinned kustomize): its Kafka cluster, nodes, broker
+                     settings and topics, Valkey with its ACL users, and
+                     the api and aggregator processes with their
+                     Deployments' env (-replicas); print the addresses as
+                     export lines, and on stderr what was read and what
+                     of prod is not provided locally; down stops it
+  check-prod         compare the running production shape with its
+                     manifests: every probe answers as declared, every
+                     containerPort and Service targetPort is listened on;
+                     exit 1 on a mismatch
 
 Services: kafka (every node), kafka-N (node N), kfake, valkey, api, aggregator.
 
@@ -58,6 +71,7 @@ Examples:
   eval "$(bin/stack up kafka valkey)"    # real Kafka and Valkey for go test
   bin/stack kill kafka-1; bin/stack start kafka-1
   bin/stack -dir .run/three -kafka-nodes 3 up kafka
+  bin/stack -dir .run/prod up-prod; bin/stack -dir .run/prod check-prod; bin/stack -dir .run/prod down
 
 Flags:
 `
@@ -97,6 +111,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.AggregatorPort, "aggregator-port", 8081, "the aggregator's health and metrics port, if free")
 	fs.IntVar(&cfg.KfakePort, "kfake-port", 9092, "kfake's port, if free")
 	fs.IntVar(&cfg.Partitions, "partitions", intEnv("KAFKA_TOPIC_PARTITIONS", 6), "partitions of kfake's topics")
+	var prod prodFlags
+	fs.StringVar(&prod.overlay, "overlay", "prod", "up-prod: the overlay of kustomize/overlays to run")
+	fs.StringVar(&prod.replicas, "replicas", "", "up-prod: processes per Deployment, \"NAME=N,...\" (default api=2,aggregator=3)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -112,6 +129,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Kafka.JVMOptions = os.Getenv("KAFKA_OPTS")
 	cfg.Kafka.ExtraProperties = os.Getenv("KAFKA_EXTRA_PROPERTIES")
 	cmd, rest := fs.Arg(0), fs.Args()[min(1, fs.NArg()):]
+	if cmd == "up-prod" || cmd == "check-prod" || (cmd == "down" && prodshape.Exists(cfg.Dir)) {
+		fs.Visit(func(f *flag.Flag) { prod.nodesSet = prod.nodesSet || f.Name == "kafka-nodes" })
+		return prodCommand(ctx, cmd, cfg, prod, stdout, stderr)
+	}
 	if cmd == "kfake" {
 		return serveKfake(ctx, rest, stderr)
 	}

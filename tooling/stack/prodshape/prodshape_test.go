@@ -1,0 +1,201 @@
+package prodshape
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"blackfriday.local/tooling/stack"
+)
+
+func TestExpand(t *testing.T) {
+	t.Parallel()
+	defined := map[string]string{"A": "1", "MEM": "3gb"}
+	tests := []struct{ in, want string }{
+		{"$(MEM)", "3gb"},
+		{"--maxmemory=$(MEM)", "--maxmemory=3gb"},
+		{"$(A)$(A)", "11"},
+		{"$(UNSET)", "$(UNSET)"},
+		{"$$(A)", "$(A)"},
+		{"$", "$"},
+		{"plain", "plain"},
+	}
+	for _, tt := range tests {
+		if got := expand(tt.in, defined); got != tt.want {
+			t.Errorf("expand(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBinaryOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ image, want string }{
+		{"blackfriday/api:0.1.0", "api"},
+		{"blackfriday/aggregator", "aggregator"},
+		{"localhost:5000/blackfriday/api:0.1.0", "api"},
+		{"blackfriday/api@sha256:abc", "api"},
+		{"blackfriday/loadgen:0.1.0", ""},
+		{"grafana/grafana:12.3.1", ""},
+		{"prom/prometheus:v3.7.3", ""},
+	}
+	for _, tt := range tests {
+		if got := binaryOf(tt.image, stack.Binaries); got != tt.want {
+			t.Errorf("binaryOf(%q) = %q, want %q", tt.image, got, tt.want)
+		}
+	}
+}
+
+func TestBrokerConfig(t *testing.T) {
+	t.Parallel()
+	var k Kafka
+	k.Spec.Kafka.Config = map[string]any{
+		"min.insync.replicas": 2, "auto.create.topics.enable": false, "listeners": "x", "ssl.protocol": "TLSv1.3",
+	}
+	props, skipped := BrokerConfig(k)
+	if want := []string{"auto.create.topics.enable=false", "min.insync.replicas=2"}; !slices.Equal(props, want) {
+		t.Errorf("BrokerConfig() props = %q, want %q", props, want)
+	}
+	if want := []string{"listeners", "ssl.protocol"}; !slices.Equal(skipped, want) {
+		t.Errorf("BrokerConfig() skipped = %q, want %q", skipped, want)
+	}
+}
+
+func TestListening(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	ports, err := listening(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ports[port] {
+		t.Errorf("listening(self) = %v, want it to hold %d", ports, port)
+	}
+}
+
+// TestPlanProd renders the prod overlay and makes its pods without
+// starting anything: every setting of the Deployments' ConfigMaps reaches
+// the process, made local where it names a Service, a port of the
+// container or a mounted file, and prod's Kafka security is left off.
+func TestPlanProd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("renders the overlay with the pinned kustomize")
+	}
+	ctx := context.Background()
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Render(ctx, root, "prod", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Kafkas) != 1 {
+		t.Fatalf("Parse(prod) has %d Kafka resources, want 1", len(m.Kafkas))
+	}
+	dir := t.TempDir()
+	sh := &Shape{cfg: Config{Dir: dir, Overlay: "prod", Replicas: map[string]int{}}}
+	sh.st.Kafka = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+	sec := secrets{dir: filepath.Join(stateDir(dir), "secrets")}
+	vpod, vcfg, err := sh.valkey(ctx, m, sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpod.Ports[0].Local = 16379
+	sh.st.Pods = []Pod{*vpod}
+
+	// Valkey: the ACL file holds each user's password hash, and the
+	// launcher's user may do everything.
+	acl, err := os.ReadFile(vcfg.ACLFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := sec.get("valkey-users", "reader-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(reader))
+	if !strings.Contains(string(acl), "user reader on #"+hex.EncodeToString(sum[:])) {
+		t.Errorf("the ACL file has no reader with its password's hash:\n%s", acl)
+	}
+	if vcfg.AdminUser == "" || vcfg.AdminPassword == "" {
+		t.Errorf("valkey() AdminUser = %q (password set: %v), want a user with +@all", vcfg.AdminUser, vcfg.AdminPassword != "")
+	}
+
+	plan, err := sh.plan(m, m.Kafkas[0], sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range plan {
+		names = append(names, p.pod.Name)
+	}
+	if want := []string{"aggregator-0", "aggregator-1", "aggregator-2", "api-0", "api-1"}; !slices.Equal(names, want) {
+		t.Fatalf("plan() pods = %q, want %q", names, want)
+	}
+	for _, p := range plan {
+		env := map[string]string{}
+		for _, kv := range p.env {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		for k := range env {
+			if securityEnv.MatchString(k) {
+				t.Errorf("%s: %s is set, want Kafka's security left off", p.pod.Name, k)
+			}
+		}
+		if got := env["KAFKA_BROKERS"]; got != sh.st.Kafka {
+			t.Errorf("%s: KAFKA_BROKERS = %q, want the local cluster %q", p.pod.Name, got, sh.st.Kafka)
+		}
+		if got, want := env["VALKEY_ADDR"], "127.0.0.1:16379"; got != want {
+			t.Errorf("%s: VALKEY_ADDR = %q, want %q", p.pod.Name, got, want)
+		}
+		user := env["VALKEY_USERNAME"]
+		if pw, err := sec.get("valkey-users", user+"-password"); err != nil || env["VALKEY_PASSWORD"] != pw {
+			t.Errorf("%s: VALKEY_PASSWORD is not the local password of %s", p.pod.Name, user)
+		}
+		// The ConfigMap's other settings reach the process unchanged.
+		data, _ := m.ConfigMap(p.c.EnvFrom[0].ConfigMapRef.Name)
+		for k, v := range data {
+			if _, local := map[string]bool{"KAFKA_BROKERS": true, "VALKEY_ADDR": true, "PORT": true, "METRICS_ADDR": true, "HTTP_ADDR": true, "WRITE_TOKENS_FILE": true}[k]; local || securityEnv.MatchString(k) {
+				continue
+			}
+			if env[k] != v {
+				t.Errorf("%s: %s = %q, want the manifest's %q", p.pod.Name, k, env[k], v)
+			}
+		}
+		switch p.pod.Workload {
+		case "api":
+			if got, want := env["PORT"], strconv.Itoa(p.pod.Ports[0].Local); got != want {
+				t.Errorf("%s: PORT = %q, want its local port %s", p.pod.Name, got, want)
+			}
+			if got, want := env["METRICS_ADDR"], p.pod.Addr("metrics"); got != want {
+				t.Errorf("%s: METRICS_ADDR = %q, want %q", p.pod.Name, got, want)
+			}
+			tokens, err := os.ReadFile(env["WRITE_TOKENS_FILE"])
+			want, _ := sec.get("api-write-tokens", "tokens")
+			if err != nil || string(tokens) != want {
+				t.Errorf("%s: WRITE_TOKENS_FILE %s holds %q (%v), want the local token", p.pod.Name, env["WRITE_TOKENS_FILE"], tokens, err)
+			}
+		case "aggregator":
+			if got, want := env["HTTP_ADDR"], p.pod.Addr("http"); got != want {
+				t.Errorf("%s: HTTP_ADDR = %q, want %q", p.pod.Name, got, want)
+			}
+		}
+	}
+}
