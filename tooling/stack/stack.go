@@ -12,6 +12,7 @@
 //	                 NAME.pid, NAME.log and the port each keeps across restarts
 //	stack.env        export lines for a shell or a test (Env)
 //	kafka-ctl        the BF_TEST_KAFKA_CTL command (contract/testenv), when the CLI wrote it
+//	prodshape/       the production shape's processes, when `stack up-prod` made them (package prodshape)
 //
 // `make run`, `make test`, `make compare`, the fault and overload targets,
 // and the e2e, browser and load generator suites all start their services

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"blackfriday.local/tooling/stack/process"
 )
 
 // ownedByNode are the prefixes of broker settings that the launcher's
@@ -80,12 +83,20 @@ func createTopics(ctx context.Context, bootstrap string, topics []Topic) ([]Topi
 			s := configString(v)
 			cfg[k] = &s
 		}
-		resp, err := adm.CreateTopic(ctx, t.Spec.Partitions, t.Spec.Replicas, cfg, t.Name())
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return nil, fmt.Errorf("create topic %s (%d partitions, %d replicas): %w", t.Name(), t.Spec.Partitions, t.Spec.Replicas, err)
+		// Retried for a while: a cluster that has just started may not
+		// count every broker yet.
+		err := process.WaitUntil(ctx, 30*time.Second, 500*time.Millisecond, func() bool { return false }, func(ctx context.Context) error {
+			resp, err := adm.CreateTopic(ctx, t.Spec.Partitions, t.Spec.Replicas, cfg, t.Name())
+			if err == nil {
+				err = resp.Err
+			}
+			if errors.Is(err, kerr.TopicAlreadyExists) {
+				return nil
+			}
+			return err
+		}, "create topic "+t.Name())
+		if err != nil {
+			return nil, fmt.Errorf("%w (%d partitions, %d replicas)", err, t.Spec.Partitions, t.Spec.Replicas)
 		}
 	}
 	return describeTopics(ctx, adm, topics)

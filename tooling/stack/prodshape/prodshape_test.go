@@ -199,3 +199,52 @@ func TestPlanProd(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveField holds the downward API and variable expansion to what
+// the kubelet gives a pod: KAFKA_INSTANCE_ID from metadata.name is each
+// replica's own name.
+func TestResolveField(t *testing.T) {
+	t.Parallel()
+	m, err := Parse([]byte(`
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: env-abc, namespace: ns}
+data: {GROUP: g1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: aggregator, namespace: ns}
+spec:
+  template:
+    metadata: {labels: {app: aggregator}}
+    spec:
+      containers:
+        - name: aggregator
+          image: blackfriday/aggregator:1
+          env:
+            - name: KAFKA_INSTANCE_ID
+              valueFrom: {fieldRef: {fieldPath: metadata.name}}
+            - name: NS
+              valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+            - name: GROUP
+              valueFrom: {configMapKeyRef: {name: env-abc, key: GROUP}}
+            - name: CLIENT_ID
+              value: $(GROUP)-$(KAFKA_INSTANCE_ID)
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := m.Deployment("aggregator")
+	for _, name := range []string{"aggregator-0", "aggregator-2"} {
+		pod := &Pod{Name: name, Workload: "aggregator"}
+		e := &podEnv{m: m, w: w, c: w.Spec.Template.Spec.Containers[0], pod: pod, ns: "ns", secrets: secrets{dir: t.TempDir()}}
+		env, err := e.resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"KAFKA_INSTANCE_ID=" + name, "NS=ns", "GROUP=g1", "CLIENT_ID=g1-" + name}
+		if !slices.Equal(env, want) {
+			t.Errorf("resolve() for %s = %q, want %q", name, env, want)
+		}
+	}
+}

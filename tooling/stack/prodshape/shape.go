@@ -45,11 +45,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"blackfriday.local/tooling/stack"
 	"blackfriday.local/tooling/stack/kafka"
 	"blackfriday.local/tooling/stack/process"
+	"blackfriday.local/tooling/stack/valkey"
 )
 
 // DefaultReplicas are the processes started per Deployment when Config
@@ -64,7 +66,8 @@ type Config struct {
 	// Dir is the stack's directory (see package stack).
 	Dir string
 	// Root is the repository, which holds kustomize/ and deploy.mk;
-	// empty means the one at or above the working directory.
+	// empty means the one at or above the working directory. Only Up
+	// needs it.
 	Root string
 	// Overlay is the overlay to render (default "prod").
 	Overlay string
@@ -118,11 +121,6 @@ func (c *Config) defaults() error {
 		return err
 	}
 	c.Dir = dir
-	if c.Root == "" {
-		if c.Root, err = stack.RepoRoot(); err != nil {
-			return err
-		}
-	}
 	c.Overlay = cmp.Or(c.Overlay, "prod")
 	if c.Log == nil {
 		c.Log = io.Discard
@@ -196,8 +194,13 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if Exists(cfg.Dir) {
-		return nil, fmt.Errorf("prodshape: a shape runs in %s already: stop it first (stack -dir %s down)", cfg.Dir, cfg.Dir)
+	if cfg.Root == "" {
+		if cfg.Root, err = stack.RepoRoot(); err != nil {
+			return nil, err
+		}
+	}
+	if Exists(cfg.Dir) || kafka.Exists(filepath.Join(cfg.Dir, stack.Kafka)) || valkey.Exists(filepath.Join(cfg.Dir, stack.Valkey)) {
+		return nil, fmt.Errorf("prodshape: %s holds a stack already: stop it first (stack -dir %s down)", cfg.Dir, cfg.Dir)
 	}
 	rendered, err := Render(ctx, cfg.Root, cfg.Overlay, cfg.Log)
 	if err != nil {
@@ -544,15 +547,28 @@ func (sh *Shape) launch(ctx context.Context, pod Pod, c Container, bin string, e
 // Valkey), and deletes the directory.
 func (sh *Shape) Down() error {
 	var errs []error
+	// The replicas of a workload stop together, as a Deployment's pods
+	// are deleted; the workloads one after the other, the last started
+	// first (the api, then the aggregators).
+	var workloads []string
 	for _, p := range slices.Backward(sh.st.Pods) {
-		if p.Stack {
-			continue // the stack's own, stopped below
+		if !p.Stack && !slices.Contains(workloads, p.Workload) {
+			workloads = append(workloads, p.Workload)
 		}
-		pf := process.PidFile(p.PidFile)
-		if pid := pf.Pid(); pid != 0 {
-			fmt.Fprintf(sh.cfg.Log, "prodshape: stopping %s (pid %d)\n", p.Name, pid)
+	}
+	for _, w := range workloads {
+		pods := sh.Pods(w)
+		stopErrs := make([]error, len(pods))
+		var wg sync.WaitGroup
+		for i, p := range pods {
+			pf := process.PidFile(p.PidFile)
+			if pid := pf.Pid(); pid != 0 {
+				fmt.Fprintf(sh.cfg.Log, "prodshape: stopping %s (pid %d)\n", p.Name, pid)
+			}
+			wg.Go(func() { stopErrs[i] = pf.Stop(30 * time.Second) })
 		}
-		errs = append(errs, pf.Stop(30*time.Second))
+		wg.Wait()
+		errs = append(errs, stopErrs...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("prodshape: down: %w (state kept in %s)", err, sh.cfg.Dir)

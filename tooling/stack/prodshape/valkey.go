@@ -43,6 +43,9 @@ func (sh *Shape) valkey(ctx context.Context, m *Manifest, sec secrets) (*Pod, va
 	if !found {
 		return nil, valkey.Config{}, fmt.Errorf("prodshape: overlay %s has no Valkey StatefulSet", sh.cfg.Overlay)
 	}
+	if v := valkey.InstalledVersion(); v != "" {
+		sh.missing("StatefulSet %s: image %s; locally %s", w.Metadata.Name, c.Image, v)
+	}
 	pod := &Pod{Name: w.Metadata.Name + "-0", Workload: w.Metadata.Name, Kind: "StatefulSet", Container: c.Name, Stack: true}
 	for _, p := range c.Ports {
 		pod.Ports = append(pod.Ports, Port{Name: p.Name, ContainerPort: p.ContainerPort})

@@ -19,6 +19,7 @@ import (
 
 	"blackfriday.local/tooling/stack"
 	"blackfriday.local/tooling/stack/kafka"
+	"blackfriday.local/tooling/stack/process"
 	"blackfriday.local/tooling/stack/prodshape"
 )
 
@@ -255,6 +256,26 @@ func status(s *stack.Stack, w io.Writer) error {
 			state = fmt.Sprintf("running (pid %d)", x.Pid)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.Name, state, x.Addr, x.About)
+	}
+	if prodshape.Exists(s.Dir()) {
+		sh, err := prodshape.Open(prodshape.Config{Dir: s.Dir()})
+		if err != nil {
+			return err
+		}
+		for _, p := range sh.State().Pods {
+			if p.Stack {
+				continue
+			}
+			state := "stopped"
+			if pid := process.PidFile(p.PidFile).Pid(); pid != 0 {
+				state = fmt.Sprintf("running (pid %d)", pid)
+			}
+			var addrs []string
+			for _, port := range p.Ports {
+				addrs = append(addrs, fmt.Sprintf("%s=127.0.0.1:%d", port.Name, port.Local))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, state, strings.Join(addrs, " "), "log "+p.Log)
+		}
 	}
 	return tw.Flush()
 }
