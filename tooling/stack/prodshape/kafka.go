@@ -11,7 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"blackfriday.local/tooling/stack/kafka"
 	"blackfriday.local/tooling/stack/process"
 )
 
@@ -99,7 +101,14 @@ func createTopics(ctx context.Context, bootstrap string, topics []Topic) ([]Topi
 			return nil, fmt.Errorf("%w (%d partitions, %d replicas)", err, t.Spec.Partitions, t.Spec.Replicas)
 		}
 	}
-	return describeTopics(ctx, adm, topics)
+	// A topic just made may not be in every broker's metadata yet.
+	var out []TopicState
+	err = process.WaitUntil(ctx, 30*time.Second, 500*time.Millisecond, func() bool { return false }, func(ctx context.Context) error {
+		var err error
+		out, err = describeTopics(ctx, adm, topics)
+		return err
+	}, "describe the topics")
+	return out, err
 }
 
 func describeTopics(ctx context.Context, adm *kadm.Client, topics []Topic) ([]TopicState, error) {
@@ -118,8 +127,11 @@ func describeTopics(ctx context.Context, adm *kadm.Client, topics []Topic) ([]To
 	var out []TopicState
 	for _, t := range topics {
 		d, ok := details[t.Name()]
-		if !ok || d.Err != nil {
-			return nil, fmt.Errorf("describe topic %s: %v", t.Name(), d.Err)
+		if !ok {
+			return nil, fmt.Errorf("describe topic %s: not in the metadata", t.Name())
+		}
+		if d.Err != nil {
+			return nil, fmt.Errorf("describe topic %s: %w", t.Name(), d.Err)
 		}
 		st := TopicState{Name: t.Name(), Partitions: len(d.Partitions), Config: map[string]string{}}
 		for _, p := range d.Partitions {
@@ -170,24 +182,121 @@ func listenerPorts(k Kafka) []int {
 	return ports
 }
 
-// securedListeners describes the listeners with TLS or authentication,
-// which the local cluster does not have.
-func securedListeners(k Kafka) []string {
+// securedListeners describes what of the Kafka resource's listeners the
+// local cluster lacks: TLS always; SASL authentication and authorization
+// when it runs plain.
+func securedListeners(k Kafka, plain bool) []string {
 	var out []string
 	for _, l := range k.Spec.Kafka.Listeners {
 		var what []string
 		if l.TLS {
 			what = append(what, "TLS")
 		}
-		if l.Authentication != nil {
+		if l.Authentication != nil && plain {
 			what = append(what, l.Authentication.Type)
 		}
 		if len(what) > 0 {
-			out = append(out, fmt.Sprintf("listener %s (port %s): %s", l.Name, strconv.Itoa(l.Port), strings.Join(what, ", ")))
+			out = append(out, fmt.Sprintf("listener %s (port %s): %s; the local one is plaintext", l.Name, strconv.Itoa(l.Port), strings.Join(what, ", ")))
 		}
 	}
-	if k.Spec.Kafka.Authorization != nil {
-		out = append(out, "authorization "+k.Spec.Kafka.Authorization.Type)
+	if k.Spec.Kafka.Authorization != nil && plain {
+		out = append(out, "authorization "+k.Spec.Kafka.Authorization.Type+": off locally")
 	}
 	return out
+}
+
+// listenerAuth reports whether clients of the listener on port
+// authenticate with SASL.
+func listenerAuth(k Kafka, port int) bool {
+	for _, l := range k.Spec.Kafka.Listeners {
+		if l.Port == port {
+			return l.Authentication != nil
+		}
+	}
+	return false
+}
+
+// scramUsers returns the KafkaUsers that authenticate with SCRAM, as the
+// local cluster's users: each with the local value of the Secret that
+// Strimzi's User Operator makes for it (named after the user, key
+// "password"), which is what the Deployments read.
+func scramUsers(m *Manifest, sec secrets) ([]kafka.User, error) {
+	var users []kafka.User
+	for _, u := range m.KafkaUsers {
+		if u.Spec.Authentication == nil || !strings.HasPrefix(u.Spec.Authentication.Type, "scram-sha") {
+			continue
+		}
+		pw, err := sec.get(u.Metadata.Name, "password")
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, kafka.User{Name: u.Metadata.Name, Password: pw})
+	}
+	return users, nil
+}
+
+// createACLs creates the KafkaUsers' simple-authorization ACLs, as
+// Strimzi's User Operator does, through the launcher's PLAINTEXT listener
+// (a super user). It returns one line per ACL, for the summary.
+func createACLs(ctx context.Context, bootstrap string, users []KafkaUser) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(bootstrap, ",")...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var made []string
+	for _, u := range users {
+		if u.Spec.Authorization == nil || u.Spec.Authorization.Type != "simple" {
+			continue
+		}
+		principal := "User:" + u.Metadata.Name
+		for _, a := range u.Spec.Authorization.ACLs {
+			b := kadm.NewACLs()
+			host := cmpStr(a.Host, "*")
+			if a.Type == "deny" {
+				b.Deny(principal).DenyHosts(host)
+			} else {
+				b.Allow(principal).AllowHosts(host)
+			}
+			switch a.Resource.Type {
+			case "topic":
+				b.Topics(a.Resource.Name)
+			case "group":
+				b.Groups(a.Resource.Name)
+			case "transactionalId":
+				b.TransactionalIDs(a.Resource.Name)
+			case "cluster":
+				b.Clusters()
+			default:
+				return nil, fmt.Errorf("KafkaUser %s: ACL resource type %q is not known to the launcher", u.Metadata.Name, a.Resource.Type)
+			}
+			if a.Resource.PatternType == "prefix" {
+				b.ResourcePatternType(kadm.ACLPatternPrefixed)
+			} else {
+				b.ResourcePatternType(kadm.ACLPatternLiteral)
+			}
+			var ops []kadm.ACLOperation
+			for _, o := range a.Operations {
+				op, err := kmsg.ParseACLOperation(o)
+				if err != nil {
+					return nil, fmt.Errorf("KafkaUser %s: operation %q: %w", u.Metadata.Name, o, err)
+				}
+				ops = append(ops, op)
+			}
+			b.Operations(ops...)
+			results, err := adm.CreateACLs(ctx, b)
+			if err != nil {
+				return nil, fmt.Errorf("KafkaUser %s: create ACLs: %w", u.Metadata.Name, err)
+			}
+			for _, r := range results {
+				if r.Err != nil {
+					return nil, fmt.Errorf("KafkaUser %s: create ACL on %s %s: %w", u.Metadata.Name, a.Resource.Type, a.Resource.Name, r.Err)
+				}
+			}
+			made = append(made, fmt.Sprintf("%s %s %s %s%s: %s", principal, cmpStr(a.Type, "allow"), a.Resource.Type, a.Resource.Name,
+				map[bool]string{true: " (prefix)"}[a.Resource.PatternType == "prefix"], strings.Join(a.Operations, ",")))
+		}
+	}
+	return made, nil
 }

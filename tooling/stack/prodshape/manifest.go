@@ -52,6 +52,7 @@ type Manifest struct {
 	Kafkas       []Kafka
 	NodePools    []NodePool
 	Topics       []Topic
+	KafkaUsers   []KafkaUser
 	Deployments  []Workload
 	StatefulSets []Workload
 	Services     []Service
@@ -115,6 +116,29 @@ func (t Topic) Name() string {
 		return t.Spec.TopicName
 	}
 	return t.Metadata.Name
+}
+
+// KafkaUser is a Strimzi KafkaUser: a SCRAM identity and its ACLs.
+type KafkaUser struct {
+	Metadata Meta `yaml:"metadata"`
+	Spec     struct {
+		Authentication *struct {
+			Type string `yaml:"type"`
+		} `yaml:"authentication"`
+		Authorization *struct {
+			Type string `yaml:"type"`
+			ACLs []struct {
+				Resource struct {
+					Type        string `yaml:"type"`
+					Name        string `yaml:"name"`
+					PatternType string `yaml:"patternType"`
+				} `yaml:"resource"`
+				Operations []string `yaml:"operations"`
+				Type       string   `yaml:"type"`
+				Host       string   `yaml:"host"`
+			} `yaml:"acls"`
+		} `yaml:"authorization"`
+	} `yaml:"spec"`
 }
 
 // Workload is a Deployment or a StatefulSet.
@@ -350,6 +374,9 @@ func Parse(b []byte) (*Manifest, error) {
 		case head.Kind == "KafkaTopic" && group == "kafka.strimzi.io":
 			m.Topics = append(m.Topics, Topic{})
 			into = &m.Topics[len(m.Topics)-1]
+		case head.Kind == "KafkaUser" && group == "kafka.strimzi.io":
+			m.KafkaUsers = append(m.KafkaUsers, KafkaUser{})
+			into = &m.KafkaUsers[len(m.KafkaUsers)-1]
 		case head.Kind == "Deployment":
 			m.Deployments = append(m.Deployments, Workload{})
 			into = &m.Deployments[len(m.Deployments)-1]

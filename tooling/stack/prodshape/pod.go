@@ -64,10 +64,13 @@ func (p Pod) Addr(name string) string {
 	return ""
 }
 
-// securityEnv are the settings of prod's Kafka security (SCRAM over TLS,
-// with the cluster CA from Strimzi's Secret) that the local cluster
-// cannot honour yet: it has one PLAINTEXT listener. They are left off.
-var securityEnv = regexp.MustCompile(`^KAFKA_(SASL|TLS)(_.*)?$`)
+// The settings of prod's Kafka security that the local cluster cannot
+// honour: TLS always (its listeners are plaintext), SASL too when the
+// shape runs without SCRAM (Config.PlainKafka). They are left off.
+var (
+	tlsEnv      = regexp.MustCompile(`^KAFKA_TLS(_.*)?$`)
+	securityEnv = regexp.MustCompile(`^KAFKA_(SASL|TLS)(_.*)?$`)
+)
 
 // secrets holds the local values of the Secrets a manifest references
 // but does not contain (they are created out of band): random, made once
@@ -106,6 +109,9 @@ type podEnv struct {
 	secrets  secrets
 	services map[string]string // "host:port" in the cluster -> local address(es)
 	volumes  string            // the pod's directory of volumes
+	// drop matches the settings left off (tlsEnv or securityEnv); nil
+	// keeps every one.
+	drop *regexp.Regexp
 }
 
 // resolve returns the container's environment as NAME=VALUE, in the
@@ -146,8 +152,8 @@ func (e *podEnv) resolve() ([]string, error) {
 	var env []string
 	for _, k := range order {
 		v := vals[k]
-		if securityEnv.MatchString(k) {
-			e.note("%s left off: the local Kafka has no SCRAM or TLS yet", k)
+		if e.drop != nil && e.drop.MatchString(k) {
+			e.note("%s left off: %s", k, e.dropWhy())
 			continue
 		}
 		nv, err := e.local(k, v)
@@ -166,7 +172,7 @@ func (e *podEnv) value(v EnvVar, defined map[string]string) (string, error) {
 	}
 	switch f := v.ValueFrom; {
 	case f.SecretKeyRef != nil:
-		if securityEnv.MatchString(v.Name) {
+		if e.drop != nil && e.drop.MatchString(v.Name) {
 			return "", nil // left off below; its Secret is not made
 		}
 		return e.secrets.get(f.SecretKeyRef.Name, f.SecretKeyRef.Key)
@@ -330,6 +336,13 @@ func (e *podEnv) volume(name, dir string) error {
 		return nil
 	}
 	return nil // an emptyDir: the directory itself
+}
+
+func (e *podEnv) dropWhy() string {
+	if e.drop == securityEnv {
+		return "the local Kafka runs without SCRAM and TLS (PlainKafka)"
+	}
+	return "the local Kafka has no TLS listener yet"
 }
 
 func (e *podEnv) note(format string, args ...any) {

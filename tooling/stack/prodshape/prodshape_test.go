@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,6 +138,24 @@ func TestPlanProd(t *testing.T) {
 		t.Errorf("valkey() AdminUser = %q (password set: %v), want a user with +@all", vcfg.AdminUser, vcfg.AdminPassword != "")
 	}
 
+	// With SCRAM (the default) the processes keep their SASL settings
+	// and reach the SCRAM listeners; plain, they lose them too.
+	for _, plain := range []bool{false, true} {
+		sh.st.KafkaSASL = "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094"
+		want := sh.st.KafkaSASL
+		dropped := tlsEnv
+		if plain {
+			sh.st.KafkaSASL, want, dropped = "", sh.st.Kafka, securityEnv
+		}
+		planPods(t, sh, m, sec, want, dropped)
+	}
+}
+
+// planPods plans the prod overlay's pods and holds each one's env to its
+// Deployment's: the local brokers are want, dropped the settings left off.
+func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dropped *regexp.Regexp) {
+	t.Helper()
+	sh.st.Missing = nil
 	plan, err := sh.plan(m, m.Kafkas[0], sec)
 	if err != nil {
 		t.Fatal(err)
@@ -155,12 +174,18 @@ func TestPlanProd(t *testing.T) {
 			env[k] = v
 		}
 		for k := range env {
-			if securityEnv.MatchString(k) {
-				t.Errorf("%s: %s is set, want Kafka's security left off", p.pod.Name, k)
+			if dropped.MatchString(k) {
+				t.Errorf("%s: %s is set, want it left off", p.pod.Name, k)
 			}
 		}
-		if got := env["KAFKA_BROKERS"]; got != sh.st.Kafka {
-			t.Errorf("%s: KAFKA_BROKERS = %q, want the local cluster %q", p.pod.Name, got, sh.st.Kafka)
+		if got := env["KAFKA_BROKERS"]; got != want {
+			t.Errorf("%s: KAFKA_BROKERS = %q, want the local cluster's %q", p.pod.Name, got, want)
+		}
+		if dropped == tlsEnv {
+			user := env["KAFKA_SASL_USERNAME"]
+			if pw, err := sec.get(user, "password"); err != nil || user == "" || env["KAFKA_SASL_PASSWORD"] != pw {
+				t.Errorf("%s: KAFKA_SASL_PASSWORD is not the local password of KafkaUser %q", p.pod.Name, user)
+			}
 		}
 		if got, want := env["VALKEY_ADDR"], "127.0.0.1:16379"; got != want {
 			t.Errorf("%s: VALKEY_ADDR = %q, want %q", p.pod.Name, got, want)
@@ -172,7 +197,7 @@ func TestPlanProd(t *testing.T) {
 		// The ConfigMap's other settings reach the process unchanged.
 		data, _ := m.ConfigMap(p.c.EnvFrom[0].ConfigMapRef.Name)
 		for k, v := range data {
-			if _, local := map[string]bool{"KAFKA_BROKERS": true, "VALKEY_ADDR": true, "PORT": true, "METRICS_ADDR": true, "HTTP_ADDR": true, "WRITE_TOKENS_FILE": true}[k]; local || securityEnv.MatchString(k) {
+			if _, local := map[string]bool{"KAFKA_BROKERS": true, "VALKEY_ADDR": true, "PORT": true, "METRICS_ADDR": true, "HTTP_ADDR": true, "WRITE_TOKENS_FILE": true}[k]; local || dropped.MatchString(k) {
 				continue
 			}
 			if env[k] != v {

@@ -6,8 +6,9 @@
 //
 //   - a real Apache Kafka cluster of as many KRaft nodes as the
 //     KafkaNodePool has, with the Kafka resource's spec.kafka.config as
-//     broker settings, and every KafkaTopic created with its partitions,
-//     replicas and config;
+//     broker settings, every KafkaTopic created with its partitions,
+//     replicas and config, and the KafkaUsers' SCRAM users and ACLs
+//     (authorization on) on a SCRAM listener of each node;
 //   - a real Valkey with the StatefulSet's settings and ACL users,
 //     rendered by the manifest's own init script from local passwords;
 //   - the api and the aggregator, the real binaries, several replicas of
@@ -16,11 +17,11 @@
 //     mapped to the local addresses and each container port moved to a
 //     local port of its own.
 //
-// What prod has that one machine does not yet: Kafka's SCRAM over TLS and
-// its ACLs (the cluster has one PLAINTEXT listener, and the KAFKA_SASL_*
-// and KAFKA_TLS* settings are left off), the network policies, the
-// Gateway, Grafana and Prometheus, resource limits and the brokers' JVM
-// sizing. Summary says so for a running shape.
+// What prod has that one machine does not yet: TLS on Kafka's listener
+// (SCRAM runs over SASL_PLAINTEXT here, and the KAFKA_TLS* settings are
+// left off), the network policies, the Gateway, Grafana and Prometheus,
+// resource limits and the brokers' JVM sizing. Summary lists it for a
+// running shape. Config.PlainKafka leaves SCRAM and ACLs off as well.
 //
 // Check compares the running processes with the manifest: every probe
 // answers as declared, and every container port and Service target port
@@ -83,6 +84,9 @@ type Config struct {
 	// which come after the manifest's); its Nodes and Users are the
 	// shape's.
 	Kafka kafka.Config
+	// PlainKafka runs Kafka without the KafkaUsers' SCRAM users and
+	// ACLs, and leaves the processes' KAFKA_SASL_* settings off too.
+	PlainKafka bool
 	// Log receives what the shape does, a line at a time; nil discards.
 	Log io.Writer
 }
@@ -91,14 +95,19 @@ type Config struct {
 type State struct {
 	Overlay   string `json:"overlay"`
 	Namespace string `json:"namespace"`
-	// Kafka is the bootstrap list; Valkey the server's address.
-	Kafka  string `json:"kafka"`
-	Valkey string `json:"valkey"`
+	// Kafka is the bootstrap list of the PLAINTEXT listeners (the
+	// launcher's), KafkaSASL that of the SCRAM ones (the processes'),
+	// empty when the shape runs plain; Valkey is the server's address.
+	Kafka     string `json:"kafka"`
+	KafkaSASL string `json:"kafka_sasl,omitempty"`
+	Valkey    string `json:"valkey"`
 	// Nodes is the number of Kafka nodes; Broker the settings they took
 	// from the Kafka resource.
 	Nodes  int          `json:"nodes"`
 	Broker []string     `json:"broker"`
 	Topics []TopicState `json:"topics"`
+	// ACLs are the KafkaUsers' ACLs the cluster was given.
+	ACLs []string `json:"acls,omitempty"`
 	// Pods are the processes, in start order; the first is Valkey's.
 	Pods []Pod `json:"pods"`
 	// Missing says what of prod the shape does not have.
@@ -238,13 +247,25 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 	sh.st.Broker, skipped = BrokerConfig(k)
 	kcfg := cfg.Kafka
 	kcfg.Nodes, kcfg.Users, kcfg.ACL = sh.st.Nodes, nil, false
+	if !cfg.PlainKafka {
+		// SCRAM users and ACLs as the KafkaUsers declare them, on a
+		// SASL_PLAINTEXT listener: prod's authentication and
+		// authorization, without its TLS.
+		if kcfg.Users, err = scramUsers(m, sec); err != nil {
+			return sh, err
+		}
+		kcfg.ACL = k.Spec.Kafka.Authorization != nil && k.Spec.Kafka.Authorization.Type == "simple"
+		if len(kcfg.Users) > 0 || kcfg.ACL {
+			sh.missing("Kafka: the local cluster also has a PLAINTEXT listener for the launcher (User:ANONYMOUS, a super user), which prod does not")
+		}
+	}
 	kcfg.ExtraProperties = "# From the Kafka resource " + k.Metadata.Name + "'s spec.kafka.config (" + cfg.Overlay + " overlay)\n" +
 		strings.Join(sh.st.Broker, "\n") + "\n" + cfg.Kafka.ExtraProperties
 	for _, key := range skipped {
 		sh.missing("broker setting %s: the local node sets it itself", key)
 	}
-	for _, s := range securedListeners(k) {
-		sh.missing("Kafka %s: the local cluster has one PLAINTEXT listener", s)
+	for _, s := range securedListeners(k, cfg.PlainKafka) {
+		sh.missing("Kafka %s", s)
 	}
 	for _, p := range m.NodePools {
 		if len(p.Spec.JVMOptions) > 0 {
@@ -276,7 +297,12 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 	if err != nil {
 		return sh, err
 	}
-	sh.st.Kafka = c.Bootstrap()
+	sh.st.Kafka, sh.st.KafkaSASL = c.Bootstrap(), c.SASLBootstrap()
+	if sh.st.KafkaSASL != "" {
+		if sh.st.ACLs, err = createACLs(ctx, sh.st.Kafka, m.KafkaUsers); err != nil {
+			return sh, err
+		}
+	}
 	if sh.st.Topics, err = createTopics(ctx, sh.st.Kafka, m.Topics); err != nil {
 		return sh, err
 	}
@@ -363,7 +389,10 @@ func (sh *Shape) plan(m *Manifest, k Kafka, sec secrets) ([]planned, error) {
 	sd := stateDir(sh.cfg.Dir)
 	for i, p := range plan {
 		dir := filepath.Join(sd, p.pod.Name)
-		e := &podEnv{m: m, w: p.w, c: p.c, pod: p.pod, ns: sh.st.Namespace, secrets: sec, services: services, volumes: filepath.Join(dir, "volumes")}
+		e := &podEnv{m: m, w: p.w, c: p.c, pod: p.pod, ns: sh.st.Namespace, secrets: sec, services: services, volumes: filepath.Join(dir, "volumes"), drop: tlsEnv}
+		if sh.st.KafkaSASL == "" {
+			e.drop = securityEnv
+		}
 		env, err := e.resolve()
 		if err != nil {
 			return nil, err
@@ -448,8 +477,12 @@ func (sh *Shape) services(m *Manifest, k Kafka, pods []Pod) map[string]string {
 	}
 	for _, svc := range []string{k.Metadata.Name + "-kafka-bootstrap", k.Metadata.Name + "-kafka-brokers"} {
 		for _, port := range listenerPorts(k) {
+			addr := sh.st.Kafka
+			if listenerAuth(k, port) && sh.st.KafkaSASL != "" {
+				addr = sh.st.KafkaSASL
+			}
 			for _, n := range serviceNames(svc, k.Metadata.Namespace, port) {
-				out[n] = sh.st.Kafka
+				out[n] = addr
 			}
 		}
 	}
@@ -592,6 +625,12 @@ func (sh *Shape) Summary() string {
 	st := sh.st
 	fmt.Fprintf(&b, "production shape of overlay %s in %s\n", st.Overlay, sh.cfg.Dir)
 	fmt.Fprintf(&b, "kafka: %d KRaft nodes at %s\n", st.Nodes, st.Kafka)
+	if st.KafkaSASL != "" {
+		fmt.Fprintf(&b, "  SCRAM (SASL_PLAINTEXT) listeners, the processes': %s\n", st.KafkaSASL)
+	}
+	for _, a := range st.ACLs {
+		fmt.Fprintf(&b, "  ACL %s\n", a)
+	}
 	fmt.Fprintf(&b, "  broker settings from the Kafka resource: %s\n", strings.Join(st.Broker, " "))
 	for _, t := range st.Topics {
 		fmt.Fprintf(&b, "  topic %s\n", t)

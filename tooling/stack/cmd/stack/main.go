@@ -56,7 +56,8 @@ Commands:
   up-prod            the production shape of the rendered overlay
                      (-overlay, default prod; kustomize build with the
                      pinned kustomize): its Kafka cluster, nodes, broker
-                     settings and topics, Valkey with its ACL users, and
+                     settings and topics, SCRAM users and ACLs of its
+                     KafkaUsers, Valkey with its ACL users, and
                      the api and aggregator processes with their
                      Deployments' env (-replicas); print the addresses as
                      export lines, and on stderr what was read and what
@@ -114,6 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Partitions, "partitions", intEnv("KAFKA_TOPIC_PARTITIONS", 6), "partitions of kfake's topics")
 	var prod prodFlags
 	fs.StringVar(&prod.overlay, "overlay", "prod", "up-prod: the overlay of kustomize/overlays to run")
+	fs.BoolVar(&prod.plainKafka, "prod-plain-kafka", false, "up-prod: no SCRAM users or ACLs from the KafkaUsers (the processes' KAFKA_SASL_* left off)")
 	fs.StringVar(&prod.replicas, "replicas", "", "up-prod: processes per Deployment, \"NAME=N,...\" (default api=2,aggregator=3)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

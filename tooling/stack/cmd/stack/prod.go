@@ -14,6 +14,7 @@ import (
 // prodFlags are the flags of up-prod.
 type prodFlags struct {
 	overlay, replicas string
+	plainKafka        bool
 	// nodesSet is whether -kafka-nodes was given: without it the
 	// overlay's node pool decides.
 	nodesSet bool
@@ -22,7 +23,7 @@ type prodFlags struct {
 // prodCommand runs up-prod, check-prod, and down for a directory that
 // holds a production shape.
 func prodCommand(ctx context.Context, cmd string, cfg stack.Config, f prodFlags, stdout, stderr io.Writer) int {
-	pcfg := prodshape.Config{Dir: cfg.Dir, Overlay: f.overlay, Bin: cfg.Bin, Kafka: cfg.Kafka, Log: stderr}
+	pcfg := prodshape.Config{Dir: cfg.Dir, Overlay: f.overlay, Bin: cfg.Bin, Kafka: cfg.Kafka, PlainKafka: f.plainKafka, Log: stderr}
 	switch cmd {
 	case "up-prod":
 		if f.nodesSet {
