@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"blackfriday.local/tooling/stack/process"
 )
@@ -87,7 +89,7 @@ func checkPod(ctx context.Context, m *Manifest, w Workload, c Container, pod Pod
 	var out []Finding
 	add := func(subject string, err error, detail string) {
 		f := Finding{Pod: pod.Name, Subject: subject, OK: err == nil, Detail: detail}
-		if errors.Is(err, errNotRun) {
+		if errors.Is(err, errNotRun) || errors.Is(err, errUnchecked) {
 			f.Skipped = true
 		}
 		if err != nil {
@@ -148,8 +150,52 @@ func checkPod(ctx context.Context, m *Manifest, w Workload, c Container, pod Pod
 				add(subject, errors.New("the process does not listen on it"), fmt.Sprintf("local 127.0.0.1:%d", l))
 			default:
 				add(subject, nil, fmt.Sprintf("local 127.0.0.1:%d", l))
+				if sp.AppProtocol != "" {
+					what, err := speaks(ctx, sp.AppProtocol, fmt.Sprintf("127.0.0.1:%d", l))
+					add(fmt.Sprintf("Service %s port %d appProtocol %s", s.Metadata.Name, sp.Port, sp.AppProtocol), err, what)
+				}
 			}
 		}
 	}
 	return out
+}
+
+// errUnchecked is an appProtocol the check does not speak.
+var errUnchecked = errors.New("no local check for this protocol")
+
+// speaks checks that the process on addr speaks a Service port's
+// appProtocol: HTTP/1.1 for http, HTTP/2 with prior knowledge for
+// kubernetes.io/h2c (what the Gateway sends), any answer to GET /.
+// Other protocols are skipped.
+func speaks(ctx context.Context, appProtocol, addr string) (string, error) {
+	tr := &http.Transport{DisableKeepAlives: true}
+	p := new(http.Protocols)
+	want := 1
+	switch appProtocol {
+	case "http":
+		p.SetHTTP1(true)
+	case "kubernetes.io/h2c":
+		p.SetUnencryptedHTTP2(true)
+		want = 2
+	default:
+		return "", errUnchecked
+	}
+	tr.Protocols = p
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "GET / over HTTP/" + strconv.Itoa(want), err
+	}
+	resp.Body.Close()
+	what := fmt.Sprintf("GET / over HTTP/%d: %s %s", want, resp.Proto, resp.Status)
+	if resp.ProtoMajor != want {
+		return what, fmt.Errorf("answered over %s", resp.Proto)
+	}
+	return what, nil
 }

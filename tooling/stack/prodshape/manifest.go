@@ -156,10 +156,13 @@ type Workload struct {
 
 // PodSpec is the part of a pod template the launcher reads.
 type PodSpec struct {
-	ServiceAccountName string      `yaml:"serviceAccountName"`
-	InitContainers     []Container `yaml:"initContainers"`
-	Containers         []Container `yaml:"containers"`
-	Volumes            []Volume    `yaml:"volumes"`
+	ServiceAccountName string `yaml:"serviceAccountName"`
+	// TerminationGracePeriodSeconds is the time between SIGTERM and
+	// SIGKILL; nil means Kubernetes' default, 30 seconds.
+	TerminationGracePeriodSeconds *int        `yaml:"terminationGracePeriodSeconds"`
+	InitContainers                []Container `yaml:"initContainers"`
+	Containers                    []Container `yaml:"containers"`
+	Volumes                       []Volume    `yaml:"volumes"`
 }
 
 // Container is a container of a pod template.

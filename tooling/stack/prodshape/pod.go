@@ -25,6 +25,9 @@ type Pod struct {
 	// Ports maps each container port to the local port the process
 	// listens on instead: the replicas share one network here.
 	Ports []Port `json:"ports"`
+	// GracePeriod is the pod's terminationGracePeriodSeconds: how long
+	// Down waits after SIGTERM before SIGKILL.
+	GracePeriod int `json:"grace_period,omitempty"`
 	// PidFile is where the process's pid is kept.
 	PidFile string `json:"pid_file"`
 	// Log is the process's output.

@@ -366,7 +366,10 @@ func (sh *Shape) plan(m *Manifest, k Kafka, sec secrets) ([]planned, error) {
 		c := w.Spec.Template.Spec.Containers[ci]
 		n := cmp.Or(sh.cfg.Replicas[w.Metadata.Name], DefaultReplicas[w.Metadata.Name], 1)
 		for i := range n {
-			pod := &Pod{Name: fmt.Sprintf("%s-%d", w.Metadata.Name, i), Workload: w.Metadata.Name, Kind: "Deployment", Container: c.Name}
+			pod := &Pod{Name: fmt.Sprintf("%s-%d", w.Metadata.Name, i), Workload: w.Metadata.Name, Kind: "Deployment", Container: c.Name, GracePeriod: 30}
+			if g := w.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+				pod.GracePeriod = *g
+			}
 			for _, p := range c.Ports {
 				l, err := freePort(taken)
 				if err != nil {
@@ -598,7 +601,7 @@ func (sh *Shape) Down() error {
 			if pid := pf.Pid(); pid != 0 {
 				fmt.Fprintf(sh.cfg.Log, "prodshape: stopping %s (pid %d)\n", p.Name, pid)
 			}
-			wg.Go(func() { stopErrs[i] = pf.Stop(30 * time.Second) })
+			wg.Go(func() { stopErrs[i] = pf.Stop(time.Duration(cmp.Or(p.GracePeriod, 30)) * time.Second) })
 		}
 		wg.Wait()
 		errs = append(errs, stopErrs...)
