@@ -672,11 +672,15 @@ func (sh *Shape) Summary() string {
 
 // Env returns export lines for the shape, NAME=VALUE: the stack's (real
 // Kafka and Valkey, contract/testenv) and each pod's address, as
-// BF_PROD_<POD>_<PORT> (BF_PROD_API_0_GRPC=127.0.0.1:41234).
+// BF_PROD_<POD>_<PORT> (BF_PROD_API_0_GRPC=127.0.0.1:41234), and the
+// SCRAM listeners as BF_PROD_KAFKA_SCRAM.
 func (sh *Shape) Env() ([]string, error) {
 	env, err := sh.stack.Env()
 	if err != nil {
 		return nil, err
+	}
+	if sh.st.KafkaSASL != "" {
+		env = append(env, "BF_PROD_KAFKA_SCRAM="+sh.st.KafkaSASL)
 	}
 	for _, p := range sh.st.Pods {
 		for _, port := range p.Ports {

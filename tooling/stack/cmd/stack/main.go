@@ -48,7 +48,8 @@ Commands:
   addr SERVICE       print one address (kafka: the bootstrap list;
                      kafka-sasl: the SCRAM listeners')
   env                print export lines: BF_TEST_KAFKA_BROKERS,
-                     BF_TEST_VALKEY_ADDR, BF_TEST_KAFKA_CTL, BF_RUN_DIR
+                     BF_TEST_VALKEY_ADDR, BF_TEST_KAFKA_CTL, BF_RUN_DIR;
+                     for a production shape also BF_PROD_<POD>_<PORT>
   with SERVICE... -- COMMAND [ARG...]
                      start the services, run COMMAND with their export
                      lines in its environment, then down; a service the
@@ -230,6 +231,15 @@ func command(ctx context.Context, s *stack.Stack, cmd string, args []string, std
 		env, err := s.Env()
 		if err != nil {
 			return err
+		}
+		if prodshape.Exists(s.Dir()) {
+			sh, err := prodshape.Open(prodshape.Config{Dir: s.Dir()})
+			if err != nil {
+				return err
+			}
+			if env, err = sh.Env(); err != nil {
+				return err
+			}
 		}
 		fmt.Fprint(stdout, stack.Exports(env))
 		return nil
