@@ -243,6 +243,11 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 
 	// Kafka: the node pool's size and the Kafka resource's settings.
 	sh.st.Nodes = cmp.Or(cfg.KafkaNodes, m.KafkaNodes(), 1)
+	for _, t := range m.Topics {
+		if int(t.Spec.Replicas) > sh.st.Nodes {
+			return sh, fmt.Errorf("prodshape: topic %s has %d replicas, more than the %d Kafka nodes asked for", t.Name(), t.Spec.Replicas, sh.st.Nodes)
+		}
+	}
 	var skipped []string
 	sh.st.Broker, skipped = BrokerConfig(k)
 	kcfg := cfg.Kafka
