@@ -222,29 +222,53 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 		p.breaker.done(probe, outcomeNeutral)
 		return unwritten(sale, err)
 	}
-	giveUp := time.NewTimer(p.timeout)
-	defer giveUp.Stop()
 	var recordCtx context.Context
 	recordCtx, w.release = p.recordContext()
 	p.client.TryProduce(recordCtx, &w.rec, w.promise)
 
 	learned := outcomeNeutral
 	var failed *SaleError
-	select {
-	case err := <-w.done:
+	delivered := func(err error) {
 		// franz-go is done with the record: the waiter is free again.
 		w.rec = kgo.Record{}
 		p.waiters.Put(w)
 		failed = p.classify(sale, err)
 		learned = learn(learned, failed)
-	case <-giveUp.C:
-		// franz-go failed the record a moment ago if it was unsent, so
-		// it was sent: it may yet be written. The waiter stays with the
-		// record; its promise still has room to deliver.
+	}
+	unconfirmed := func() {
+		// franz-go failed the record at its deadline if it was unsent,
+		// so it was sent: it may yet be written. The waiter stays with
+		// the record; its promise still has room to deliver.
 		failed, learned = maybeWritten(sale, ErrUnconfirmed), outcomeFailure
-	case <-ctx.Done():
+	}
+	callerLeft := func() {
 		// The caller left; its record did not (see recordContext).
 		failed = maybeWritten(sale, ctx.Err())
+	}
+	select {
+	case err := <-w.done:
+		delivered(err)
+	case <-recordCtx.Done():
+		// The record's deadline passed (or franz-go has just delivered
+		// it: deliver releases the context once the result is sent).
+		// The call waits out the rest of ProduceTimeout for an
+		// acknowledgement; only this slow path needs a timer of its own.
+		if recordCtx.Err() == context.Canceled {
+			delivered(<-w.done)
+			break
+		}
+		rest := time.NewTimer(p.timeout / 20)
+		select {
+		case err := <-w.done:
+			delivered(err)
+		case <-rest.C:
+			unconfirmed()
+		case <-ctx.Done():
+			callerLeft()
+		}
+		rest.Stop()
+	case <-ctx.Done():
+		callerLeft()
 	}
 	p.breaker.done(probe, learned)
 	if failed != nil {
@@ -273,9 +297,13 @@ type waiter struct {
 	release context.CancelFunc
 }
 
+// deliver hands the call its result, then releases the record's context:
+// in that order, so that the call is woken by the result, not by the
+// release. It takes the release first, as the call may reuse w at once.
 func (w *waiter) deliver(_ *kgo.Record, err error) {
-	w.release()
+	release := w.release
 	w.done <- err
+	release()
 }
 
 // maxReusedBuffer bounds the buffer a waiter keeps between calls.
