@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
+	"blackfriday.local/contract/settings"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/consume"
 	"blackfriday.local/services/aggregator/internal/metrics"
@@ -45,12 +46,19 @@ func main() {
 var version = "dev"
 
 func run(ctx context.Context) error {
+	notes, err := settings.CheckEnviron("aggregator", settings.Of(newConfig()), os.Environ())
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	cfg, err := loadConfig(os.LookupEnv)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	log.Info("starting aggregator", "version", version, "config", cfg)
+	for _, note := range notes {
+		log.Warn(note)
+	}
 	if cfg.Kafka.PlaintextPassword() {
 		log.Warn("KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS=true sends the password in the clear")
 	}

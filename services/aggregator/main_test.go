@@ -109,3 +109,24 @@ func TestRun(t *testing.T) {
 		t.Fatalf("run() did not return 30s after cancel")
 	}
 }
+
+// TestRunRefusesMisspeltSetting: a variable that looks like one of the
+// aggregator's settings and is not stops the start, naming it and the
+// setting it was probably meant to be, while a setting of the api is only
+// noted. Nothing is dialled: Kafka and Valkey are left at addresses where
+// nothing listens.
+func TestRunRefusesMisspeltSetting(t *testing.T) {
+	t.Setenv("KAFKA_BROKERS", "127.0.0.1:1")
+	t.Setenv("VALKEY_ADDR", "127.0.0.1:1")
+	t.Setenv("DEDUP_WINDOWS", "1m")
+	t.Setenv("KAFKA_LINGER", "1ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "DEDUP_WINDOWS is not a setting of the aggregator (did you mean DEDUP_WINDOW?)") {
+		t.Fatalf("run() = %v, want the misspelt DEDUP_WINDOWS refused", err)
+	}
+	if strings.Contains(err.Error(), "KAFKA_LINGER") {
+		t.Errorf("run() = %v, want the api's KAFKA_LINGER only noted", err)
+	}
+}
