@@ -73,9 +73,9 @@ func CheckEnviron(service string, declared []Setting, environ []string) (notes [
 var serviceLink = regexp.MustCompile(`^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
 
 // conventional matches variables that other software reads and that share
-// a first word with ours: Go's and curl's proxies, and the JVM options of
-// Kafka's own scripts.
-var conventional = regexp.MustCompile(`^(HTTPS?_PROXY|NO_PROXY|ALL_PROXY|KAFKA_(OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|GC_LOG_OPTS|JMX_OPTS|DEBUG|HOME|CLUSTER_ID))$`)
+// a first word with ours: Go's and curl's proxies, the JVM options of
+// Kafka's own scripts, and what the stack launcher reads to start a broker.
+var conventional = regexp.MustCompile(`^(HTTPS?_PROXY|NO_PROXY|ALL_PROXY|KAFKA_(OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|GC_LOG_OPTS|JMX_OPTS|DEBUG|HOME|CLUSTER_ID|VERSION|SCRAM_USERS|AUTHORIZER|EXTRA_PROPERTIES))$`)
 
 // declaredBy names the service other than service that declares name, or
 // returns "".

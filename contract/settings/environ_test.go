@@ -40,7 +40,7 @@ func TestCheckEnviron(t *testing.T) {
 			"KAFKA_PORT=tcp://10.0.0.1:9092", "KAFKA_PORT_9092_TCP=tcp://10.0.0.1:9092",
 			"KAFKA_PORT_9092_TCP_PROTO=tcp", "KAFKA_PORT_9092_TCP_PORT=9092", "KAFKA_PORT_9092_TCP_ADDR=10.0.0.1",
 		}},
-		{name: "other software's variables", environ: []string{"KAFKA_OPTS=-X", "KAFKA_HEAP_OPTS=-Xmx1g", "kafka_brokers=x"}},
+		{name: "other software's variables", environ: []string{"KAFKA_OPTS=-X", "KAFKA_HEAP_OPTS=-Xmx1g", "KAFKA_SCRAM_USERS=api:pw", "HTTP_PROXY=http://proxy", "kafka_brokers=x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			notes, err := settings.CheckEnviron("api", declared, tc.environ)
