@@ -26,6 +26,7 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 	dev := m.Variant{Name: "dev", Dir: "overlays/dev"}
 	prod := m.Variant{Name: "prod", Dir: "overlays/prod"}
 	devAll, prodAll := variant(t, "dev-all"), variant(t, "prod-all")
+	prodGKE := variant(t, "prod-gke")
 	// The lag autoscaler on prod without the component that gives it
 	// credentials for prod's authenticated Kafka.
 	prodKEDA := m.Variant{Name: "prod-keda", Dir: "overlays/prod", Components: []string{"components/keda-lag-autoscaler"}}
@@ -36,6 +37,7 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		kedaAuth    = "components/keda-kafka-auth/kustomization.yaml"
 		kedaTA      = "components/keda-kafka-auth/trigger-authentication.yaml"
 		kedaUser    = "components/keda-kafka-auth/kafka-user.yaml"
+		gkeHealth   = "components/gke/healthcheckpolicies.yaml"
 	)
 	tests := []struct {
 		name       string
@@ -63,6 +65,13 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		{"typo in a NetworkPolicy", "components/network-policies/valkey.yaml", "  policyTypes:", "  policyType:", prod, schemaRule, "NetworkPolicy/valkey", ""},
 		{"typo in the KEDA TriggerAuthentication", kedaTA, "  secretTargetRef:", "  secretTargetRefs:", prodAll, schemaRule, "TriggerAuthentication/keda-lag-reader", ""},
 		{"typo in a KafkaUser", kedaUser, "  authorization:", "  authorisation:", prodAll, schemaRule, "KafkaUser/keda-lag-reader", ""},
+		// GKE: HealthCheckPolicy against our CRD written from GKE's API
+		// reference (test/deploy/crds), PodMonitoring against GMP's.
+		{"health check type GKE does not have", gkeHealth, "      type: GRPC\n", "      type: H2C\n", prodGKE, schemaRule, "HealthCheckPolicy/api", "value must be one of"},
+		{"typo in a HealthCheckPolicy", gkeHealth, "      grpcHealthCheck:", "      grpcHealtCheck:", prodGKE, schemaRule, "HealthCheckPolicy/api", "additional properties 'grpcHealtCheck' not allowed"},
+		{"health check threshold out of range", gkeHealth, "    unhealthyThreshold: 2\n", "    unhealthyThreshold: 11\n", prodGKE, schemaRule, "HealthCheckPolicy/api", "maximum"},
+		{"health check port choice GKE does not have", gkeHealth, "        portSpecification: USE_SERVING_PORT\n        requestPath", "        portSpecification: USE_POD_PORT\n        requestPath", prodGKE, schemaRule, "HealthCheckPolicy/grafana", "value must be one of"},
+		{"typo in a PodMonitoring", "components/gke/podmonitorings.yaml", "  endpoints:\n    - port: metrics", "  endpoint:\n    - port: metrics", prodGKE, schemaRule, "PodMonitoring/api", "additional properties 'endpoint' not allowed"},
 
 		// Policies.
 		{"missing readiness probe", apiDeploy, "readinessProbe:", "readinesProbe:", prod, policy.RuleProbes, "Deployment/api", ""},
