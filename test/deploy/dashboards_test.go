@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -30,59 +31,69 @@ func dashboardFiles(t testing.TB) []string {
 	return files
 }
 
-// datasourceUIDs reads the provisioned data sources: uid -> plugin type.
-func datasourceUIDs(t testing.TB) dashboard.DatasourceUIDs {
+// provisioned reads the data sources kustomize/base/grafana/datasources.yaml
+// provisions.
+func provisioned(t testing.TB) []dashboard.Provisioned {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "kustomize", "base", "grafana", "datasources.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var p struct {
-		Datasources []struct {
-			UID  string `json:"uid"`
-			Type string `json:"type"`
-		} `json:"datasources"`
+		Datasources []dashboard.Provisioned `json:"datasources"`
 	}
 	if err := yaml.Unmarshal(b, &p); err != nil {
 		t.Fatal(err)
 	}
-	out := dashboard.DatasourceUIDs{}
-	for _, d := range p.Datasources {
-		out[d.UID] = d.Type
+	return p.Datasources
+}
+
+// target is the data source a target queries, resolved as provisioned: its
+// own, else its panel's.
+func target(t testing.TB, d *dashboard.Dashboard, p dashboard.Panel, tg dashboard.Target, ds []dashboard.Provisioned) dashboard.Provisioned {
+	t.Helper()
+	ref := tg.Datasource
+	if ref == nil {
+		ref = p.Datasource
 	}
-	return out
+	got, err := d.Resolve(ref, ds)
+	if err != nil {
+		t.Fatalf("%s: panel %q target %s: %v", d.UID, p.Title, tg.RefID, err)
+	}
+	return got
 }
 
 // TestDashboardsAreWellFormed checks, without Valkey, that every panel
-// queries a provisioned data source, that the Redis queries use commands
+// queries a provisioned data source through the dashboard's data source
+// variable, that the dashboard imports elsewhere (DatasourceProblems), that
+// the Redis queries use commands
 // the plugin runs, that the business dashboard reads every aggregate of
 // DESIGN.md, and that the protocol dashboard reads the services' metrics.
 func TestDashboardsAreWellFormed(t *testing.T) {
 	t.Parallel()
-	uids := datasourceUIDs(t)
-	if uids["valkey"] != dashboard.PluginID {
-		t.Fatalf("datasources.yaml: uid valkey has type %q, want %s", uids["valkey"], dashboard.PluginID)
-	}
+	ds := provisioned(t)
 	var keys, fields, exprs []string
 	for _, file := range dashboardFiles(t) {
 		d, err := dashboard.Load(file)
 		if err != nil {
 			t.Fatal(err)
 		}
+		for _, msg := range d.DatasourceProblems() {
+			t.Error(msg)
+		}
+		for _, v := range d.Templating.List {
+			if v.Datasource != nil {
+				if _, err := d.Resolve(v.Datasource, ds); err != nil {
+					t.Errorf("%s: variable %s: %v", d.UID, v.Name, err)
+				}
+			}
+		}
 		for _, p := range d.AllPanels() {
 			if len(p.Targets) == 0 {
 				t.Errorf("%s: panel %q has no query", d.UID, p.Title)
 			}
 			for _, tg := range p.Targets {
-				ds := tg.Datasource
-				if ds == nil {
-					ds = p.Datasource
-				}
-				if ds == nil || uids[ds.UID] == "" {
-					t.Errorf("%s: panel %q target %s uses data source %+v, want a provisioned uid", d.UID, p.Title, tg.RefID, ds)
-					continue
-				}
-				if dashboard.IsRedis(p, tg, uids) {
+				if target(t, d, p, tg, ds).Type == dashboard.PluginID {
 					if _, err := dashboard.Command(tg, time.Now(), time.Now()); err != nil {
 						t.Errorf("%s: panel %q: %v", d.UID, p.Title, err)
 					}
@@ -148,18 +159,18 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	}
 	defer reader.Close()
 
-	uids := datasourceUIDs(t)
+	ds := provisioned(t)
 	checked := 0
 	for _, file := range dashboardFiles(t) {
 		d, err := dashboard.Load(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		values := variableValues(t, ctx, reader, d, prefix)
+		values := variableValues(t, ctx, reader, d, ds, prefix)
 		from, to := timeRange(t, d)
 		for _, p := range d.AllPanels() {
 			for _, tg := range p.Targets {
-				if !dashboard.IsRedis(p, tg, uids) {
+				if target(t, d, p, tg, ds).Type != dashboard.PluginID {
 					continue
 				}
 				for _, combo := range combinations(tg.Vars(), values) {
@@ -255,8 +266,9 @@ func cleanupValkey(t *testing.T, c rueidis.Client, prefix string, users map[stri
 }
 
 // variableValues resolves the dashboard's variables: custom ones to their
-// values, Redis query ones by running the query (as the reader).
-func variableValues(t *testing.T, ctx context.Context, c rueidis.Client, d *dashboard.Dashboard, prefix string) map[string][]string {
+// values, Redis query ones by running the query (as the reader). Data
+// source variables are Resolve's, not values a query uses.
+func variableValues(t *testing.T, ctx context.Context, c rueidis.Client, d *dashboard.Dashboard, ds []dashboard.Provisioned, prefix string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	for _, v := range d.Templating.List {
@@ -264,7 +276,11 @@ func variableValues(t *testing.T, ctx context.Context, c rueidis.Client, d *dash
 		case "custom":
 			out[v.Name] = v.CustomValues()
 		case "query":
-			if v.Datasource == nil || (v.Datasource.Type != dashboard.PluginID && v.Datasource.UID != "valkey") {
+			src, err := d.Resolve(v.Datasource, ds)
+			if err != nil {
+				t.Fatalf("%s: variable %s: %v", d.UID, v.Name, err)
+			}
+			if src.Type != dashboard.PluginID {
 				continue
 			}
 			q := dashboard.Target{Query: v.QueryString()}.Expand(nil, prefix)
@@ -329,4 +345,141 @@ func randomHex(t testing.TB) string {
 // near compares money and ratios computed in floating point.
 func near(a, b float64) bool {
 	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
+
+// TestDashboardDatasourceMistakesAreFound seeds one mistake at a time into
+// a dashboard (in memory) and checks that DatasourceProblems, or Resolve
+// against datasources.yaml, reports it: a fixed uid anywhere keeps the
+// dashboard from importing into another Grafana, and a variable whose
+// current value or text is wrong breaks import or our provisioning.
+func TestDashboardDatasourceMistakesAreFound(t *testing.T) {
+	t.Parallel()
+	ds := provisioned(t)
+	const business, protocols = "business.json", "protocols.json"
+	setDS := func(title, field, value string) func(t *testing.T, m map[string]any) {
+		return func(t *testing.T, m map[string]any) {
+			p := findPanel(t, m, title)
+			ref := p["datasource"].(map[string]any)
+			if field == "target" {
+				ref = p["targets"].([]any)[0].(map[string]any)["datasource"].(map[string]any)
+			}
+			ref["uid"] = value
+		}
+	}
+	variable := func(m map[string]any, name string) map[string]any {
+		for _, v := range m["templating"].(map[string]any)["list"].([]any) {
+			if v := v.(map[string]any); v["name"] == name {
+				return v
+			}
+		}
+		t.Fatalf("no variable %s", name)
+		return nil
+	}
+	tests := []struct {
+		name string
+		file string
+		seed func(t *testing.T, m map[string]any)
+		want []string // all in one message
+	}{
+		{"target with our Valkey's uid", business, setDS("Price history: $product", "target", "valkey"),
+			[]string{`"Price history: $product"`, `.targets[0](A).datasource names data source uid "valkey"`}},
+		{"panel with our Prometheus' uid", protocols, setDS("Requests per second by protocol", "panel", "prometheus"),
+			[]string{`"Requests per second by protocol"`, `names data source uid "prometheus"`}},
+		{"query variable with our Valkey's uid", business, func(t *testing.T, m map[string]any) {
+			variable(m, "product")["datasource"].(map[string]any)["uid"] = "valkey"
+		}, []string{`("product").datasource names data source uid "valkey"`}},
+		{"target naming a data source by name", business, func(t *testing.T, m map[string]any) {
+			findPanel(t, m, "Sales reported")["targets"].([]any)[0].(map[string]any)["datasource"] = "Valkey"
+		}, []string{`"Sales reported"`, `names data source "Valkey"`}},
+		{"variable reference of another plugin", business, func(t *testing.T, m map[string]any) {
+			findPanel(t, m, "Revenue")["datasource"].(map[string]any)["type"] = "prometheus"
+		}, []string{`"Revenue"`, `has type "prometheus", but variable valkey holds redis-datasource`}},
+		{"variable current value fixed, import's answer ignored", business, func(t *testing.T, m map[string]any) {
+			variable(m, "valkey")["current"].(map[string]any)["value"] = "valkey"
+		}, []string{`variable valkey has current value "valkey", want "${DS_...}"`}},
+		{"no __inputs", protocols, func(t *testing.T, m map[string]any) {
+			delete(m, "__inputs")
+		}, []string{`variable prometheus has current value "${DS_PROMETHEUS}", want "${DS_...}" of an __inputs entry`}},
+		{"__inputs of the wrong plugin", business, func(t *testing.T, m map[string]any) {
+			m["__inputs"].([]any)[0].(map[string]any)["pluginId"] = "redis-app"
+		}, []string{`__inputs DS_VALKEY is a datasource of plugin "redis-app"`}},
+		{"__requires without the data source plugin", business, func(t *testing.T, m map[string]any) {
+			var keep []any
+			for _, r := range m["__requires"].([]any) {
+				if r.(map[string]any)["id"] != "redis-datasource" {
+					keep = append(keep, r)
+				}
+			}
+			m["__requires"] = keep
+		}, []string{`__requires does not list datasource/redis-datasource`}},
+		{"variable text not the provisioned name", business, func(t *testing.T, m map[string]any) {
+			variable(m, "valkey")["current"].(map[string]any)["text"] = "Redis"
+		}, []string{`variable valkey (current value "${DS_VALKEY}", text "Redis") names no provisioned redis-datasource data source`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := os.ReadFile(filepath.Join(repoRoot(t), "kustomize", "base", "grafana", "dashboards", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			tt.seed(t, m)
+			if b, err = json.Marshal(m); err != nil {
+				t.Fatal(err)
+			}
+			d, err := dashboard.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := d.DatasourceProblems()
+			for _, p := range d.AllPanels() {
+				for _, ref := range []*dashboard.Datasource{p.Datasource} {
+					if _, err := d.Resolve(ref, ds); err != nil {
+						got = append(got, err.Error())
+					}
+				}
+			}
+			i := slices.IndexFunc(got, func(s string) bool {
+				for _, w := range tt.want {
+					if !strings.Contains(s, w) {
+						return false
+					}
+				}
+				return true
+			})
+			if i < 0 {
+				t.Fatalf("problems of %s seeded with %q = %q, want one saying %q", tt.file, tt.name, got, tt.want)
+			}
+			t.Logf("found: %s", got[i])
+		})
+	}
+}
+
+// findPanel returns the panel titled title, rows' panels included.
+func findPanel(t *testing.T, m map[string]any, title string) map[string]any {
+	t.Helper()
+	var walk func([]any) map[string]any
+	walk = func(ps []any) map[string]any {
+		for _, p := range ps {
+			p := p.(map[string]any)
+			if p["title"] == title && p["type"] != "row" {
+				return p
+			}
+			if sub, ok := p["panels"].([]any); ok {
+				if found := walk(sub); found != nil {
+					return found
+				}
+			}
+		}
+		return nil
+	}
+	p := walk(m["panels"].([]any))
+	if p == nil {
+		t.Fatalf("no panel titled %q", title)
+	}
+	return p
 }

@@ -23,6 +23,18 @@ type Datasource struct {
 	UID  string `json:"uid"`
 }
 
+// UnmarshalJSON reads a reference, or the name that old dashboards give
+// instead (kept as the uid, so that it resolves to nothing here).
+func (d *Datasource) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err == nil {
+		*d = Datasource{UID: name}
+		return nil
+	}
+	type plain Datasource
+	return json.Unmarshal(b, (*plain)(d))
+}
+
 // Target is one query of a panel, with the fields the plugin reads.
 type Target struct {
 	RefID       string      `json:"refId"`
@@ -65,13 +77,19 @@ type Variable struct {
 	Type       string          `json:"type"`
 	Datasource *Datasource     `json:"datasource"`
 	Query      json.RawMessage `json:"query"`
+	Current    struct {
+		Text  json.RawMessage `json:"text"`
+		Value json.RawMessage `json:"value"`
+	} `json:"current"`
 }
 
 // Dashboard is the part of a dashboard JSON model the checks read.
 type Dashboard struct {
-	UID   string `json:"uid"`
-	Title string `json:"title"`
-	Time  struct {
+	Inputs   []Input   `json:"__inputs"`
+	Requires []Require `json:"__requires"`
+	UID      string    `json:"uid"`
+	Title    string    `json:"title"`
+	Time     struct {
 		From string `json:"from"`
 		To   string `json:"to"`
 	} `json:"time"`
@@ -79,6 +97,9 @@ type Dashboard struct {
 		List []Variable `json:"list"`
 	} `json:"templating"`
 	Panels []Panel `json:"panels"`
+
+	// raw is the whole model, for the checks that walk all of it.
+	raw any
 }
 
 // Load reads a dashboard JSON file.
@@ -87,9 +108,21 @@ func Load(path string) (*Dashboard, error) {
 	if err != nil {
 		return nil, err
 	}
+	d, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Parse reads a dashboard JSON model.
+func Parse(b []byte) (*Dashboard, error) {
 	var d Dashboard
 	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &d.raw); err != nil {
+		return nil, err
 	}
 	return &d, nil
 }
@@ -109,23 +142,6 @@ func (d *Dashboard) AllPanels() []Panel {
 	}
 	walk(d.Panels)
 	return out
-}
-
-// DatasourceUIDs maps the uids of the dashboard's data sources to their
-// plugin types, as provisioned (datasources.yaml).
-type DatasourceUIDs map[string]string
-
-// IsRedis reports whether the target, in panel p, queries the Redis data
-// source.
-func IsRedis(p Panel, t Target, uids DatasourceUIDs) bool {
-	ds := t.Datasource
-	if ds == nil {
-		ds = p.Datasource
-	}
-	if ds == nil {
-		return false
-	}
-	return ds.Type == PluginID || uids[ds.UID] == PluginID
 }
 
 // CustomValues are the values of a custom variable ("a,b,c").
