@@ -34,9 +34,10 @@ BIN          ?= $(CURDIR)/.bin
 KUSTOMIZE    := $(BIN)/kustomize
 KUBECONFORM  := $(BIN)/kubeconform
 DEPLOY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/blackfriday/deploy
-# Our own CRDs (test/deploy/crds) are part of the schemas' cache key: editing
-# one generates the schemas again.
-OWN_CRDS_SUM := $(shell cat test/deploy/crds/*.yaml | cksum | cut -d' ' -f1)
+# Our own CRDs (test/deploy/crds) and the code that turns CRDs into strict
+# schemas are part of the schemas' cache key: editing either generates the
+# schemas again.
+OWN_CRDS_SUM := $(shell cat test/deploy/crds/*.yaml test/deploy/internal/schema/*.go test/deploy/cmd/schemagen/*.go | cksum | cut -d' ' -f1)
 SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)-gmp$(GMP_VERSION)-crds$(OWN_CRDS_SUM)
 DEPLOY_OUT   := $(BIN)/deploy-test
 OVERLAYS     := dev staging prod

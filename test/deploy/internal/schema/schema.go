@@ -170,8 +170,19 @@ func walk(v any) any {
 	switch n := v.(type) {
 	case map[string]any:
 		for k, c := range n {
-			if k == "enum" || k == "default" || k == "example" || k == "x-kubernetes-group-version-kind" {
+			switch k {
+			case "enum", "default", "example", "x-kubernetes-group-version-kind":
+				// Values, not schemas.
 				continue
+			case "properties", "patternProperties", "definitions":
+				// Names, each of a schema: a property may be called
+				// default or enum, as HealthCheckPolicy's spec.default is.
+				if named, ok := c.(map[string]any); ok {
+					for name, s := range named {
+						named[name] = walk(s)
+					}
+					continue
+				}
 			}
 			n[k] = walk(c)
 		}

@@ -62,6 +62,10 @@ spec:
                 port: {x-kubernetes-int-or-string: true}
                 note: {type: string, nullable: true}
                 config: {type: object, x-kubernetes-preserve-unknown-fields: true}
+                default:
+                  type: object
+                  properties:
+                    interval: {type: integer}
 `
 
 // TestStrictSchemasRejectTypos generates schemas from a small document and
@@ -112,6 +116,7 @@ func TestStrictSchemasRejectTypos(t *testing.T) {
 		{"valid gadget", `{"apiVersion":"example.io/v1","kind":"Gadget","metadata":{"name":"g"},"spec":{"partitions":12,"port":"x","note":null,"config":{"retention.ms":1}}}`, ""},
 		{"typo in a custom resource", `{"apiVersion":"example.io/v1","kind":"Gadget","metadata":{"name":"g"},"spec":{"partitions":12,"partition":3}}`, "partition"},
 		{"typo in a custom resource's metadata", `{"apiVersion":"example.io/v1","kind":"Gadget","metadata":{"nmae":"g"},"spec":{"partitions":1}}`, "nmae"},
+		{"a property named default is a schema too", `{"apiVersion":"example.io/v1","kind":"Gadget","metadata":{"name":"g"},"spec":{"partitions":1,"default":{"intervl":5}}}`, "intervl"},
 		{"custom resource missing a required field", `{"apiVersion":"example.io/v1","kind":"Gadget","metadata":{"name":"g"},"spec":{}}`, "partitions"},
 		{"unknown kind", `{"apiVersion":"example.io/v1","kind":"Gizmo","metadata":{"name":"g"}}`, "could not find schema"},
 	}
