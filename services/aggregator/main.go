@@ -102,6 +102,7 @@ func run(ctx context.Context) error {
 		ClientOptions:     clientOpts,
 		Observer:          m,
 	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)
+	m.Health(consumer.Ready, valkeyUp(valkey, valkeyPingTimeout))
 
 	httpDone := make(chan error, 1)
 	var srv *http.Server

@@ -98,6 +98,12 @@ func TestRun(t *testing.T) {
 			t.Errorf("GET %s = %d, want 200", path, resp.StatusCode)
 		}
 	}
+	// The alerts' gauges (metrics.Health), wired to the consumer and to
+	// this Valkey.
+	if _, body := get(t, "http://"+httpAddr+"/metrics"); !strings.Contains(body, "\nbf_aggregator_ready 1\n") ||
+		!strings.Contains(body, "\nbf_aggregator_valkey_up 1\n") {
+		t.Errorf("GET /metrics lacks bf_aggregator_ready 1 or bf_aggregator_valkey_up 1")
+	}
 
 	cancel()
 	select {

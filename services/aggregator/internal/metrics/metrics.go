@@ -1,7 +1,7 @@
 // Package metrics exposes the aggregator's Prometheus metrics: batch sizes,
 // apply latency, lag per partition, dead letters, duplicates, sales
-// counted, logs gone back under the stored offsets, and partitions Valkey
-// refuses.
+// counted, logs gone back under the stored offsets, partitions Valkey
+// refuses, and the process's readiness and reach of Valkey.
 package metrics
 
 import (
@@ -92,6 +92,29 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Health registers the gauges the alerts read for what has no counter:
+// bf_aggregator_ready, 1 while ready says the consumer is ready (as /readyz
+// answers), and bf_aggregator_valkey_up, 1 while valkeyUp says Valkey
+// answers. Both are called at every scrape.
+func (m *Metrics) Health(ready, valkeyUp func() bool) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bf_aggregator_ready",
+			Help: "1 while this process is ready (/readyz answers 200), else 0.",
+		}, func() float64 { return one(ready()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bf_aggregator_valkey_up",
+			Help: "1 while Valkey answers this process's PING at scrape time, else 0.",
+		}, func() float64 { return one(valkeyUp()) }))
+}
+
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Registry is where other collectors, such as franz-go's kprom, register.

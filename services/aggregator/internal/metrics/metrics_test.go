@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -60,4 +61,29 @@ func scrape(t *testing.T, m *Metrics) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		ready, valkeyUp bool
+		want            []string
+	}{
+		{true, true, []string{"bf_aggregator_ready 1", "bf_aggregator_valkey_up 1"}},
+		{false, true, []string{"bf_aggregator_ready 0", "bf_aggregator_valkey_up 1"}},
+		{true, false, []string{"bf_aggregator_ready 1", "bf_aggregator_valkey_up 0"}},
+		{false, false, []string{"bf_aggregator_ready 0", "bf_aggregator_valkey_up 0"}},
+	} {
+		t.Run(fmt.Sprintf("ready=%t,valkey=%t", tt.ready, tt.valkeyUp), func(t *testing.T) {
+			t.Parallel()
+			m := New()
+			m.Health(func() bool { return tt.ready }, func() bool { return tt.valkeyUp })
+			body := scrape(t, m)
+			for _, want := range tt.want {
+				if !strings.Contains(body, want+"\n") {
+					t.Errorf("scrape lacks %q", want)
+				}
+			}
+		})
+	}
 }
