@@ -96,7 +96,7 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 # real Valkey, which the targets it runs share.
 .PHONY: test
 test: lint checkgenerate stack ## Run every test against a real Kafka broker and a real Valkey/Redis.
-	$(WITH) kafka valkey -- $(MAKE) --no-print-directory test-go fuzz-short k6-check deploy-test web-test
+	$(WITH) kafka valkey -- $(MAKE) --no-print-directory test-go fuzz-short k6-check deploy-test alerts-test web-test
 
 # The race detector runs on the service and tooling packages; the end-to-end
 # tests build and run the real binaries.
@@ -301,6 +301,25 @@ web-test: web-check browser-test ## Every dashboard test: web-check, then the br
 dashboard-latency: $(CHROMIUM) stack ## Measure the dashboard's update latency under load; refresh the screenshot.
 	GOWORK=off BF_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/img/dashboard.png BF_LATENCY_SECONDS=$${BF_LATENCY_SECONDS:-20} \
 	  $(WITH) kafka valkey -- go -C test/browser test -count=1 -timeout 10m -v -run 'TestDashboard' ./...
+
+# ---- Alerts: promtool's unit tests of the PrometheusRule (test/alerts)
+
+# promtool from the Prometheus Go module (v0.316.0 is Prometheus 3.16.0).
+# remove_all_sd leaves out the service-discovery SDKs (AWS, Azure, GCE, ...),
+# which rule tests never use: about 2 minutes to build on 2 cores, once.
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL         := $(BIN)/promtool
+
+$(BIN)/.promtool-$(PROMTOOL_VERSION):
+	GOBIN=$(BIN) GOWORK=off go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	@touch $@
+
+# The rules promtool reads are kustomize/components/service-monitor's
+# PrometheusRule as the prod build renders it; every alert has a firing and
+# a quiet case, and each case fails with its alert broken.
+.PHONY: alerts-test
+alerts-test: $(BIN)/.promtool-$(PROMTOOL_VERSION) ## promtool test rules on every alert, as the prod build renders the PrometheusRule.
+	PROMTOOL=$(PROMTOOL) GOWORK=off go -C test/alerts test -count=1 -v ./... | grep -vE '^(=== |    --- PASS)'
 
 # ---- Kubernetes delivery: images, kustomize builds and their offline validation
 include deploy.mk

@@ -37,6 +37,7 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		kedaAuth    = "components/keda-kafka-auth/kustomization.yaml"
 		kedaTA      = "components/keda-kafka-auth/trigger-authentication.yaml"
 		kedaUser    = "components/keda-kafka-auth/kafka-user.yaml"
+		promRule    = "components/service-monitor/prometheusrule.yaml"
 		gkeHealth   = "components/gke/healthcheckpolicies.yaml"
 	)
 	tests := []struct {
@@ -62,6 +63,8 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		{"typo in a GRPCRoute", "base/gateway/grpcroute.yaml", "            service: grpc.health.v1.Health", "            servce: grpc.health.v1.Health", prod, schemaRule, "GRPCRoute/api", ""},
 		{"typo in the KEDA ScaledObject", "components/keda-lag-autoscaler/scaledobject.yaml", "maxReplicaCount:", "maxReplicasCount:", prodAll, schemaRule, "ScaledObject/aggregator", ""},
 		{"typo in a ServiceMonitor", "components/service-monitor/servicemonitors.yaml", "  endpoints:\n    - port: metrics", "  endpoint:\n    - port: metrics", prodAll, schemaRule, "ServiceMonitor/api", ""},
+		{"typo in the PrometheusRule", promRule, "      rules:\n", "      rule:\n", prodAll, schemaRule, "PrometheusRule/blackfriday", "additional properties 'rule' not allowed"},
+		{"PrometheusRule for that is no duration", promRule, "          for: 10m\n", "          for: ten minutes\n", prodAll, schemaRule, "PrometheusRule/blackfriday", "for"},
 		{"typo in a NetworkPolicy", "components/network-policies/valkey.yaml", "  policyTypes:", "  policyType:", prod, schemaRule, "NetworkPolicy/valkey", ""},
 		{"typo in the KEDA TriggerAuthentication", kedaTA, "  secretTargetRef:", "  secretTargetRefs:", prodAll, schemaRule, "TriggerAuthentication/keda-lag-reader", ""},
 		{"typo in a KafkaUser", kedaUser, "  authorization:", "  authorisation:", prodAll, schemaRule, "KafkaUser/keda-lag-reader", ""},
