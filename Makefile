@@ -13,7 +13,7 @@ BIN      := $(CURDIR)/.bin
 BUF      := $(BIN)/buf
 PV_DIR   := third_party/protovalidate
 PV_STAMP := $(PV_DIR)/.version-$(PROTOVALIDATE_VERSION)
-MODULES  := gen contract services/api services/aggregator tooling/stack tooling/loadgen test/e2e test/deploy test/browser
+MODULES  := gen contract services/api services/aggregator tooling/stack tooling/loadgen test/e2e test/deploy test/browser test/alerts
 # The ref `buf breaking` compares the schemas against, when it exists.
 BREAKING_AGAINST ?= main
 
