@@ -23,7 +23,7 @@ import (
 )
 
 // The page's size, as in the committed screenshot.
-const viewWidth, viewHeight = 1400, 1000
+const viewWidth, viewHeight = 1400, 1290
 
 // newBrowser starts headless Chromium with a fresh profile and returns a
 // tab's context. Everything ends with the test.
@@ -202,8 +202,10 @@ func TestDashboard(t *testing.T) {
 		measureLatency(t, ctx, s, time.Duration(seconds)*time.Second)
 	})
 
-	// The screenshot, with the load's data on it.
+	// The screenshot, with the load's data on it, once the labels and
+	// strips on it are checked.
 	time.Sleep(time.Second) // a last chart redraw
+	t.Run("layout", func(t *testing.T) { checkLayout(t, ctx, analytics) })
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

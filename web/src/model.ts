@@ -163,26 +163,57 @@ export class Throttle {
   }
 }
 
+/** PriceStrip is one product's price history: its sale times (seconds) and prices. */
+export interface PriceStrip {
+  name: string;
+  times: number[];
+  prices: number[];
+}
+
 /**
- * alignPriceHistory turns per-product price points into uPlot's aligned
- * data: the union of the sale times, and per product its price at each of
- * them, or null where it had no sale (the chart spans those gaps).
+ * priceStrips turns per-product price points into one series per product,
+ * sorted by time, with the time span and price range they all share: the
+ * page draws each product in its own strip on the same scales, so that
+ * products that sell at once at similar prices do not interleave.
  */
-export function alignPriceHistory(
+export function priceStrips(
   products: { productId: string; points: { soldAt?: { seconds: bigint; nanos: number }; priceCents: bigint }[] }[],
-): { names: string[]; data: (number | null)[][] } {
-  const times = new Set<number>();
-  const byProduct = products.map((p) => {
-    const m = new Map<number, number>();
-    for (const pt of p.points) {
-      const t = Number(pt.soldAt?.seconds ?? 0n) + (pt.soldAt?.nanos ?? 0) / 1e9;
-      times.add(t);
-      m.set(t, Number(pt.priceCents) / 100);
+): { strips: PriceStrip[]; t0: number; t1: number; lo: number; hi: number } {
+  let t0 = Infinity,
+    t1 = -Infinity,
+    lo = Infinity,
+    hi = -Infinity;
+  const strips = products.map((p) => {
+    const pts = p.points
+      .map((pt) => ({ t: Number(pt.soldAt?.seconds ?? 0n) + (pt.soldAt?.nanos ?? 0) / 1e9, price: Number(pt.priceCents) / 100 }))
+      .sort((a, b) => a.t - b.t);
+    for (const { t, price } of pts) {
+      t0 = Math.min(t0, t);
+      t1 = Math.max(t1, t);
+      lo = Math.min(lo, price);
+      hi = Math.max(hi, price);
     }
-    return m;
+    return { name: p.productId, times: pts.map((x) => x.t), prices: pts.map((x) => x.price) };
   });
-  const xs = [...times].sort((a, b) => a - b);
-  const data: (number | null)[][] = [xs];
-  for (const m of byProduct) data.push(xs.map((t) => m.get(t) ?? null));
-  return { names: products.map((p) => p.productId), data };
+  if (t0 > t1) [t0, t1, lo, hi] = [0, 1, 0, 1];
+  return { strips, t0, t1, lo, hi };
+}
+
+/** INGEST_NAMES are the protocols' names on the ingest mix. */
+export const INGEST_NAMES: Record<string, string> = {
+  "connect+json": "Connect JSON",
+  "connect+proto": "Connect proto",
+  grpc: "gRPC",
+  "grpc-web": "gRPC-Web",
+  "legacy-rest": "legacy REST",
+  "legacy-grpc": "legacy gRPC",
+  unknown: "unknown",
+};
+
+/** formatShare is a share of a whole as a percentage, never rounding a non-zero share to 0. */
+export function formatShare(part: number, whole: number): string {
+  if (whole <= 0 || part <= 0) return "0%";
+  const pct = (100 * part) / whole;
+  if (pct < 0.1) return "<0.1%";
+  return pct.toFixed(pct < 10 ? 1 : 0) + "%";
 }

@@ -8,16 +8,22 @@ import {
   CATEGORIES,
   PROTOCOLS,
   HISTORY_SECONDS,
+  INGEST_NAMES,
   RateHistory,
-  alignPriceHistory,
   formatAvgCents,
   formatCents,
   formatCount,
   formatDecimal,
   formatRate,
+  formatShare,
+  priceStrips,
 } from "./model";
 
 const CHART_HEIGHT = 180;
+/** The height of a product's price chart, its time axis included. */
+const MULTIPLE_HEIGHT = 100;
+/** PALETTE colours the price charts, one colour per product: Tableau 10, distinct on the dark page. */
+const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
 /** byTestId finds the element a test id names. */
 function byTestId(id: string): HTMLElement {
@@ -45,17 +51,6 @@ function timeAxis(): uPlot.Axis {
   return { stroke: "#9aa4b2", grid: { stroke: "#252b36" }, ticks: { stroke: "#252b36" } };
 }
 
-/** SHORT names the protocols under the ingest bars, where the full names would collide. */
-const SHORT: Record<string, string> = {
-  "connect+json": "JSON",
-  "connect+proto": "proto",
-  grpc: "gRPC",
-  "grpc-web": "gRPC-Web",
-  "legacy-rest": "REST",
-  "legacy-grpc": "old gRPC",
-  unknown: "?",
-};
-
 function valueAxis(fmt: (x: number) => string = formatRate): uPlot.Axis {
   return {
     stroke: "#9aa4b2",
@@ -76,11 +71,11 @@ export class View {
   private readonly lag: [number[], number[]] = [[], []];
   private readonly salesChart: uPlot;
   private readonly revenueChart: uPlot;
-  private readonly ingestChart: uPlot;
   private readonly lagChart: uPlot;
-  private pricesChart: uPlot | null = null;
+  private priceCharts: uPlot[] = [];
   private priceNames = "";
-  private ingestLabels: string[] = [];
+  /** priceScale is the span and range every product's chart shares, read by their scales. */
+  private priceScale = { t0: 0, t1: 1, lo: 0, hi: 1, pad: 1 };
   private readonly resizable: { chart: () => uPlot | null; el: HTMLElement }[] = [];
 
   constructor() {
@@ -100,31 +95,6 @@ export class View {
     this.salesChart = new uPlot(rateOpts(salesEl, formatRate), [[]], salesEl);
     this.revenueChart = new uPlot(rateOpts(revenueEl, formatRate), [[]], revenueEl);
 
-    const ingestEl = document.getElementById("chart-ingest")!;
-    this.ingestChart = new uPlot(
-      {
-        width: widthOf(ingestEl),
-        height: CHART_HEIGHT,
-        series: [{}, { label: "sales", fill: "#4e79a7aa", stroke: "#4e79a7", paths: uPlot.paths.bars!({ size: [0.7, 80] }), points: { show: false } }],
-        scales: { x: { time: false, range: (_u, _min, max) => [-0.5, max + 0.5] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.15)] } },
-        axes: [
-          {
-            stroke: "#9aa4b2",
-            grid: { show: false },
-            ticks: { show: false },
-            splits: () => this.ingestLabels.map((_, i) => i),
-            values: () => this.ingestLabels.map((p) => SHORT[p] ?? p),
-            size: 50,
-          },
-          { ...valueAxis(), size: 70 },
-        ],
-        legend: { show: false },
-        cursor: { show: false },
-      },
-      [[]],
-      ingestEl,
-    );
-
     const lagEl = document.getElementById("chart-lag")!;
     this.lagChart = new uPlot(
       {
@@ -143,9 +113,7 @@ export class View {
     this.resizable.push(
       { chart: () => this.salesChart, el: salesEl },
       { chart: () => this.revenueChart, el: revenueEl },
-      { chart: () => this.ingestChart, el: ingestEl },
       { chart: () => this.lagChart, el: lagEl },
-      { chart: () => this.pricesChart, el: document.getElementById("chart-prices")! },
     );
     this.buildCategoryRows();
     this.buildRankings();
@@ -230,15 +198,51 @@ export class View {
       }
     }
 
-    const counts = new Map(snap.ingest.map((c) => [c.protocol, c.sales]));
+    this.ingest(snap);
+  }
+
+  /**
+   * ingest shows the protocol mix as one row per protocol: its name, a bar
+   * scaled to the busiest protocol and its count and share. Each name has a
+   * row of its own, so names never collide however small a share is.
+   */
+  private ingest(snap: SummarySnapshot): void {
     const mix = byTestId("ingest-mix");
-    const mixValue = snap.ingest.map((c) => `${c.protocol}:${c.sales}`).join(",");
-    if (mix.dataset.value !== mixValue) {
-      mix.dataset.value = mixValue;
-      mix.textContent = PROTOCOLS.filter((p) => counts.has(p) || p !== "unknown")
-        .map((p) => `${p} ${formatCount(counts.get(p) ?? 0n)}`)
-        .join(" · ");
-    }
+    const value = snap.ingest.map((c) => `${c.protocol}:${c.sales}`).join(",");
+    if (mix.dataset.value === value) return;
+    mix.dataset.value = value;
+    const counts = new Map(snap.ingest.map((c) => [c.protocol, c.sales]));
+    const shown = PROTOCOLS.filter((p) => counts.has(p) || p !== "unknown");
+    const total = shown.reduce((sum, p) => sum + Number(counts.get(p) ?? 0n), 0);
+    const most = Math.max(1, ...shown.map((p) => Number(counts.get(p) ?? 0n)));
+    mix.replaceChildren(
+      ...shown.map((p) => {
+        const n = Number(counts.get(p) ?? 0n);
+        const row = document.createElement("div");
+        row.className = "mix-row";
+        row.dataset.protocol = p;
+        const label = document.createElement("span");
+        label.className = "mix-label";
+        label.dataset.testid = "ingest-label";
+        label.title = p;
+        label.textContent = INGEST_NAMES[p] ?? p;
+        const track = document.createElement("span");
+        track.className = "mix-track";
+        const bar = document.createElement("span");
+        bar.className = "mix-bar" + (n > 0 ? "" : " none");
+        // A share too small to see still shows as a sliver: it is not zero.
+        bar.style.width = n > 0 ? `max(2px, ${((100 * n) / most).toFixed(2)}%)` : "0";
+        track.append(bar);
+        const num = document.createElement("span");
+        num.className = "mix-num";
+        num.textContent = formatCount(counts.get(p) ?? 0n);
+        const share = document.createElement("span");
+        share.className = "mix-share";
+        share.textContent = formatShare(n, total);
+        row.append(label, track, num, share);
+        return row;
+      }),
+    );
   }
 
   /** charts feeds the snapshot to the charts and redraws them: throttled by the caller. */
@@ -249,10 +253,6 @@ export class View {
     const n = CATEGORIES.length;
     this.salesChart.setData([w[0], ...w.slice(1, 1 + n)] as uPlot.AlignedData);
     this.revenueChart.setData([w[0], ...w.slice(1 + n)] as uPlot.AlignedData);
-
-    const counts = new Map(snap.ingest.map((c) => [c.protocol, Number(c.sales)]));
-    this.ingestLabels = PROTOCOLS.filter((p) => counts.has(p) || p !== "unknown");
-    this.ingestChart.setData([this.ingestLabels.map((_, i) => i), this.ingestLabels.map((p) => counts.get(p) ?? 0)]);
 
     this.lag[0].push(serverNow);
     this.lag[1].push(snap.lag?.known ? Number(snap.lag.records) : NaN);
@@ -265,31 +265,95 @@ export class View {
     this.prices(snap);
   }
 
-  /** prices draws the electronics price history, rebuilding the chart when the products change. */
+  /**
+   * prices draws the electronics price history as small multiples: a chart
+   * per product, in its own colour, titled with its name and last price,
+   * on the time span and price range all of them share, so levels and
+   * timing compare across products without their lines crossing. Prices
+   * are steps: a price holds until the product's next sale. The charts are
+   * rebuilt when the products change.
+   */
   private prices(snap: SummarySnapshot): void {
-    const el = document.getElementById("chart-prices")!;
-    const { names, data } = alignPriceHistory(snap.priceHistory);
-    const key = names.join(",");
-    if (!this.pricesChart || key !== this.priceNames) {
-      this.pricesChart?.destroy();
+    const root = document.getElementById("chart-prices")!;
+    const { strips, t0, t1, lo, hi } = priceStrips(snap.priceHistory);
+    // Room above and below the extremes, whose labels the axis shows.
+    const pad = Math.max((hi - lo) * 0.15, 0.01);
+    this.priceScale = { t0, t1: t1 > t0 ? t1 : t0 + 1, lo, hi, pad };
+    const key = strips.map((s) => s.name).join(",");
+    if (key !== this.priceNames) {
       this.priceNames = key;
-      const palette = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
-      this.pricesChart = new uPlot(
-        {
-          width: widthOf(el),
-          height: CHART_HEIGHT,
-          series: [{}, ...names.map((n, i) => ({ label: n, stroke: palette[i % palette.length], width: 1.5, spanGaps: true, points: { size: 4 } }))],
-          axes: [timeAxis(), valueAxis((x) => formatDecimal(x, 2))],
-          scales: { x: { time: true } },
-          legend: { live: false },
-          cursor: { show: false },
-        },
-        data as uPlot.AlignedData,
-        el,
-      );
-      return;
+      for (const c of this.priceCharts) c.destroy();
+      this.priceCharts = [];
+      root.replaceChildren();
+      root.dataset.value = key;
+      if (strips.length === 0) {
+        root.innerHTML = '<p class="dim small">no electronics sales yet</p>';
+        return;
+      }
+      const plots = strips.map((s, i) => {
+        const color = PALETTE[i % PALETTE.length];
+        const cell = document.createElement("div");
+        cell.className = "multiple";
+        cell.dataset.testid = "price-product";
+        cell.dataset.product = s.name;
+        cell.dataset.color = color;
+        const title = document.createElement("div");
+        title.className = "multiple-title";
+        title.innerHTML = `<span class="swatch" style="background:${color}"></span><span class="multiple-name"></span><span class="multiple-last"></span>`;
+        title.querySelector(".multiple-name")!.textContent = s.name;
+        const plot = document.createElement("div");
+        cell.append(title, plot);
+        root.append(cell);
+        return { plot, color };
+      });
+      strips.forEach((s, i) => {
+        const { plot, color } = plots[i];
+        this.priceCharts.push(
+          new uPlot(
+            {
+              width: Math.max(120, plot.clientWidth),
+              height: MULTIPLE_HEIGHT,
+              series: [
+                {},
+                { label: s.name, stroke: color, fill: color + "22", width: 1.5, paths: uPlot.paths.stepped!({ align: 1 }), points: { size: 3, fill: color } },
+              ],
+              axes: [
+                { ...timeAxis(), size: 24, space: 50, font: "10px system-ui, sans-serif" },
+                {
+                  ...valueAxis(),
+                  size: 44,
+                  font: "10px system-ui, sans-serif",
+                  // The lowest, middle and highest price of them all, to the
+                  // precision their spread needs.
+                  splits: () => {
+                    const { lo, hi } = this.priceScale;
+                    return lo === hi ? [lo] : [lo, (lo + hi) / 2, hi];
+                  },
+                  values: (_u, splits) => {
+                    const spread = this.priceScale.hi - this.priceScale.lo;
+                    return splits.map((x) => formatDecimal(x, spread >= 20 ? 0 : spread >= 2 ? 1 : 2));
+                  },
+                },
+              ],
+              scales: {
+                x: { time: true, range: () => [this.priceScale.t0, this.priceScale.t1] },
+                y: { range: () => [this.priceScale.lo - this.priceScale.pad, this.priceScale.hi + this.priceScale.pad] },
+              },
+              legend: { show: false },
+              cursor: { show: false },
+            },
+            [s.times, s.prices],
+            plot,
+          ),
+        );
+      });
+    } else {
+      strips.forEach((s, i) => this.priceCharts[i].setData([s.times, s.prices]));
     }
-    this.pricesChart.setData(data as uPlot.AlignedData);
+    root.querySelectorAll<HTMLElement>(".multiple-last").forEach((el, i) => {
+      const p = strips[i].prices;
+      el.textContent = p.length ? formatDecimal(p[p.length - 1], 2) : "–";
+    });
   }
 
   /** lagTick extends the lag line on a heartbeat, when nothing changed. */
@@ -302,6 +366,7 @@ export class View {
   /** resize fits the charts to their panels. */
   resize(): void {
     for (const { chart, el } of this.resizable) chart()?.setSize({ width: widthOf(el), height: CHART_HEIGHT });
+    for (const c of this.priceCharts) c.setSize({ width: Math.max(120, c.root.parentElement!.clientWidth), height: MULTIPLE_HEIGHT });
   }
 
   private buildCategoryRows(): void {
@@ -333,9 +398,5 @@ export class View {
         `<div><h4>Bottom</h4><ol data-testid="rank-${r.key}-worst"></ol></div></div>`;
       root.append(div);
     }
-    const mix = document.createElement("p");
-    mix.className = "dim small mix";
-    mix.dataset.testid = "ingest-mix";
-    document.getElementById("chart-ingest")!.after(mix);
   }
 }

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { RateHistory, Throttle, alignPriceHistory, formatCents, formatCount, formatDecimal, HISTORY_SECONDS } from "../src/model";
+import { RateHistory, Throttle, formatCents, formatCount, formatDecimal, formatShare, priceStrips, HISTORY_SECONDS } from "../src/model";
 
 test("formatCount groups exact integers", () => {
   for (const [n, want] of [
@@ -71,12 +71,25 @@ test("Throttle runs at most once per interval, with the latest state", () => {
   assert.equal(queue[0].at, 500, "waits out the interval");
 });
 
-test("alignPriceHistory unions the sale times", () => {
+test("priceStrips gives each product its own series on shared scales", () => {
   const ts = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
-  const { names, data } = alignPriceHistory([
-    { productId: "E1", points: [{ soldAt: ts(10), priceCents: 100n }, { soldAt: ts(20), priceCents: 150n }] },
+  const got = priceStrips([
+    { productId: "E1", points: [{ soldAt: ts(20), priceCents: 150n }, { soldAt: ts(10), priceCents: 100n }] },
     { productId: "E2", points: [{ soldAt: ts(15), priceCents: 999n }] },
   ]);
-  assert.deepEqual(names, ["E1", "E2"]);
-  assert.deepEqual(data, [[10, 15, 20], [1, null, 1.5], [null, 9.99, null]]);
+  assert.deepEqual(got.strips, [
+    { name: "E1", times: [10, 20], prices: [1, 1.5] },
+    { name: "E2", times: [15], prices: [9.99] },
+  ]);
+  assert.deepEqual([got.t0, got.t1, got.lo, got.hi], [10, 20, 1, 9.99]);
+  assert.deepEqual(priceStrips([]).strips, []);
+});
+
+test("formatShare never shows a non-zero share as 0", () => {
+  assert.equal(formatShare(40, 299_690), "<0.1%");
+  assert.equal(formatShare(0, 10), "0%");
+  assert.equal(formatShare(1, 0), "0%");
+  assert.equal(formatShare(1, 8), "13%");
+  assert.equal(formatShare(1, 20), "5.0%");
+  assert.equal(formatShare(299_650, 299_690), "100%");
 });
