@@ -321,6 +321,16 @@ $(BIN)/.promtool-$(PROMTOOL_VERSION):
 alerts-test: $(BIN)/.promtool-$(PROMTOOL_VERSION) ## promtool test rules on every alert, as the prod build renders the PrometheusRule.
 	PROMTOOL=$(PROMTOOL) GOWORK=off go -C test/alerts test -count=1 -v ./... | grep -vE '^(=== |    --- PASS)'
 
+# The prod overlay's shape on this machine (tooling/stack/prodshape): three
+# KRaft nodes with its topics, SCRAM users and ACLs, Valkey with its ACL
+# users, two api and three aggregator processes with their Deployments'
+# settings; sales through both apis, counted, and every probe and port
+# compared with the manifests. About a minute of two cores, so not in
+# make test. By hand: bin/stack -dir .run/prod up-prod, check-prod, down.
+.PHONY: prod-shape-test
+prod-shape-test: ## Run the prod overlay's shape locally and check it against its manifests (~1 min).
+	BF_TEST_PRODSHAPE=1 go test -count=1 -v -timeout 10m -run '^TestProdShape$$' ./tooling/stack/prodshape/
+
 # ---- Kubernetes delivery: images, kustomize builds and their offline validation
 include deploy.mk
 
