@@ -35,6 +35,11 @@ type config struct {
 	MaxRequestBytes   byteSize      `env:"MAX_REQUEST_BYTES" envDefault:"1048576" help:"one request, on the wire and decompressed; in bytes, or with a 'KiB', 'MiB' or 'GiB' suffix"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"time to drain calls and flush the producer on SIGTERM"`
 
+	// MaxConnectionAge makes long-lived HTTP/2 clients (gRPC) dial again
+	// now and then, so that they spread over the replicas there are.
+	MaxConnectionAge      time.Duration `env:"MAX_CONNECTION_AGE" envDefault:"0" help:"a client connection this old (give or take 10%, at random) is asked to go: HTTP/2 gets a GOAWAY, HTTP/1.1 'Connection: close', and clients redial, spreading over the replicas again; '0' keeps connections (at least '1s' otherwise)"`
+	MaxConnectionAgeGrace time.Duration `env:"MAX_CONNECTION_AGE_GRACE" envDefault:"30s" help:"time an aged connection's calls and streams have to finish before it is closed"`
+
 	KafkaBrokers         settings.List `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
 	KafkaTopic           string        `env:"KAFKA_TOPIC" envDefault:"sales" help:"the sales topic"`
 	KafkaTopicPartitions int32         `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6" help:"partitions when the api creates a missing topic at start (best effort)"`
@@ -145,6 +150,12 @@ func (c config) check() error {
 	}
 	if c.MaxConnections < 1 {
 		bad("MAX_CONNECTIONS", "must be positive")
+	}
+	if c.MaxConnectionAge != 0 && c.MaxConnectionAge < time.Second {
+		bad("MAX_CONNECTION_AGE", "must be 0 (off) or at least 1s")
+	}
+	if c.MaxConnectionAgeGrace <= 0 {
+		bad("MAX_CONNECTION_AGE_GRACE", "must be positive")
 	}
 	if c.MaxRequestBytes < 1 {
 		bad("MAX_REQUEST_BYTES", "must be positive")

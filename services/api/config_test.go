@@ -40,6 +40,7 @@ func defaults() config {
 		// A quarter of MaxInflightBytes.
 		MaxInflightBytesPerClient: 16 << 20,
 		LegacyWriteAuth:           true,
+		MaxConnectionAgeGrace:     30 * time.Second,
 		CORSAllowedOrigins:        origins{"*"},
 		ValkeyAddr:                "127.0.0.1:6379",
 		ValkeyKeyPrefix:           keys.DefaultPrefix,
@@ -82,6 +83,7 @@ func TestLoadConfig(t *testing.T) {
 			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": "/ca.crt", "KAFKA_TLS_SERVER_NAME": "kafka.example",
 			"WRITE_TOKENS_FILE": "/etc/api-tokens/tokens", "WRITE_TOKENS": "t1", "READ_AUTH": "true",
 			"LEGACY_WRITE_AUTH": "false", "MAX_INFLIGHT_WRITES": "64", "MAX_INFLIGHT_BYTES": "8MiB", "READ_HEADER_TIMEOUT": "2s", "MAX_CONNECTIONS": "300",
+			"MAX_CONNECTION_AGE": "5m", "MAX_CONNECTION_AGE_GRACE": "1m",
 			"MAX_INFLIGHT_BYTES_PER_CLIENT": "3MiB", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,fd00::/8,10.1.2.3/16",
 		}, func(c *config) {
 			*c = config{
@@ -98,6 +100,7 @@ func TestLoadConfig(t *testing.T) {
 				WriteTokensFile: "/etc/api-tokens/tokens", WriteTokens: "t1", ReadAuth: true,
 				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20,
 				ReadHeaderTimeout: 2 * time.Second, MaxConnections: 300,
+				MaxConnectionAge: 5 * time.Minute, MaxConnectionAgeGrace: time.Minute,
 				MaxInflightBytesPerClient: 3 << 20,
 				TrustedProxies: prefixes{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"),
 					netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("10.1.0.0/16")},
@@ -155,6 +158,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{map[string]string{"MAX_INFLIGHT_WRITES": "0"}, "MAX_INFLIGHT_WRITES"},
 		{map[string]string{"READ_HEADER_TIMEOUT": "0s"}, "READ_HEADER_TIMEOUT"},
 		{map[string]string{"MAX_CONNECTIONS": "-1"}, "MAX_CONNECTIONS"},
+		{map[string]string{"MAX_CONNECTION_AGE": "10ms"}, "MAX_CONNECTION_AGE must be 0 (off) or at least 1s"},
+		{map[string]string{"MAX_CONNECTION_AGE": "-5m"}, "MAX_CONNECTION_AGE must be 0"},
+		{map[string]string{"MAX_CONNECTION_AGE_GRACE": "0s"}, "MAX_CONNECTION_AGE_GRACE must be positive"},
 		{map[string]string{"MAX_INFLIGHT_BYTES": "1MiB"}, "MAX_INFLIGHT_BYTES must be at least twice MAX_REQUEST_BYTES"},
 		{map[string]string{"MAX_INFLIGHT_BYTES_PER_CLIENT": "1MiB"}, "MAX_INFLIGHT_BYTES_PER_CLIENT"},
 		{map[string]string{"MAX_INFLIGHT_BYTES_PER_CLIENT": "65MiB"}, "MAX_INFLIGHT_BYTES_PER_CLIENT"},

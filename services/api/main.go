@@ -157,6 +157,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxWatchersPerClient:      streams.MaxWatchersPerClient,
 		ReadHeaderTimeout:         cfg.ReadHeaderTimeout,
 		MaxConnections:            cfg.MaxConnections,
+		MaxConnectionAge:          cfg.MaxConnectionAge,
+		MaxConnectionAgeGrace:     cfg.MaxConnectionAgeGrace,
 		UnaryTimeout:              streams.UnaryTimeout,
 		StreamWriteTimeout:        streams.StreamWriteTimeout,
 	}, server.Deps{

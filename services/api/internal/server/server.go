@@ -85,6 +85,13 @@ type Config struct {
 	// MaxConnections bounds the client connections open at once; one
 	// beyond it is closed as soon as it is accepted (1024 when zero).
 	MaxConnections int
+	// MaxConnectionAge, when positive, asks a client connection to go
+	// once it is this old, give or take a tenth (connage.go says how and
+	// why). Zero keeps connections for as long as their clients like.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is the time a connection past its age has for
+	// its calls and streams before it is closed (30s when zero).
+	MaxConnectionAgeGrace time.Duration
 }
 
 // The defaults of Config's timeouts.
@@ -98,6 +105,7 @@ const (
 	defaultMaxConnections     = 1024
 	defaultWriteBodyTimeout   = 5 * time.Second
 	defaultWatchersPerClient  = 100
+	defaultMaxConnAgeGrace    = 30 * time.Second
 )
 
 // Deps are the server's collaborators.
@@ -134,6 +142,10 @@ type Server struct {
 	// maxConns and conns bound and count the client connections.
 	maxConns int64
 	conns    connCounts
+	// maxAge and ageGrace bound the connections' lives (zero maxAge: no
+	// bound); ages counts the connections they ended.
+	maxAge, ageGrace time.Duration
+	ages             ageCounts
 	// adm admits the write calls.
 	adm *admission
 }
@@ -160,11 +172,17 @@ func New(cfg Config, deps Deps) *Server {
 		log:      log,
 		drain:    drain,
 		maxConns: int64(cmp.Or(cfg.MaxConnections, defaultMaxConnections)),
+		maxAge:   cfg.MaxConnectionAge,
+		ageGrace: cmp.Or(cfg.MaxConnectionAgeGrace, defaultMaxConnAgeGrace),
 	}
 	m.Gauge("bf_api_connections", "Client connections open.", func() float64 { return float64(s.conns.open.Load()) })
 	m.Gauge("bf_api_connections_limit", "The most client connections open at once (MAX_CONNECTIONS).", func() float64 { return float64(s.maxConns) })
 	m.Counter("bf_api_connections_refused_total", "Client connections closed at once because MAX_CONNECTIONS were open.",
 		func() float64 { return float64(s.conns.refused.Load()) })
+	m.Counter("bf_api_connections_aged_total", "Client connections asked to go (GOAWAY, or Connection: close) for reaching MAX_CONNECTION_AGE.",
+		func() float64 { return float64(s.ages.aged.Load()) })
+	m.Counter("bf_api_connections_age_closed_total", "Client connections closed for outliving MAX_CONNECTION_AGE by MAX_CONNECTION_AGE_GRACE.",
+		func() float64 { return float64(s.ages.closed.Load()) })
 
 	policy := &authPolicy{tokens: cfg.WriteTokens, reads: cfg.ReadAuth, legacyOpen: cfg.LegacyOpen}
 	who := clients{trusted: cfg.TrustedProxies}
@@ -234,6 +252,10 @@ func New(cfg Config, deps Deps) *Server {
 	handler = recoverHTTP(log, handler)
 	handler = deadlines(streamingPaths(), unary, unary+cfg.ProduceTimeout,
 		cmp.Or(cfg.StreamWriteTimeout, defaultStreamWriteTimeout), handler)
+	var connContext func(context.Context, net.Conn) context.Context
+	if s.maxAge > 0 {
+		handler, connContext = agedConns(handler), withAgingConn
+	}
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -248,6 +270,7 @@ func New(cfg Config, deps Deps) *Server {
 		IdleTimeout:       cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       connContext,
 	}
 	return s
 }
@@ -271,10 +294,15 @@ func corsHandler(origins []string, next http.Handler) http.Handler {
 // Handler returns the server's root handler.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-// Serve serves on ln, at most MaxConnections at once, until Shutdown; it
-// then returns http.ErrServerClosed.
+// Serve serves on ln, at most MaxConnections at once, each for at most
+// MaxConnectionAge and its grace, until Shutdown; it then returns
+// http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(newConnLimit(ln, s.maxConns, &s.conns))
+	ln = newConnLimit(ln, s.maxConns, &s.conns)
+	if s.maxAge > 0 {
+		ln = &ageLimit{Listener: ln, age: s.maxAge, grace: s.ageGrace, counts: &s.ages}
+	}
+	return s.http.Serve(ln)
 }
 
 // Shutdown reports NOT_SERVING to health checks and readiness probes, ends

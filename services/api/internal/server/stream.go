@@ -33,8 +33,10 @@ const watchRetryAfter = "5"
 // the call (its duration is the stream's lifetime). It also ends every
 // stream when the server starts shutting down, since streams would
 // otherwise hold the graceful shutdown until its deadline; their clients get
-// unavailable, the code that says "reconnect, maybe elsewhere". And it
-// holds each client to its share of WatchSummary streams.
+// unavailable, the code that says "reconnect, maybe elsewhere". It ends a
+// stream the same way when its connection outlives its maximum age by the
+// grace (connage.go). And it holds each client to its share of
+// WatchSummary streams.
 type streamInterceptor struct {
 	errors   *errorMapper
 	metrics  *metrics.Metrics
@@ -92,6 +94,10 @@ func (i streamInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFun
 		defer cancel(nil)
 		stop := context.AfterFunc(i.draining, func() { cancel(errDraining) })
 		defer stop()
+		if expired := connExpired(ctx); expired != nil {
+			stopAged := context.AfterFunc(expired, func() { cancel(errConnAged) })
+			defer stopAged()
+		}
 
 		leave, err := i.admit(conn)
 		if err == nil {
@@ -123,6 +129,8 @@ func (i streamInterceptor) toConnect(ctx context.Context, err error) *connect.Er
 	switch {
 	case errors.Is(context.Cause(ctx), errDraining):
 		return connect.NewError(connect.CodeUnavailable, errors.New("server is shutting down; reconnect"))
+	case errors.Is(context.Cause(ctx), errConnAged):
+		return connect.NewError(connect.CodeUnavailable, errors.New("connection reached its maximum age; reconnect"))
 	case errors.Is(err, analytics.ErrTooManyWatchers):
 		ce := connect.NewError(connect.CodeResourceExhausted, errors.New("too many summary watchers; retry later"))
 		ce.Meta().Set(RetryAfterKey, watchRetryAfter)
