@@ -39,6 +39,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	fs.DurationVar(&cfg.Duration, "duration", 1500*time.Millisecond, "measured window of each run")
 	fs.DurationVar(&cfg.BrokerWarmup, "broker-warmup", 8*time.Second, "load on the real api before measuring, to warm the broker's JVM")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 128, "closed-loop callers, the same for every protocol")
+	fs.IntVar(&cfg.H2Conns, "conns", protocol.DefaultH2Conns, "connections of each HTTP/2 protocol's calls (HTTP/1.1 takes one per call in flight)")
 	var sweep string
 	fs.StringVar(&sweep, "sweep", "32,512", "comma-separated extra concurrencies at which gRPC runs once on each api (empty: none)")
 	fs.IntVar(&cfg.OpenMaxInFlight, "max-inflight", 512, "open loop: most calls in flight")

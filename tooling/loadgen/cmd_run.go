@@ -27,6 +27,7 @@ type runFlags struct {
 	batch       int
 	rate        float64
 	concurrency int
+	conns       int
 	duration    time.Duration
 	warmup      time.Duration
 	timeout     time.Duration
@@ -51,6 +52,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	fs.IntVar(&f.batch, "batch", 0, "sales per call: more than 1 calls RecordSales (0: 1, or 500 for -protocol batch)")
 	fs.Float64Var(&f.rate, "rate", 0, "open loop: calls per second at a constant arrival rate; 0 runs closed loop")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "closed loop: concurrent callers (default 32); open loop: most calls in flight (default 512)")
+	fs.IntVar(&f.conns, "conns", protocol.DefaultH2Conns, "HTTP/2 protocols: connections the calls are spread over, so that behind a Service they reach several api replicas (HTTP/1.1 takes one per call in flight)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "the measured window")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "load before the measured window, not measured")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "deadline of each call")
@@ -69,6 +71,9 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if f.conns < 1 {
+		return f, fmt.Errorf("-conns %d: want at least 1", f.conns)
 	}
 	if f.concurrency == 0 {
 		f.concurrency = 32
@@ -113,7 +118,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		token = strings.TrimSpace(string(b))
 	}
 	client, err := protocol.New(protocol.Config{
-		Target: f.target, Protocol: name, Batch: f.batch, Conns: f.concurrency,
+		Target: f.target, Protocol: name, Batch: f.batch, Conns: name.Conns(f.concurrency, f.conns),
 		DialTimeout: 5 * time.Second, AcceptGzip: f.gzip, Token: token, Lean: f.lean,
 	})
 	if err != nil {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"strings"
 	"testing"
+
+	"blackfriday.local/tooling/loadgen/protocol"
 )
 
 func TestParseRunFlags(t *testing.T) {
@@ -14,14 +17,17 @@ func TestParseRunFlags(t *testing.T) {
 		name     string
 		args     []string
 		wantConc int
-		wantErr  string
+		// wantConns is the HTTP/2 connections; 0 means the default.
+		wantConns int
+		wantErr   string
 	}{
-		{"closed loop default", nil, 32, ""},
-		{"open loop default", []string{"-rate", "500"}, 512, ""},
-		{"the in-cluster Job's flags", []string{"-target", "http://api:8080", "-protocol", "grpc", "-rate", "500", "-duration", "5m"}, 512, ""},
-		{"explicit", []string{"-concurrency", "7"}, 7, ""},
-		{"bad progress", []string{"-progress", "sometimes"}, 0, "-progress"},
-		{"stray argument", []string{"grpc"}, 0, "unexpected arguments"},
+		{"closed loop default", nil, 32, 0, ""},
+		{"open loop default", []string{"-rate", "500"}, 512, 0, ""},
+		{"the in-cluster Job's flags", []string{"-target", "http://api:8080", "-protocol", "grpc", "-rate", "500", "-duration", "5m"}, 512, 0, ""},
+		{"explicit", []string{"-concurrency", "7", "-conns", "2"}, 7, 2, ""},
+		{"no connection", []string{"-conns", "0"}, 0, 0, "-conns"},
+		{"bad progress", []string{"-progress", "sometimes"}, 0, 0, "-progress"},
+		{"stray argument", []string{"grpc"}, 0, 0, "unexpected arguments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,6 +44,11 @@ func TestParseRunFlags(t *testing.T) {
 			}
 			if f.concurrency != tt.wantConc {
 				t.Errorf("parseRunFlags(%q).concurrency = %d, want %d", tt.args, f.concurrency, tt.wantConc)
+			}
+			// More than one, so that an HTTP/2 client reaches more than
+			// one replica.
+			if want := cmp.Or(tt.wantConns, protocol.DefaultH2Conns); f.conns != want || f.conns < 2 && tt.wantConns == 0 {
+				t.Errorf("parseRunFlags(%q).conns = %d, want %d", tt.args, f.conns, want)
 			}
 		})
 	}

@@ -77,13 +77,13 @@ func (g *leanGRPC) close() {
 	}
 }
 
-// conn returns the next connection in turn, dialing it if it is new or
-// has failed.
+// conn returns the next connection in turn, dialing it if it is new, has
+// failed, or is going away (its own calls then finish on it).
 func (g *leanGRPC) conn(ctx context.Context) (*h2Conn, error) {
 	i := g.next.Add(1) % uint64(len(g.conns))
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if c := g.conns[i]; c != nil && c.deadErr() == nil {
+	if c := g.conns[i]; c != nil && c.usable() {
 		return c, nil
 	}
 	c, err := dialH2(ctx, g.dial, g.addr)
@@ -94,16 +94,31 @@ func (g *leanGRPC) conn(ctx context.Context) (*h2Conn, error) {
 	return c, nil
 }
 
+// errRefused marks a call the server certainly never saw: it was not
+// written before its connection failed, or the server refused its stream
+// or said in a GOAWAY that it was not processed (RFC 9113, sections 6.8
+// and 8.7). Such a call is sent again, on another connection.
+var errRefused = errors.New("not processed by the server")
+
+// maxAttempts bounds the times a call is sent while the server refuses it.
+const maxAttempts = 5
+
 func (g *leanGRPC) send(ctx context.Context, sales []*salesv1.Sale) Reply {
 	msg, err := proto.Marshal(&salesv1.RecordSaleRequest{Sale: sales[0]})
 	if err != nil {
 		return Reply{Code: connect.CodeInternal.String(), Err: err}
 	}
-	c, err := g.conn(ctx)
-	if err != nil {
-		return Reply{Code: connect.CodeUnavailable.String(), Err: err}
+	var r Reply
+	for range maxAttempts {
+		c, err := g.conn(ctx)
+		if err != nil {
+			return Reply{Code: connect.CodeUnavailable.String(), Err: err}
+		}
+		if r = c.call(ctx, msg, g.auth); !errors.Is(r.Err, errRefused) || ctx.Err() != nil {
+			return r
+		}
 	}
-	return c.call(ctx, msg, g.auth)
+	return r
 }
 
 // h2Conn is one HTTP/2 connection and its streams. Its frame reader, the
@@ -128,6 +143,9 @@ type h2Conn struct {
 	mu      sync.Mutex
 	streams map[uint32]*h2Stream
 	dead    error
+	// goingAway is set by the server's GOAWAY: the connection takes no
+	// new calls, and closes once its last one is answered.
+	goingAway bool
 	// unacked counts received DATA bytes not yet given back with a
 	// WINDOW_UPDATE.
 	unacked int
@@ -195,15 +213,20 @@ func (c *h2Conn) call(ctx context.Context, msg []byte, auth string) Reply {
 	for c.window < int64(len(body)) && c.deadErr() == nil {
 		c.windowC.Wait()
 	}
-	if err := c.deadErr(); err != nil {
-		c.wmu.Unlock()
-		return Reply{Code: connect.CodeUnavailable.String(), Err: err}
-	}
 	id := c.nextID
-	c.nextID += 2
 	c.mu.Lock()
+	if c.dead != nil || c.goingAway {
+		err := c.dead
+		if err == nil {
+			err = errors.New("connection going away")
+		}
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return Reply{Code: connect.CodeUnavailable.String(), Err: fmt.Errorf("%w: %w", errRefused, err)}
+	}
 	c.streams[id] = s
 	c.mu.Unlock()
+	c.nextID += 2
 	c.hbuf.Reset()
 	// Header names as net/http spells them, lowered as HTTP/2 sends them
 	// (RFC 9113, section 8.2.1); the pseudo-headers come first.
@@ -232,10 +255,8 @@ func (c *h2Conn) call(ctx context.Context, msg []byte, auth string) Reply {
 	select {
 	case <-s.done:
 	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.streams, id)
-		c.mu.Unlock()
 		c.write(h2RSTStream, 0, id, []byte{0, 0, 0, 0x8}) // CANCEL
+		c.finish(id, func(*h2Stream) {})
 		return Reply{Code: connect.CodeDeadlineExceeded.String(), Err: ctx.Err(), Wrote: wrote}
 	}
 	out := Reply{Wrote: wrote, Answered: s.answered, Recorded: s.recorded}
@@ -251,6 +272,42 @@ func (c *h2Conn) deadErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.dead
+}
+
+// usable reports whether the connection takes new calls.
+func (c *h2Conn) usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead == nil && !c.goingAway
+}
+
+// goAway takes the server's GOAWAY: the calls above its last stream id
+// were never processed, and are refused (to be sent again elsewhere); the
+// others are answered on this connection, which then closes.
+func (c *h2Conn) goAway(p []byte) {
+	if len(p) < 8 {
+		c.fail(errors.New("malformed goaway"))
+		return
+	}
+	last := binary.BigEndian.Uint32(p) & 0x7fffffff
+	c.mu.Lock()
+	c.goingAway = true
+	var refused []*h2Stream
+	for id, s := range c.streams {
+		if id > last {
+			refused = append(refused, s)
+			delete(c.streams, id)
+		}
+	}
+	drained := len(c.streams) == 0
+	c.mu.Unlock()
+	for _, s := range refused {
+		s.err = fmt.Errorf("%w: goaway (last stream %d, code %#x)", errRefused, last, binary.BigEndian.Uint32(p[4:]))
+		close(s.done)
+	}
+	if drained {
+		_ = c.c.Close()
+	}
 }
 
 // fail ends the connection and every stream on it.
@@ -272,16 +329,21 @@ func (c *h2Conn) fail(err error) {
 	c.wmu.Unlock()
 }
 
-// finish completes a stream.
+// finish completes a stream; the last one of a connection going away
+// closes it.
 func (c *h2Conn) finish(id uint32, apply func(*h2Stream)) {
 	c.mu.Lock()
 	s := c.streams[id]
 	delete(c.streams, id)
+	drained := c.goingAway && len(c.streams) == 0
 	c.mu.Unlock()
 	if s != nil {
 		s.answered = time.Now()
 		apply(s)
 		close(s.done)
+	}
+	if drained {
+		_ = c.c.Close()
 	}
 }
 
@@ -389,10 +451,14 @@ func (c *h2Conn) readLoop() {
 				c.finish(stream, func(s *h2Stream) { s.err = errors.New("stream ended without trailers") })
 			}
 		case h2RSTStream:
-			c.finish(stream, func(s *h2Stream) { s.err = fmt.Errorf("stream reset (code %x)", p) })
+			c.finish(stream, func(s *h2Stream) {
+				s.err = fmt.Errorf("stream reset (code %x)", p)
+				if bytes.Equal(p, []byte{0, 0, 0, 0x7}) { // REFUSED_STREAM: never processed
+					s.err = fmt.Errorf("%w: %w", errRefused, s.err)
+				}
+			})
 		case h2GoAway:
-			c.fail(errors.New("goaway"))
-			return
+			c.goAway(p)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -84,6 +85,21 @@ func (n Name) HTTP2() bool {
 	return false
 }
 
+// DefaultH2Conns is the number of HTTP/2 connections a client spreads its
+// calls over unless told otherwise: more than one, so that behind a
+// Service they reach more than one replica of the api.
+const DefaultH2Conns = 8
+
+// Conns is Config.Conns for callers calling at once over n: a connection
+// each over HTTP/1.1, which carries one call at a time; h2Conns over
+// HTTP/2, which carries many at once.
+func (n Name) Conns(callers, h2Conns int) int {
+	if n.HTTP2() {
+		return h2Conns
+	}
+	return callers
+}
+
 // Legacy reports whether the protocol is one of the course's APIs, which take
 // one sale per call.
 func (n Name) Legacy() bool { return n == LegacyREST || n == LegacyGRPC }
@@ -120,8 +136,12 @@ type Config struct {
 	// Batch is the number of sales per call: 1 is RecordSale, more is
 	// RecordSales (Connect and gRPC protocols only).
 	Batch int
-	// Conns is the number of idle connections kept per host: set it to the
-	// concurrency so HTTP/1.1 calls reuse their connections.
+	// Conns is, for a protocol over HTTP/1.1, the number of idle
+	// connections kept (set it to the concurrency, so that calls reuse
+	// their connections); for one over HTTP/2, the number of connections
+	// the calls are spread over, in turn, each carrying many at once (see
+	// Name.Conns). Several HTTP/2 connections reach several replicas of an
+	// api behind a Service, where one would reach only one.
 	Conns int
 	// DialTimeout bounds connecting.
 	DialTimeout time.Duration
@@ -211,11 +231,11 @@ func (n Name) Ingest() record.Protocol {
 
 // Client sends sales over one protocol.
 type Client struct {
-	name      Name
-	batch     int
-	transport *http.Transport
-	wire      *wire.Counter
-	send      func(ctx context.Context, sales []*salesv1.Sale) Reply
+	name       Name
+	batch      int
+	transports []*http.Transport
+	wire       *wire.Counter
+	send       func(ctx context.Context, sales []*salesv1.Sale) Reply
 	// close closes a lean client's connections.
 	close func()
 }
@@ -245,30 +265,61 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Lean {
 		return newLean(cfg, batch, counter)
 	}
+	// Go's transport puts all of a host's HTTP/2 calls on one connection
+	// (until the server's stream limit): each HTTP/2 connection has a
+	// transport of its own, and the calls take them in turn.
+	transports := 1
+	if cfg.Protocol.HTTP2() {
+		transports = max(cfg.Conns, 1)
+	}
+	c := &Client{name: cfg.Protocol, batch: batch, wire: counter}
+	sends := make([]func(context.Context, []*salesv1.Sale) Reply, transports)
+	for i := range sends {
+		tr := newTransport(cfg, counter)
+		c.transports = append(c.transports, tr)
+		sends[i] = sender(cfg, batch, tr)
+	}
+	c.send = sends[0]
+	if len(sends) > 1 {
+		var next atomic.Uint64
+		c.send = func(ctx context.Context, sales []*salesv1.Sale) Reply {
+			return sends[next.Add(1)%uint64(len(sends))](ctx, sales)
+		}
+	}
+	return c, nil
+}
+
+// newTransport returns a transport for cfg's protocol, dialing through the
+// wire counter.
+func newTransport(cfg Config, counter *wire.Counter) *http.Transport {
 	protocols := new(http.Protocols)
+	idle := 1
 	if cfg.Protocol.HTTP2() {
 		protocols.SetUnencryptedHTTP2(true)
 	} else {
 		protocols.SetHTTP1(true)
+		idle = max(cfg.Conns, 1)
 	}
-	conns := max(cfg.Conns, 1)
-	tr := &http.Transport{
+	return &http.Transport{
 		Protocols:           protocols,
 		DialContext:         counter.DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
+		MaxIdleConns:        idle,
+		MaxIdleConnsPerHost: idle,
 		IdleConnTimeout:     90 * time.Second,
 		// Transparent gzip would add Accept-Encoding to every request;
 		// Connect negotiates its own compression.
 		DisableCompression: true,
 	}
+}
+
+// sender returns what sends cfg's calls over tr.
+func sender(cfg Config, batch int, tr *http.Transport) func(context.Context, []*salesv1.Sale) Reply {
 	var rt http.RoundTripper = tr
 	if cfg.Token != "" {
 		rt = bearer{rt: tr, value: "Bearer " + cfg.Token}
 	}
 	hc := &http.Client{Transport: rt}
 	target := strings.TrimRight(cfg.Target, "/")
-	c := &Client{name: cfg.Protocol, batch: batch, transport: tr, wire: counter}
 
 	var opts []connect.ClientOption
 	if !cfg.AcceptGzip {
@@ -284,15 +335,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	switch {
 	case cfg.Protocol == LegacyREST:
-		c.send = restSender(hc, target+"/venta")
+		return restSender(hc, target+"/venta")
 	case cfg.Protocol == LegacyGRPC:
-		c.send = legacyGRPCSender(blackfridayconnect.NewProductSaleServiceClient(hc, target, opts...))
+		return legacyGRPCSender(blackfridayconnect.NewProductSaleServiceClient(hc, target, opts...))
 	case batch > 1:
-		c.send = batchSender(salesv1connect.NewSalesServiceClient(hc, target, opts...))
+		return batchSender(salesv1connect.NewSalesServiceClient(hc, target, opts...))
 	default:
-		c.send = unarySender(salesv1connect.NewSalesServiceClient(hc, target, opts...))
+		return unarySender(salesv1connect.NewSalesServiceClient(hc, target, opts...))
 	}
-	return c, nil
 }
 
 // bearer adds an Authorization header to every request.
@@ -327,7 +377,9 @@ func (c *Client) Close() {
 		c.close()
 		return
 	}
-	c.transport.CloseIdleConnections()
+	for _, tr := range c.transports {
+		tr.CloseIdleConnections()
+	}
 }
 
 func replyErr(err error) Reply {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,6 +292,106 @@ func TestIngest(t *testing.T) {
 	for _, n := range protocol.Names() {
 		if got := n.Ingest(); !slices.Contains(record.Protocols(), got) {
 			t.Errorf("%s.Ingest() = %q, want one of %v", n, got, record.Protocols())
+		}
+	}
+}
+
+// TestGoAway: an api that asks clients to leave their connections now and
+// then (as it does at MAX_CONNECTION_AGE, with a GOAWAY over HTTP/2 and
+// "Connection: close" over HTTP/1.1) costs no call of any client, lean or
+// not, with several calls in flight: each moves to new connections, and
+// every sale arrives once.
+func TestGoAway(t *testing.T) {
+	t.Parallel()
+	type client struct {
+		name protocol.Name
+		lean bool
+	}
+	var clients []client
+	for _, n := range protocol.Names() {
+		clients = append(clients, client{n, false})
+	}
+	clients = append(clients, client{protocol.GRPC, true}, client{protocol.ConnectJSON, true})
+	const callers, calls, connCalls = 8, 40, 25
+	for _, tt := range clients {
+		t.Run(fmt.Sprintf("%s/lean=%v", tt.name, tt.lean), func(t *testing.T) {
+			t.Parallel()
+			srv := fakeapi.New(t)
+			srv.ConnCalls = connCalls
+			c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: tt.name, Conns: tt.name.Conns(callers, 2),
+				DialTimeout: time.Second, Lean: tt.lean})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			gen := sales.New(5, 50)
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			failed := map[string]int{}
+			for caller := range callers {
+				wg.Go(func() {
+					for i := range calls {
+						s := make([]*salesv1.Sale, c.Batch())
+						gen.Sales(s, uint64((caller*calls+i)*c.Batch()))
+						if r := c.Send(context.Background(), s); r.Code != "ok" {
+							mu.Lock()
+							failed[fmt.Sprintf("%s: %v", r.Code, r.Err)]++
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if len(failed) > 0 {
+				t.Errorf("calls failed across the server's GOAWAYs: %v, want none", failed)
+			}
+			if got, want := len(srv.Received()), callers*calls*c.Batch(); got != want {
+				t.Errorf("server received %d sales, want %d", got, want)
+			}
+			// Each connection carries at most connCalls calls, and a few
+			// more in flight when it is asked to go.
+			if w := c.Wire().Totals(); w.Conns < 2*callers*calls/(connCalls*4) {
+				t.Errorf("client dialed %d connections for %d calls, want them renewed every %d calls or so", w.Conns, callers*calls, connCalls)
+			}
+		})
+	}
+}
+
+// TestHTTP2Conns: a client over HTTP/2 spreads its calls over Conns
+// connections, so that behind a Service they reach several replicas of the
+// api; over HTTP/1.1 calls one at a time keep one connection.
+func TestHTTP2Conns(t *testing.T) {
+	t.Parallel()
+	for _, name := range protocol.Names() {
+		for _, lean := range []bool{false, true} {
+			if lean && name != protocol.GRPC && name != protocol.ConnectJSON {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/lean=%v", name, lean), func(t *testing.T) {
+				t.Parallel()
+				srv := fakeapi.New(t)
+				const conns = 3
+				c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: name, Conns: name.Conns(1, conns), DialTimeout: time.Second, Lean: lean})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				gen := sales.New(7, 50)
+				for i := range 5 * conns {
+					s := make([]*salesv1.Sale, c.Batch())
+					gen.Sales(s, uint64(i*c.Batch()))
+					if r := c.Send(context.Background(), s); r.Code != "ok" {
+						t.Fatalf("Send() = %+v, want ok", r)
+					}
+				}
+				want := int64(1)
+				if name.HTTP2() {
+					want = conns
+				}
+				if got := c.Wire().Totals().Conns; got != want {
+					t.Errorf("client dialed %d connections for calls one at a time, want %d", got, want)
+				}
+			})
 		}
 	}
 }

@@ -55,6 +55,10 @@ type Config struct {
 	Concurrency int
 	// OpenMaxInFlight bounds the calls in flight in open loop.
 	OpenMaxInFlight int
+	// H2Conns is the number of connections an HTTP/2 protocol's calls are
+	// spread over (protocol.DefaultH2Conns); an HTTP/1.1 protocol takes
+	// one per call in flight.
+	H2Conns int
 	// Batch is the batch protocol's sales per call (500).
 	Batch int
 	// Rate is the open-loop rate in calls per second; 0 takes half the
@@ -101,6 +105,9 @@ func (c *Config) defaults() {
 	}
 	if c.OpenMaxInFlight <= 0 {
 		c.OpenMaxInFlight = 512
+	}
+	if c.H2Conns <= 0 {
+		c.H2Conns = protocol.DefaultH2Conns
 	}
 	if c.Batch <= 0 {
 		c.Batch = protocol.DefaultBatch
@@ -396,7 +403,7 @@ func (s *session) loadAt(ctx context.Context, rep int, phase, sink string, name 
 		batch = cfg.Batch
 	}
 	client, err := protocol.New(protocol.Config{
-		Target: s.targets[sink], Protocol: name, Batch: batch, Conns: conc, DialTimeout: 5 * time.Second,
+		Target: s.targets[sink], Protocol: name, Batch: batch, Conns: name.Conns(conc, cfg.H2Conns), DialTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		return nil, err

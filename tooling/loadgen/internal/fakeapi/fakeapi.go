@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -43,6 +45,11 @@ type Server struct {
 	// Fail, when it returns a code, fails the sale with it (in a batch,
 	// that sale only).
 	Fail func(*salesv1.Sale) connect.Code
+	// ConnCalls, when positive, asks a client to leave each connection
+	// once it has carried this many calls, as the api does at
+	// MAX_CONNECTION_AGE: answers then say "Connection: close" (a GOAWAY
+	// over HTTP/2). Set it before the first call.
+	ConnCalls int64
 }
 
 // New starts a fake api; it stops when the test ends.
@@ -57,8 +64,14 @@ func New(tb interface {
 	// Connect hides the request from handlers: keep its HTTP version in
 	// the context.
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls, ok := r.Context().Value(connCallsKey{}).(*atomic.Int64); ok && s.ConnCalls > 0 && calls.Add(1) >= s.ConnCalls {
+			w.Header().Set("Connection", "close")
+		}
 		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), majorKey{}, r.ProtoMajor)))
 	}))
+	s.srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connCallsKey{}, new(atomic.Int64))
+	}
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
@@ -103,6 +116,9 @@ func major(ctx context.Context) int {
 }
 
 type majorKey struct{}
+
+// connCallsKey keys the calls a connection carried.
+type connCallsKey struct{}
 
 // recorded is the api's Sale-Recorded answer to a sale that failed with
 // code: "no" when it was turned away before Kafka, "unknown" otherwise.
