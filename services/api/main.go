@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
+	"blackfriday.local/contract/settings"
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
@@ -40,8 +41,18 @@ func main() {
 		}
 		return
 	}
+	// run reads its settings through a lookup, so tests can give it
+	// theirs; the whole environment is checked here, once.
+	notes, err := settings.CheckEnviron("api", settings.Of(newConfig()), os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "api: config:", err)
+		os.Exit(1)
+	}
+	for _, note := range notes {
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Warn(note)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Getenv)
+	err = run(ctx, os.Getenv)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "api:", err)
