@@ -621,7 +621,14 @@ func (sh *Shape) Down() error {
 		}
 	}
 	if err := sh.stack.Down(); err != nil {
-		return err
+		// A KRaft node stopped together with the others can lose the
+		// controller quorum its controlled shutdown waits for, and is
+		// killed after the stop timeout; what remains is state, which a
+		// second pass deletes.
+		fmt.Fprintf(sh.cfg.Log, "prodshape: %v; stopping what is left\n", err)
+		if err := sh.stack.Down(); err != nil {
+			return err
+		}
 	}
 	return os.RemoveAll(stateDir(sh.cfg.Dir))
 }
