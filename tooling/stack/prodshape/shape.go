@@ -103,9 +103,13 @@ type State struct {
 	Valkey    string `json:"valkey"`
 	// Nodes is the number of Kafka nodes; Broker the settings they took
 	// from the Kafka resource.
-	Nodes  int          `json:"nodes"`
-	Broker []string     `json:"broker"`
-	Topics []TopicState `json:"topics"`
+	Nodes  int      `json:"nodes"`
+	Broker []string `json:"broker"`
+	// KafkaProperties are the server.properties lines the nodes run with
+	// beyond the launcher's own: a node restarted (StartKafkaNode) gets
+	// them again.
+	KafkaProperties string       `json:"kafka_properties,omitempty"`
+	Topics          []TopicState `json:"topics"`
 	// ACLs are the KafkaUsers' ACLs the cluster was given.
 	ACLs []string `json:"acls,omitempty"`
 	// Pods are the processes, in start order; the first is Valkey's.
@@ -158,7 +162,9 @@ func Open(cfg Config) (*Shape, error) {
 	if err := json.Unmarshal(b, &sh.st); err != nil {
 		return nil, err
 	}
-	sh.stack, err = stack.New(stack.Config{Dir: cfg.Dir, Log: cfg.Log})
+	kcfg := cfg.Kafka
+	kcfg.ExtraProperties = sh.st.KafkaProperties
+	sh.stack, err = stack.New(stack.Config{Dir: cfg.Dir, Kafka: kcfg, Log: cfg.Log})
 	return sh, err
 }
 
@@ -266,6 +272,7 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 	}
 	kcfg.ExtraProperties = "# From the Kafka resource " + k.Metadata.Name + "'s spec.kafka.config (" + cfg.Overlay + " overlay)\n" +
 		strings.Join(sh.st.Broker, "\n") + "\n" + cfg.Kafka.ExtraProperties
+	sh.st.KafkaProperties = kcfg.ExtraProperties
 	for _, key := range skipped {
 		sh.missing("broker setting %s: the local node sets it itself", key)
 	}
