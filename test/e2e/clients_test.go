@@ -42,7 +42,27 @@ type protocol struct {
 
 // salesClient returns a SalesService client over the given transport.
 func salesClient(s *stack, c *http.Client, opts ...connect.ClientOption) salesv1connect.SalesServiceClient {
-	return salesv1connect.NewSalesServiceClient(c, s.url(), opts...)
+	return salesClientAt(s, s.url(), c, opts...)
+}
+
+// salesClientAt returns a SalesService client of the api at base, with
+// the stack's bearer token when it has one.
+func salesClientAt(s *stack, base string, c *http.Client, opts ...connect.ClientOption) salesv1connect.SalesServiceClient {
+	if s.token != "" {
+		opts = append(opts, connect.WithInterceptors(withToken(s.token)))
+	}
+	return salesv1connect.NewSalesServiceClient(c, base, opts...)
+}
+
+// withToken adds the Authorization header a write needs where the api
+// checks tokens.
+func withToken(token string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	}
 }
 
 func analyticsClient(s *stack) salesv1connect.AnalyticsServiceClient {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,14 +42,27 @@ func faultsDuration(t *testing.T) time.Duration {
 type caller struct {
 	name   string // the ingest-protocol the api records
 	client salesv1connect.SalesServiceClient
+	// replica is the index of the api replica it calls (apiPorts).
+	replica int
 }
 
+// callers returns a caller per protocol, for each api replica: the
+// protocols of the first replica, then of the next.
 func callers(s *stack) []caller {
-	return []caller{
-		{"grpc", salesClient(s, h2c, connect.WithGRPC())},
-		{"connect+proto", salesClient(s, http1)},
-		{"connect+json", salesClient(s, h2c, connect.WithProtoJSON())},
+	ports := s.apiPorts
+	if len(ports) == 0 {
+		ports = []int{s.apiPort}
 	}
+	var out []caller
+	for i, port := range ports {
+		base := "http://127.0.0.1:" + strconv.Itoa(port)
+		out = append(out,
+			caller{"grpc", salesClientAt(s, base, h2c, connect.WithGRPC()), i},
+			caller{"connect+proto", salesClientAt(s, base, http1), i},
+			caller{"connect+json", salesClientAt(s, base, h2c, connect.WithProtoJSON()), i},
+		)
+	}
+	return out
 }
 
 func (c caller) record(ctx context.Context, sale *salesv1.Sale) (string, error) {
@@ -75,6 +90,16 @@ type loadOptions struct {
 	// afterAck, when set, runs after each acknowledged sale, on the
 	// client's goroutine; it may send the sale again (see load.resend).
 	afterAck func(l *load, c caller, sale *salesv1.Sale, id string)
+	// failover, when set, picks the caller a failed call is retried
+	// through (another api replica), and makes a call that no api
+	// answered (a refused connection, a reset stream) uncertain rather
+	// than a test failure when the client chose the sale_id: it is
+	// retried with that id.
+	failover func(c caller) caller
+	// from carries the ledger of an earlier load on the same pipeline
+	// (what was acknowledged and refused), so that this one's audit
+	// checks the whole topic and the whole aggregates.
+	from *load
 }
 
 // load is continuous traffic through the real api: several concurrent
@@ -111,6 +136,8 @@ type load struct {
 	failedCodes map[connect.Code]int
 	// slowestFailure is the longest a failed call took.
 	slowestFailure time.Duration
+	// unanswered counts failed calls no api answered (failover).
+	unanswered int
 }
 
 // startLoad starts the clients; stop ends them.
@@ -120,6 +147,11 @@ func startLoad(t *testing.T, s *stack, seed uint64, opts loadOptions) *load {
 		t: t, s: s, gen: newSaleGen(seed), tr: newTruth(), opts: opts,
 		counted: map[string]int{}, refused: map[string]string{}, failedCodes: map[connect.Code]int{},
 		start: time.Now(),
+	}
+	if f := opts.from; f != nil {
+		f.mu.Lock()
+		l.tr, l.counted, l.refused, l.resent = f.tr, f.counted, f.refused, f.resent
+		f.mu.Unlock()
 	}
 	l.retryUntil.Store(time.Now().Add(time.Hour).UnixNano())
 	cs := callers(s)
@@ -231,9 +263,22 @@ func (l *load) attempt(c caller, sale *salesv1.Sale, uncertain bool) {
 			// outage.
 			retry := proto.Clone(sale).(*salesv1.Sale)
 			retry.SaleId = id
+			if l.opts.failover != nil {
+				c = l.opts.failover(c)
+			}
 			l.wg.Go(func() { l.sendUncertain(c, retry) })
 			return
 		case recorded == "unknown" && id != "":
+		case recorded == "" && l.opts.failover != nil && sale.GetSaleId() != "":
+			// No api answered: only a refused connection, to a replica
+			// that is gone, is a client's to retry elsewhere.
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				l.t.Errorf("RecordSale via %s replica %d = %v with no Sale-Recorded, want every call an api took answered", c.name, c.replica, err)
+			}
+			l.mu.Lock()
+			l.unanswered++
+			l.mu.Unlock()
+			uncertain = true
 		default:
 			l.t.Errorf("RecordSale via %s = %v with Sale-Recorded %q, Sale-Id %q, want no or unknown and the sale's id", c.name, err, recorded, id)
 			l.stopped.Store(true)
@@ -242,6 +287,9 @@ func (l *load) attempt(c caller, sale *salesv1.Sale, uncertain bool) {
 		if time.Now().UnixNano() > l.retryUntil.Load() {
 			l.t.Errorf("sale %s still not acknowledged when the load's retries ran out: %v", sale.GetSaleId(), err)
 			return
+		}
+		if l.opts.failover != nil {
+			c = l.opts.failover(c)
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)

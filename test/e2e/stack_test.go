@@ -37,6 +37,11 @@ type stack struct {
 	// valkeyUser and valkeyPassword authenticate the tests' own Valkey
 	// reads when the server has ACLs on; empty for the default user.
 	valkeyUser, valkeyPassword string
+	// token is the bearer token writes carry, when the api wants one
+	// (the production shape's); apiPorts are the api replicas' ports
+	// when there are several, the first being apiPort.
+	token    string
+	apiPorts []int
 }
 
 func newStack(t *testing.T) *stack {

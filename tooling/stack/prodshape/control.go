@@ -212,3 +212,28 @@ func BusiestLeader(leaders map[int32]int32) (node int32, partitions int) {
 	}
 	return node, partitions
 }
+
+// UnderReplicated returns how many partitions of topic have fewer
+// replicas in sync than assigned.
+func (sh *Shape) UnderReplicated(ctx context.Context, topic string) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(sh.st.Kafka, ",")...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	d, ok := details[topic]
+	if !ok || d.Err != nil {
+		return 0, fmt.Errorf("prodshape: topic %s: not in the metadata (%v)", topic, d.Err)
+	}
+	under := 0
+	for _, pd := range d.Partitions {
+		if len(pd.ISR) < len(pd.Replicas) {
+			under++
+		}
+	}
+	return under, nil
+}
