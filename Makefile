@@ -180,7 +180,11 @@ fuzz-api: ## fuzz for the api's targets alone.
 
 # ---- JSON against gRPC, measured (docs/results/)
 
-COMPARE_RESULTS ?= docs/results
+# Where make compare and make bench write: by default a fresh scratch
+# directory per invocation (printed at the end); the committed results only
+# when asked for, with COMPARE_RESULTS=docs/results.
+COMPARE_STAMP   := $(shell date -u +%Y%m%dT%H%M%SZ)
+COMPARE_RESULTS ?= .run/compare/$(COMPARE_STAMP)
 # The comparison's knobs: repetitions, each run's measured window and
 # warm-up, load before anything is measured (the broker's JIT), closed-loop
 # callers for every protocol, extra gRPC concurrencies (empty: none), the
@@ -193,7 +197,7 @@ COMPARE_DURATION      ?= 1500ms
 COMPARE_WARMUP        ?= 500ms
 COMPARE_BROKER_WARMUP ?= 8s
 COMPARE_CONCURRENCY   ?= 128
-COMPARE_SWEEP         ?= 32,512
+COMPARE_SWEEP         ?= 1,8,32,512
 COMPARE_RATE          ?= 0
 COMPARE_FRESHNESS     ?= 20s
 COMPARE_PROTOCOLS     ?=
@@ -207,7 +211,7 @@ COMPARE_COMMAND  = $(strip make compare $(foreach k,$(COMPARE_KNOBS),$(if $(filt
 # launcher (in .run/compare-env), unless BF_TEST_KAFKA_BROKERS and
 # BF_TEST_VALKEY_ADDR name running ones, and stops them after.
 .PHONY: compare
-compare: build ## Compare every protocol end to end against a real broker, write docs/results/ (~3½ min; COMPARE_REPS=5 COMPARE_DURATION=10s for longer).
+compare: build ## Compare every protocol end to end against a real broker into COMPARE_RESULTS (default .run/compare/<UTC time>; docs/results to publish; ~3½ min).
 	@revision=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
 	git diff --quiet HEAD -- services gen proto 2>/dev/null || revision+=" with local changes"; \
 	echo "compare: load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
@@ -216,6 +220,7 @@ compare: build ## Compare every protocol end to end against a real broker, write
 	  -concurrency $(COMPARE_CONCURRENCY) -sweep '$(COMPARE_SWEEP)' -rate $(COMPARE_RATE) -freshness $(COMPARE_FRESHNESS) \
 	  $(if $(COMPARE_PROTOCOLS),-protocols '$(COMPARE_PROTOCOLS)') $(if $(wildcard $(COMPARE_RESULTS)/bench.txt),-bench $(COMPARE_RESULTS)/bench.txt) \
 	  -work .run/compare -out $(COMPARE_RESULTS) -revision "$$revision" -command '$(COMPARE_COMMAND)' $(COMPARE_ARGS)
+	@echo "compare: results, CSV, .hgrm and plots in $(COMPARE_RESULTS)/"
 
 # Benchmarks to run, and how long each.
 BENCH_PATTERN ?= ^BenchmarkRecordSale(s|Parallel)?$$
@@ -226,17 +231,20 @@ BENCH_COUNT   ?= 3
 # benchmarks also produce to that real broker ("broker"), whose allocations,
 # unlike in-process kfake's, are not counted against the api.
 .PHONY: bench
-bench: k6-check ## Run the in-process benchmarks (real codecs, real vs no-op recorder) and print the ratios.
+bench: k6-check ## Run the in-process benchmarks and print the ratios; bench.txt into COMPARE_RESULTS (default .run/compare/<UTC time>).
 	@mkdir -p $(COMPARE_RESULTS)
 	go test -run '^$$' -bench '$(BENCH_PATTERN)' -benchmem -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) \
 	  ./services/api/internal/server | tee $(COMPARE_RESULTS)/bench.txt
 	go run ./tooling/loadgen benchratio -in $(COMPARE_RESULTS)/bench.txt
+	@echo "bench: wrote $(COMPARE_RESULTS)/bench.txt (make compare COMPARE_RESULTS=$(COMPARE_RESULTS) includes it)"
 
 .PHONY: k6-check
-k6-check: ## Check the k6 scripts: node --check, and every RPC path and proto file they name exists.
+k6-check: ## Check the k6 scripts: they parse, name real RPCs and protos, honour TOKEN and PLAINTEXT, bound dropped iterations.
 	@for f in k6/*.js; do node --check "$$f" || exit 1; done
 	go test -count=1 -run '^TestK6Scripts$$' ./tooling/loadgen/
 	@echo "k6-check: k6/*.js parse, and every RPC path and proto file they name exists"
+	@# The scripts run under node with k6's modules stubbed (k6/check/check.mjs).
+	node k6/check/check.mjs
 
 # ---- The live dashboard: web/ → services/api/internal/web/dist, embedded in the api
 #

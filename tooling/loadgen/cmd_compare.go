@@ -24,6 +24,7 @@ import (
 func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("loadgen compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs)
 	var cfg compare.Config
 	var protocols, out, benchFile, progressMode string
 	fs.StringVar(&cfg.APIBin, "api-bin", "bin/api", "the api binary")
@@ -41,7 +42,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	fs.IntVar(&cfg.Concurrency, "concurrency", 128, "closed-loop callers, the same for every protocol")
 	fs.IntVar(&cfg.H2Conns, "conns", protocol.DefaultH2Conns, "connections of each HTTP/2 protocol's calls (HTTP/1.1 takes one per call in flight)")
 	var sweep string
-	fs.StringVar(&sweep, "sweep", "32,512", "comma-separated extra concurrencies at which gRPC runs once on each api (empty: none)")
+	fs.StringVar(&sweep, "sweep", "1,8,32,512", "comma-separated extra concurrencies at which gRPC runs once on each api (empty: none)")
 	fs.IntVar(&cfg.OpenMaxInFlight, "max-inflight", 512, "open loop: most calls in flight")
 	fs.IntVar(&cfg.Batch, "batch", protocol.DefaultBatch, "sales per RecordSales call of the batch protocol")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open-loop calls/s for every protocol; 0 takes half the slowest unary protocol's saturation")
@@ -51,12 +52,12 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	fs.DurationVar(&cfg.PollInterval, "poll", 5*time.Millisecond, "how often the freshness probe reads GetSummary")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the sales")
 	fs.StringVar(&cfg.WorkDir, "work", ".run/compare", "where the ground-truth files and the services' logs go")
-	fs.StringVar(&out, "out", "docs/results", "where results.json, results.md and the charts go")
+	fs.StringVar(&out, "out", "", "where results.json, results.md, the charts, the CSV files, the .hgrm distributions and the plots go (default .run/compare/<UTC time>; docs/results to publish)")
 	fs.StringVar(&cfg.Meta.Command, "command", "", "the command that reproduces the run, for the report")
 	fs.StringVar(&cfg.Meta.Kafka, "kafka-version", "", "the broker's version, for the report")
 	fs.StringVar(&cfg.Meta.Valkey, "valkey-version", "", "the Valkey/Redis version, for the report")
 	fs.StringVar(&cfg.Meta.Revision, "revision", "", "the source revision, for the report")
-	fs.StringVar(&benchFile, "bench", "", "`go test -bench` output to include (the allocation target)")
+	fs.StringVar(&benchFile, "bench", "", "`FILE` of go test -bench output to include (the allocation target)")
 	fs.StringVar(&progressMode, "progress", "auto", "progress bar: auto, on or off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,12 +120,15 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		}
 		*p = abs
 	}
+	if out == "" {
+		out = filepath.Join(".run", "compare", time.Now().UTC().Format("20060102T150405Z"))
+	}
 	res, err := compare.Run(ctx, cfg)
 	if res != nil && len(res.Runs) > 0 {
 		if werr := report.Write(res, out); werr != nil {
 			err = errors.Join(err, werr)
 		} else {
-			fmt.Fprintf(stdout, "compare: wrote %s\n", filepath.Join(out, report.MarkdownFile))
+			fmt.Fprintf(stdout, "compare: wrote %s and the data and plots next to it\n", filepath.Join(out, report.MarkdownFile))
 			printTargets(stdout, report.Summarize(res))
 		}
 	}
@@ -176,9 +180,10 @@ func printTargets(w io.Writer, s *report.Summary) {
 func runReport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs)
 	in := fs.String("in", "docs/results/"+report.JSONFile, "the results of a comparison")
 	out := fs.String("out", "docs/results", "where to write results.md and the charts")
-	benchFile := fs.String("bench", "", "`go test -bench` output to include instead of the one in the results")
+	benchFile := fs.String("bench", "", "`FILE` of go test -bench output to include instead of the one in the results")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -207,7 +212,8 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 func runBenchRatio(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen benchratio", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	in := fs.String("in", "-", "`go test -bench` output (- for stdin)")
+	setUsage(fs)
+	in := fs.String("in", "-", "`FILE` of go test -bench output (- for stdin)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil

@@ -47,6 +47,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	var f runFlags
 	fs := flag.NewFlagSet("loadgen run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs)
 	fs.StringVar(&f.target, "target", "http://127.0.0.1:8080", "the api's base URL")
 	fs.StringVar(&f.protocol, "protocol", "grpc", "protocol: "+protocolList())
 	fs.IntVar(&f.batch, "batch", 0, "sales per call: more than 1 calls RecordSales (0: 1, or 500 for -protocol batch)")
@@ -229,6 +230,7 @@ func codes(m map[string]int64) string {
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs)
 	target := fs.String("target", "http://127.0.0.1:8080", "the api's base URL")
 	files := fs.String("truth", "", "comma-separated ground-truth files")
 	timeout := fs.Duration("timeout", time.Minute, "how long to wait for the aggregates to catch up")

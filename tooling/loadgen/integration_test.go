@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,9 +174,13 @@ func TestCompareSmall(t *testing.T) {
 		"-kafka", kafka, "-valkey", valkey, "-protocols", "connect-json,grpc,batch",
 		"-reps", "2", "-duration", "1s", "-warmup", "200ms", "-concurrency", "8", "-batch", "50",
 		"-sweep", "2", "-freshness", "3s", "-broker-warmup", "400ms", "-work", work, "-out", out, "-progress", "off", "-command", "go test"}
+	committed := snapshotDir(t, filepath.Join("..", "..", "docs", "results"))
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("loadgen compare: %v\n%s", err, stderr.String())
+	}
+	if after := snapshotDir(t, filepath.Join("..", "..", "docs", "results")); after != committed {
+		t.Errorf("compare -out %s changed docs/results", out)
 	}
 	res, err := report.Load(filepath.Join(out, report.JSONFile))
 	if err != nil {
@@ -191,10 +196,34 @@ func TestCompareSmall(t *testing.T) {
 	if want := 2*(3*2+2) + 2 + 1; len(res.Runs) != want {
 		t.Errorf("%d runs, want %d", len(res.Runs), want)
 	}
-	for _, name := range []string{report.MarkdownFile, report.ThroughputFile, report.LatencyFile, report.BytesFile} {
+	for _, name := range []string{report.MarkdownFile, report.ThroughputFile, report.LatencyFile, report.BytesFile,
+		report.CSVFile, report.SeriesFile, report.CDFFile, report.CallersFile, report.CPUStackFile,
+		"latency-closed-grpc-kafka.hgrm", "latency-closed-batch-discard.hgrm", "latency-open-connect-json-kafka.hgrm", "latency-sweep-grpc-kafka-2c.hgrm"} {
 		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
 			t.Errorf("%s not written: %v", name, err)
 		}
 	}
 	t.Log(stdout.String())
+}
+
+// snapshotDir lists a directory's files with their sizes and times, to
+// tell whether anything wrote to it.
+func snapshotDir(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

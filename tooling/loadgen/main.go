@@ -9,15 +9,19 @@
 //	loadgen verify -target http://127.0.0.1:8080 -truth truth.csv
 //	loadgen compare -api-bin bin/api -aggregator-bin bin/aggregator -kafka HOST:PORT -valkey HOST:PORT
 //	loadgen report -in docs/results/results.json -out docs/results
+//	loadgen -h
 //	go test -bench . ./services/api/internal/server | loadgen benchratio
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -34,9 +38,50 @@ func main() {
 	}
 }
 
+// commands lists the subcommands, each with what it does in one line.
+var commands = []struct{ name, args, does string }{
+	{"run", "[flags]", "load the api with one protocol, open or closed loop, and measure it (the default)"},
+	{"verify", "-truth FILE [flags]", "check the api's aggregates against a ground-truth file, exactly"},
+	{"compare", "[-out DIR] [flags]", "compare every protocol end to end on real services; results, CSV, .hgrm and plots into -out"},
+	{"report", "-in results.json -out DIR", "render a comparison's results.json again: tables, charts, CSV, .hgrm, plots"},
+	{"benchratio", "[-in FILE]", "summarise `go test -bench` output of the api's RecordSale benchmarks"},
+	{"version", "", "print the version"},
+	{"help", "", "print this list"},
+}
+
+// usage prints the subcommands.
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: loadgen [command] [flags]  (loadgen COMMAND -h for a command's flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.does)
+	}
+}
+
+// setUsage gives a subcommand's flag set a -h that says what the command
+// does before its flags.
+func setUsage(fs *flag.FlagSet) {
+	fs.Usage = func() {
+		name := strings.TrimPrefix(fs.Name(), "loadgen ")
+		for _, c := range commands {
+			if c.name == name {
+				fmt.Fprintf(fs.Output(), "Usage: loadgen %s %s\n\n%s.\n\nFlags:\n", c.name, c.args, strings.ToUpper(c.does[:1])+c.does[1:])
+			}
+		}
+		fs.PrintDefaults()
+	}
+}
+
 // run dispatches to a subcommand; without one it runs a load.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "run"
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			usage(stdout)
+			return nil
+		}
+	}
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
@@ -52,8 +97,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "benchratio":
 		return runBenchRatio(args, os.Stdin, stdout, stderr)
 	case "version":
+		fs := flag.NewFlagSet("loadgen version", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		setUsage(fs)
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return err
+		}
 		fmt.Fprintln(stdout, "loadgen", version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want run, verify, compare, report, benchratio or version)", cmd)
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", cmd)
 }

@@ -68,3 +68,31 @@ func TestRunDispatch(t *testing.T) {
 		}
 	}
 }
+
+// TestHelp checks that loadgen -h names every subcommand, and that each
+// subcommand answers -h with what it does.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, &out, io.Discard); err != nil {
+		t.Fatalf("run(-h) = %v", err)
+	}
+	for _, c := range commands {
+		if !strings.Contains(out.String(), "\n  "+c.name+" ") {
+			t.Errorf("loadgen -h does not list %s:\n%s", c.name, out.String())
+		}
+		if c.name == "help" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			if err := run(context.Background(), []string{c.name, "-h"}, &stdout, &stderr); err != nil {
+				t.Fatalf("run(%s -h) = %v", c.name, err)
+			}
+			if !strings.Contains(stderr.String(), "Usage: loadgen "+c.name) || stdout.Len() != 0 {
+				t.Errorf("loadgen %s -h wrote %q to stderr and %q to stdout, want its usage on stderr alone", c.name, stderr.String(), stdout.String())
+			}
+		})
+	}
+}

@@ -89,6 +89,7 @@ type runner struct {
 	t0, t1  time.Time
 	next    atomic.Uint64
 	hist    *histogram.Histogram
+	secs    []second     // the window, second by second
 	calls   atomic.Int64 // completed in the window
 	okCalls atomic.Int64
 	acked   atomic.Int64 // sales acknowledged in the window
@@ -128,6 +129,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		t0:         start.Add(o.Warmup),
 		t1:         start.Add(o.Warmup + o.Duration),
 		hist:       histogram.New(),
+		secs:       newSeconds(o.Duration),
 		errors:     map[string]int64{},
 		saleErrors: map[string]int64{},
 	}
@@ -185,10 +187,11 @@ func (r *runner) closedLoop(ctx context.Context) {
 		if !sent.Before(r.t1) {
 			return
 		}
-		end := r.call(ctx, batch)
+		end, ok := r.call(ctx, batch)
 		if !end.Before(r.t0) && end.Before(r.t1) {
 			r.hist.RecordDuration(end.Sub(sent))
 			r.calls.Add(1)
+			r.perSecond(end, end.Sub(sent), ok)
 		}
 	}
 }
@@ -203,7 +206,7 @@ func (r *runner) openLoop(ctx context.Context, sched *pacing.Schedule) {
 			return
 		}
 		lag := time.Since(due)
-		end := r.call(ctx, batch)
+		end, ok := r.call(ctx, batch)
 		if due.Before(r.t0) {
 			continue
 		}
@@ -219,12 +222,13 @@ func (r *runner) openLoop(ctx context.Context, sched *pacing.Schedule) {
 		}
 		r.hist.RecordDuration(end.Sub(due))
 		r.calls.Add(1)
+		r.perSecond(due, end.Sub(due), ok)
 	}
 }
 
 // call sends one call of fresh sales, records its outcome and returns when
-// it ended.
-func (r *runner) call(ctx context.Context, batch []*salesv1.Sale) time.Time {
+// it ended and whether it succeeded.
+func (r *runner) call(ctx context.Context, batch []*salesv1.Sale) (time.Time, bool) {
 	n := uint64(len(batch))
 	r.o.Sales.Sales(batch, r.next.Add(n)-n)
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.Timeout)
@@ -261,7 +265,7 @@ func (r *runner) call(ctx context.Context, batch []*salesv1.Sale) time.Time {
 			r.okCalls.Add(1)
 			r.acked.Add(acked)
 		}
-		return end
+		return end, true
 	}
 	r.mu.Lock()
 	if inWindow {
@@ -269,7 +273,7 @@ func (r *runner) call(ctx context.Context, batch []*salesv1.Sale) time.Time {
 	}
 	r.lastErr = reply.Err
 	r.mu.Unlock()
-	return end
+	return end, false
 }
 
 func (r *runner) result(start time.Time, before, after snapshot, peak int64, peakReset bool) *Result {
@@ -317,6 +321,8 @@ func (r *runner) result(start time.Time, before, after snapshot, peak int64, pea
 		P50: ms(h.Quantile(0.50)), P90: ms(h.Quantile(0.90)), P99: ms(h.Quantile(0.99)),
 		P999: ms(h.Quantile(0.999)), Max: ms(h.Max()), Mean: h.Mean() / float64(time.Millisecond),
 	}
+	res.Histogram = h
+	res.Seconds = seconds(r.secs)
 	if calls := float64(res.Calls); calls > 0 {
 		w := after.wire.Sub(before.wire)
 		res.Wire = Wire{

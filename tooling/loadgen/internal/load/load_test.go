@@ -189,3 +189,41 @@ func TestRunRejects(t *testing.T) {
 		t.Errorf("Run against a closed port = %+v, want unavailable errors", res)
 	}
 }
+
+// TestSeconds checks the per-second series: one entry per second of the
+// window, together every call of the window, with its failures.
+func TestSeconds(t *testing.T) {
+	t.Parallel()
+	srv := fakeapi.New(t)
+	var calls atomic.Int64
+	srv.Fail = func(*salesv1.Sale) connect.Code {
+		if calls.Add(1)%5 == 0 {
+			return connect.CodeUnavailable
+		}
+		return 0
+	}
+	res, err := load.Run(context.Background(), load.Options{
+		Client: client(t, srv.URL, protocol.ConnectJSON, 1, 1), Sales: sales.New(1, 50),
+		Concurrency: 2, Warmup: 20 * time.Millisecond, Duration: 1500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Seconds) != 2 {
+		t.Fatalf("%d seconds, want 2 for a 1.5 s window", len(res.Seconds))
+	}
+	var n, failed int64
+	for i, s := range res.Seconds {
+		if s.Second != i || s.Calls == 0 || s.P50 <= 0 || s.P99 < s.P50 || s.Max < s.P99 {
+			t.Errorf("second %d = %+v, want calls with ordered percentiles", i, s)
+		}
+		n += s.Calls
+		failed += s.Errors
+	}
+	if n != res.Calls || failed != res.Calls-res.OKCalls {
+		t.Errorf("seconds hold %d calls, %d failed, want %d, %d", n, failed, res.Calls, res.Calls-res.OKCalls)
+	}
+	if res.Histogram == nil || res.Histogram.Count() != res.Calls {
+		t.Errorf("Histogram holds %v, want the window's %d calls", res.Histogram, res.Calls)
+	}
+}

@@ -2,6 +2,8 @@ package load
 
 import (
 	"time"
+
+	"blackfriday.local/tooling/loadgen/histogram"
 )
 
 // Result is one run's measurements, as written to the JSON result file.
@@ -32,6 +34,11 @@ type Result struct {
 	SalesPerS float64 `json:"sales_per_s"`
 
 	Latency Latency `json:"latency_ms"`
+	// Histogram is the whole latency distribution of the window, in
+	// nanoseconds (the .hgrm files and the CDF are drawn from it).
+	Histogram *histogram.Histogram `json:"latency_histogram_ns,omitempty"`
+	// Seconds is the window second by second.
+	Seconds []Second `json:"seconds,omitempty"`
 	// Errors counts failed calls by code; SaleErrors counts sales a
 	// successful batch call reported as failed, by code.
 	Errors     map[string]int64 `json:"errors"`

@@ -21,8 +21,10 @@ const (
 	BytesFile      = "bytes.svg"
 )
 
-// Write saves the results as JSON and renders the Markdown table and the
-// charts into dir.
+// Write saves the results as JSON and renders into dir the Markdown table,
+// the bar charts, the data files (the long-format CSV, the per-second
+// series and one .hgrm latency distribution per protocol, sink and phase)
+// and the gonum plots.
 func Write(r *Results, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -42,7 +44,11 @@ func Write(r *Results, dir string) error {
 			return err
 		}
 	}
-	return nil
+	if _, err := writeData(r, dir); err != nil {
+		return err
+	}
+	_, err := writePlots(r, dir)
+	return err
 }
 
 // fmtNum prints a number with about three significant digits and thousands
