@@ -45,7 +45,7 @@ type config struct {
 	KafkaTopicPartitions int32         `env:"KAFKA_TOPIC_PARTITIONS" envDefault:"6" help:"partitions when the api creates a missing topic at start (best effort)"`
 	KafkaLinger          time.Duration `env:"KAFKA_LINGER" envDefault:"1ms" help:"producer linger: adds up to this to each call's latency, and gives the broker fuller batches (about half its CPU per sale under load); '0' sends at once, and batches then form only behind the request in flight"`
 	KafkaCompression     string        `env:"KAFKA_COMPRESSION" envDefault:"snappy" help:"producer batch codec: 'none', 'snappy', 'lz4', 'zstd' or 'gzip'"`
-	ProduceTimeout       time.Duration `env:"PRODUCE_TIMEOUT" envDefault:"3s" help:"longest a call waits for Kafka's acknowledgement"`
+	ProduceTimeout       time.Duration `env:"PRODUCE_TIMEOUT" envDefault:"15s" help:"longest a call waits for Kafka's acknowledgement: longer than a leader's move (the broker session, 9 s)"`
 	MaxBufferedRecords   int           `env:"MAX_BUFFERED_RECORDS" envDefault:"10000" help:"producer buffer bound, for single sales and again for batches (their own client under a linger); beyond it calls get 'resource_exhausted'"`
 	// SalesSink "discard" is the load comparison's no-op baseline.
 	SalesSink string `env:"SALES_SINK" envDefault:"kafka" help:"'discard' acknowledges without writing: only for the load comparison's no-op baseline"`

@@ -32,7 +32,7 @@ func defaults() config {
 		KafkaTopicPartitions: 6,
 		KafkaLinger:          time.Millisecond,
 		KafkaCompression:     "snappy",
-		ProduceTimeout:       3 * time.Second,
+		ProduceTimeout:       15 * time.Second,
 		MaxBufferedRecords:   10000,
 		SalesSink:            "kafka",
 		MaxInflightWrites:    1024,

@@ -17,6 +17,15 @@ import (
 	"blackfriday.local/tooling/stack/process"
 )
 
+// prodTiming undoes the launcher's short broker session, kept for quick
+// restarts in development: Strimzi forbids every broker.* setting in
+// spec.kafka.config, so a prod cluster fences a dead broker, and moves its
+// partitions' leaders, only after Kafka's default session of 9 s.
+const prodTiming = `# Kafka's defaults, which a Strimzi cluster cannot change (broker.* is forbidden)
+broker.heartbeat.interval.ms=2000
+broker.session.timeout.ms=9000
+`
+
 // ownedByNode are the prefixes of broker settings that the launcher's
 // KRaft node sets itself (its listeners, roles, storage and, locally,
 // no security): Strimzi forbids most of them in spec.kafka.config too.

@@ -271,7 +271,7 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 		}
 	}
 	kcfg.ExtraProperties = "# From the Kafka resource " + k.Metadata.Name + "'s spec.kafka.config (" + cfg.Overlay + " overlay)\n" +
-		strings.Join(sh.st.Broker, "\n") + "\n" + cfg.Kafka.ExtraProperties
+		strings.Join(sh.st.Broker, "\n") + "\n" + prodTiming + cfg.Kafka.ExtraProperties
 	sh.st.KafkaProperties = kcfg.ExtraProperties
 	for _, key := range skipped {
 		sh.missing("broker setting %s: the local node sets it itself", key)
