@@ -138,6 +138,17 @@ type load struct {
 	slowestFailure time.Duration
 	// unanswered counts failed calls no api answered (failover).
 	unanswered int
+	// failures holds every failed call an api answered, in order.
+	failures []failure
+}
+
+// failure is one failed call an api answered: when it started, how long
+// it took, its code and its Sale-Recorded.
+type failure struct {
+	start    time.Time
+	took     time.Duration
+	code     connect.Code
+	recorded string
 }
 
 // startLoad starts the clients; stop ends them.
@@ -238,11 +249,15 @@ func (l *load) attempt(c caller, sale *salesv1.Sale, uncertain bool) {
 			l.stopped.Store(true)
 			return
 		}
+		recorded, id := ce.Meta().Get("Sale-Recorded"), ce.Meta().Get("Sale-Id")
 		l.mu.Lock()
 		l.failedCodes[ce.Code()]++
 		l.slowestFailure = max(l.slowestFailure, took)
+		if recorded != "" {
+			l.failures = append(l.failures, failure{start: start, took: took, code: ce.Code(), recorded: recorded})
+		}
 		l.mu.Unlock()
-		switch recorded, id := ce.Meta().Get("Sale-Recorded"), ce.Meta().Get("Sale-Id"); {
+		switch {
 		case recorded == "no" && id != "" && uncertain:
 			// This attempt was not written, but an earlier one may
 			// have been: only an acknowledgement settles it.

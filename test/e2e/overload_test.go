@@ -47,7 +47,7 @@ const (
 	overloadAcceptP99 = 2 * time.Second
 	// overloadCallTimeout is each call's deadline. A call that reaches it
 	// hung, which must never happen: the api answers every call within
-	// PRODUCE_TIMEOUT (3s) and a little.
+	// PRODUCE_TIMEOUT and a little.
 	overloadCallTimeout = 10 * time.Second
 	// overloadMaxOutstanding caps the calls the driver keeps open, so a
 	// hanging api cannot exhaust the test process.
