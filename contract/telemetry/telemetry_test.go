@@ -183,3 +183,27 @@ func TestNested(t *testing.T) {
 		t.Errorf("received %q, want child,parent", names)
 	}
 }
+
+// TestShutdownFlushes: spans still buffered when the service stops are
+// exported by Shutdown, however long the batch schedule.
+func TestShutdownFlushes(t *testing.T) {
+	rcv := telemetrytest.Start(t)
+	setenv(t, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.Endpoint(), "OTEL_BSP_SCHEDULE_DELAY=600000")
+	ctx := context.Background()
+	tr, err := telemetry.Start(ctx, telemetry.ServiceAggregator, discard)
+	if err != nil || tr == nil {
+		t.Fatalf("Start() = %v, %v", tr, err)
+	}
+	_, span := tr.Provider().Tracer("test").Start(ctx, "buffered")
+	span.End()
+	time.Sleep(100 * time.Millisecond)
+	if n := rcv.Requests(); n != 0 {
+		t.Fatalf("%d exports before Shutdown, want none with a ten-minute schedule", n)
+	}
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if spans := rcv.Spans(); len(spans) != 1 || spans[0].Service != "blackfriday-aggregator" {
+		t.Errorf("after Shutdown the receiver holds %v, want the buffered span", spans)
+	}
+}

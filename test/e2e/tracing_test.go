@@ -212,3 +212,32 @@ func TestTracingOff(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingFlushedOnShutdown: with a batch schedule far longer than the
+// test (OTEL_BSP_SCHEDULE_DELAY of ten minutes), no span is exported while
+// the services run, and every span of a sale is once they are stopped with
+// SIGTERM: each flushes its tracer provider on the way out.
+func TestTracingFlushedOnShutdown(t *testing.T) {
+	rcv := telemetrytest.Start(t)
+	s := newStack(t)
+	tracingEnv(s, rcv)
+	s.setEnv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+	s.startAggregator("aggregator")
+	s.startAPI()
+	ctx := context.Background()
+	gen, tr := newSaleGen(33), newTruth()
+	sale := gen.next()
+	if _, err := salesClient(s, h2c, connect.WithGRPC()).RecordSale(ctx, &salesv1.RecordSaleRequest{Sale: cloneSale(sale)}); err != nil {
+		t.Fatalf("RecordSale: %v", err)
+	}
+	tr.acked(sale, "grpc")
+	waitForTruth(ctx, t, s, tr)
+	if n := len(rcv.Spans()); n != 0 {
+		t.Fatalf("%d spans exported before shutdown, want none with a ten-minute schedule", n)
+	}
+	s.stop()
+	spans := rcv.Spans()
+	if _, ok := findSaleTrace(spans); !ok {
+		t.Fatalf("after SIGTERM the receiver holds %d spans, not the sale's:\n%s", len(spans), telemetrytest.Waterfall(spans))
+	}
+}
