@@ -182,6 +182,8 @@ func contractNames() names {
 			record.HeaderDLQTopic:       "a record header name",
 			record.HeaderDLQPartition:   "a record header name",
 			record.HeaderDLQOffset:      "a record header name",
+			record.HeaderTraceParent:    "a record header name",
+			record.HeaderTraceState:     "a record header name",
 			record.ContentTypeProtobuf:  "the record content type",
 			record.Schema():             "the record schema name",
 		},

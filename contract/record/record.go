@@ -18,6 +18,14 @@ const (
 	HeaderSchema = "schema"
 	// HeaderIngestProtocol holds the Protocol the sale arrived through.
 	HeaderIngestProtocol = "ingest-protocol"
+	// HeaderTraceParent, when the api traces (package telemetry), holds
+	// the W3C trace context of the span that produced the record, and
+	// HeaderTraceState its tracestate when there is one: the aggregator's
+	// spans for the sale continue that trace. The OpenTelemetry
+	// propagators write and read them; a record is counted the same with
+	// them or without, and a dead letter keeps them.
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
 )
 
 // The names of the headers the aggregator adds to a record it sends to the

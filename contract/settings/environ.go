@@ -30,6 +30,10 @@ import (
 //   - a variable other software is known to read (HTTP_PROXY, KAFKA_OPTS
 //     and the like for Kafka's own scripts).
 //
+// Variables that begin with OTEL_ are OpenTelemetry's, never ours, and never
+// an error: one the services' tracing reads (OpenTelemetry) passes, and any
+// other is returned in notes, with the variable it was probably meant to be.
+//
 // Anything else is an error naming every such variable, with the setting
 // each was probably meant to be.
 func CheckEnviron(service string, declared []Setting, environ []string) (notes []string, err error) {
@@ -44,6 +48,13 @@ func CheckEnviron(service string, declared []Setting, environ []string) (notes [
 	var errs []error
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "OTEL_") {
+			// OpenTelemetry's, never ours (see OpenTelemetry).
+			if note := openTelemetryNote(name, service); note != "" {
+				notes = append(notes, note)
+			}
+			continue
+		}
 		family, _, ok := strings.Cut(name, "_")
 		switch {
 		case ours[name], !ok, !families[family], name != strings.ToUpper(name),

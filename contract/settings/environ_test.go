@@ -40,6 +40,16 @@ func TestCheckEnviron(t *testing.T) {
 			"KAFKA_PORT=tcp://10.0.0.1:9092", "KAFKA_PORT_9092_TCP=tcp://10.0.0.1:9092",
 			"KAFKA_PORT_9092_TCP_PROTO=tcp", "KAFKA_PORT_9092_TCP_PORT=9092", "KAFKA_PORT_9092_TCP_ADDR=10.0.0.1",
 		}},
+		{name: "opentelemetry's variables", environ: []string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+			"OTEL_SERVICE_NAME=x", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1",
+			"OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_EXPORTER_OTLP_TRACES_HEADERS=a=b",
+		}},
+		{name: "opentelemetry's, not read here", environ: []string{"OTEL_EXPORTER_OTLP_ENDPIONT=http://jaeger:4318", "OTEL_METRICS_EXPORTER=none"},
+			notes: []string{
+				"OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable the api's tracing reads (did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)",
+				"OTEL_METRICS_EXPORTER is not an OpenTelemetry variable the api's tracing reads",
+			}},
 		{name: "other software's variables", environ: []string{"KAFKA_OPTS=-X", "KAFKA_HEAP_OPTS=-Xmx1g", "KAFKA_SCRAM_USERS=api:pw", "HTTP_PROXY=http://proxy", "kafka_brokers=x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"blackfriday.local/contract/settings"
+	"blackfriday.local/contract/telemetry"
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/consume"
 	"blackfriday.local/services/aggregator/internal/metrics"
@@ -66,8 +67,17 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	// Tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; the
+	// OpenTelemetry SDK reads its own variables (package telemetry).
+	tel, err := telemetry.Start(ctx, telemetry.ServiceAggregator, log)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	defer stopTracing(tel, log)
+	log.Info("tracing", "tracing", tel)
+	traces := newTracing(tel, cfg.Group)
 
-	valkey, err := dialValkey(ctx, cfg, log)
+	valkey, err := dialValkey(ctx, cfg, traces.valkey, log)
 	if err != nil {
 		return err
 	}
@@ -85,7 +95,7 @@ func run(ctx context.Context) error {
 	m := metrics.New()
 	clientOpts := slices.Concat(securityOpts, []kgo.Opt{
 		kgo.SessionTimeout(cfg.SessionTimeout),
-		kgo.WithHooks(kprom.NewMetrics("bf_aggregator", kprom.Registerer(m.Registry()))),
+		kgo.WithHooks(traces.hooks(kprom.NewMetrics("bf_aggregator", kprom.Registerer(m.Registry())))...),
 	})
 	if cfg.InstanceID != "" {
 		clientOpts = append(clientOpts, kgo.InstanceID(cfg.InstanceID))
@@ -101,6 +111,7 @@ func run(ctx context.Context) error {
 		LogResetUnready:   cfg.LogResetUnready,
 		ClientOptions:     clientOpts,
 		Observer:          m,
+		Tracer:            traces.apply,
 	}, store.New(valkey, cfg.KeyPrefix, cfg.RateTTL), dec, log)
 	m.Health(consumer.Ready, valkeyUp(valkey, valkeyPingTimeout))
 
@@ -141,12 +152,13 @@ func run(ctx context.Context) error {
 	return runErr
 }
 
-// dialValkey connects to Valkey, retrying until it answers or ctx ends, so
-// that the aggregator can start before Valkey does.
-func dialValkey(ctx context.Context, cfg config, log *slog.Logger) (rueidis.Client, error) {
+// dialValkey connects to Valkey with newClient (nil: rueidis.NewClient),
+// retrying until it answers or ctx ends, so that the aggregator can start
+// before Valkey does.
+func dialValkey(ctx context.Context, cfg config, newClient func(rueidis.ClientOption) (rueidis.Client, error), log *slog.Logger) (rueidis.Client, error) {
 	backoff := 250 * time.Millisecond
 	for {
-		client, err := store.Dial(ctx, store.Options{Addr: cfg.ValkeyAddr, Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword})
+		client, err := store.Dial(ctx, store.Options{Addr: cfg.ValkeyAddr, Username: cfg.ValkeyUsername, Password: cfg.ValkeyPassword, NewClient: newClient})
 		if err == nil {
 			return client, nil
 		}

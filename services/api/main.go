@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"blackfriday.local/contract/settings"
+	"blackfriday.local/contract/telemetry"
 	"blackfriday.local/services/api/internal/analytics"
 	"blackfriday.local/services/api/internal/auth"
 	"blackfriday.local/services/api/internal/ingest"
@@ -94,6 +95,16 @@ func run(ctx context.Context, getenv func(string) string) error {
 		log.Info("write RPCs need a bearer token", "tokens", tokens.Len(), "read_auth", cfg.ReadAuth, "legacy_write_auth", cfg.LegacyWriteAuth)
 	}
 
+	// Tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; the
+	// OpenTelemetry SDK reads its own variables (package telemetry).
+	tel, err := telemetry.Start(ctx, telemetry.ServiceAPI, log)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer stopTracing(tel, log)
+	log.Info("tracing", "tracing", tel)
+	traces := newTracing(tel)
+
 	m := metrics.New()
 	compression, err := ingest.ParseCompression(cfg.KafkaCompression)
 	if err != nil {
@@ -107,9 +118,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxBufferedRecords: cfg.MaxBufferedRecords,
 		Linger:             cfg.KafkaLinger,
 		Compression:        compression,
-		Hooks:              []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))},
-		BatchHooks:         []kgo.Hook{kprom.NewMetrics("bf_api", kprom.Subsystem("batch"), kprom.Registerer(m.Registry()))},
+		Hooks:              traces.hooks(kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))),
+		BatchHooks:         traces.hooks(kprom.NewMetrics("bf_api", kprom.Subsystem("batch"), kprom.Registerer(m.Registry()))),
 		ClientOpts:         kafkaSecurity,
+		Traced:             tel != nil,
 	}, log)
 	if err != nil {
 		return err
@@ -143,6 +155,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		WatchInterval:  streams.WatchInterval,
 		WatchHeartbeat: streams.WatchHeartbeat,
 		MaxWatchers:    streams.MaxWatchers,
+		NewClient:      traces.valkey,
 	})
 	defer store.Close()
 	dashboard, err := web.New()
@@ -181,6 +194,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		Logger:    log,
 		Metrics:   m,
 		Dashboard: dashboard,
+		Tracing:   traces.server,
 	})
 	stopMetrics, err := serveMetrics(cfg.MetricsAddr, cfg.Pprof, m, log)
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -232,8 +234,12 @@ func runBenchRatio(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	}
 	lines := report.ParseBench(string(b))
 	allocs := report.BenchAllocs(lines)
+	traced := printTracingRatios(stdout, lines)
 	if len(allocs) == 0 {
-		return errors.New("benchratio: no BenchmarkRecordSale/<protocol>/{kafka,noop} lines in the input")
+		if traced {
+			return nil
+		}
+		return errors.New("benchratio: no BenchmarkRecordSale/<protocol>/{kafka,noop} or BenchmarkRecordSaleTracing lines in the input")
 	}
 	fmt.Fprintf(stdout, "\nBenchmarkRecordSale, real producer (%s) vs no-op recorder, medians over -count runs:\n", allocs[0].Backend)
 	fmt.Fprintf(stdout, "  %-40s %12s %12s %14s %10s %12s %12s %10s\n", "protocol", "allocs real", "allocs noop", "allocs diff", "target", "µs/op real", "µs/op noop", "noop÷real")
@@ -274,4 +280,57 @@ func runBenchRatio(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 			backend, k.Median, n.Median, k.Median/n.Median)
 	}
 	return nil
+}
+
+// tracingBench names BenchmarkRecordSaleTracing's rows: a protocol, then
+// baseline (no tracing code at all), off (tracing set up as the api does
+// with no endpoint), on (every call sampled, spans discarded) or on-1pct
+// (one call in a hundred sampled).
+var tracingBench = regexp.MustCompile(`^BenchmarkRecordSaleTracing/([^/]+)/(baseline|off|on|on-1pct)(-\d+)?$`)
+
+// printTracingRatios prints the medians of BenchmarkRecordSaleTracing's rows,
+// off and on against the baseline, and reports whether there were any.
+func printTracingRatios(stdout io.Writer, lines []report.BenchLine) bool {
+	type series struct{ ns, allocs, bytes []float64 }
+	rows := map[string]map[string]*series{}
+	var order []string
+	for _, l := range lines {
+		m := tracingBench.FindStringSubmatch(l.Name)
+		if m == nil {
+			continue
+		}
+		if rows[m[1]] == nil {
+			rows[m[1]] = map[string]*series{}
+			order = append(order, m[1])
+		}
+		r := rows[m[1]][m[2]]
+		if r == nil {
+			r = &series{}
+			rows[m[1]][m[2]] = r
+		}
+		r.ns, r.allocs, r.bytes = append(r.ns, l.NsPerOp), append(r.allocs, l.AllocsPerOp), append(r.bytes, l.BytesPerOp)
+	}
+	if len(order) == 0 {
+		return false
+	}
+	fmt.Fprintf(stdout, "\nBenchmarkRecordSaleTracing, medians over -count runs (min-max), ratios against the baseline:\n")
+	fmt.Fprintf(stdout, "  %-14s %-9s %22s %8s %14s %8s %12s\n", "protocol", "tracing", "µs/op", "×", "allocs/op", "×", "B/op")
+	for _, proto := range order {
+		base := rows[proto]["baseline"]
+		for _, mode := range []string{"baseline", "off", "on", "on-1pct"} {
+			r := rows[proto][mode]
+			if r == nil {
+				continue
+			}
+			ns, al, by := report.StatOf(r.ns), report.StatOf(r.allocs), report.StatOf(r.bytes)
+			nsRatio, alRatio := math.NaN(), math.NaN()
+			if base != nil {
+				nsRatio = ns.Median / report.StatOf(base.ns).Median
+				alRatio = al.Median / report.StatOf(base.allocs).Median
+			}
+			fmt.Fprintf(stdout, "  %-14s %-9s %7.1f (%5.1f-%5.1f) %8.2f %14.0f %8.2f %12.0f\n", proto, mode,
+				ns.Median/1000, ns.Min/1000, ns.Max/1000, nsRatio, al.Median, alRatio, by.Median)
+		}
+	}
+	return true
 }

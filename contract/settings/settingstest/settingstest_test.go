@@ -115,6 +115,15 @@ func TestCheckManifests(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[0], "deployment.yml sets PROT for the svc") {
 		t.Errorf("CheckManifests() with a misspelt variable reported %q", got)
 	}
+
+	// OpenTelemetry's variables pass by name; a misspelt one does not.
+	write("deployment.yml", "kind: Deployment\nspec: {template: {spec: {containers: [{name: svc, env: [{name: OTEL_EXPORTER_OTLP_ENDPOINT}, {name: OTEL_EXPORTER_OTLP_PROTOCOL}]}]}}}\n")
+	CheckManifests(t, root, "svc", declared)
+	write("deployment.yml", "kind: Deployment\nspec: {template: {spec: {containers: [{name: svc, env: [{name: OTEL_EXPORTER_OTLP_ENDPIONT}]}]}}}\n")
+	got = failures(t, func(tb testing.TB) { CheckManifests(tb, root, "svc", declared) })
+	if len(got) != 1 || !strings.Contains(got[0], "deployment.yml sets OTEL_EXPORTER_OTLP_ENDPIONT for the svc") {
+		t.Errorf("CheckManifests() with a misspelt OpenTelemetry variable reported %q", got)
+	}
 	got = failures(t, func(tb testing.TB) { CheckManifests(tb, root, "other", declared) })
 	if len(got) != 1 || !strings.Contains(got[0], "found no KAFKA_BROKERS for the other") {
 		t.Errorf("CheckManifests() of a service the manifests never name reported %q", got)

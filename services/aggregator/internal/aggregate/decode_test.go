@@ -92,6 +92,20 @@ func TestDecode(t *testing.T) {
 			wantProtocol: string(record.ProtocolUnknown),
 		},
 		{
+			// With tracing on, the api's records carry W3C trace context
+			// too, first or last (kotel appends; a copy may reorder).
+			name: "trace context headers",
+			rec: func(t *testing.T) *kgo.Record {
+				trace := []kgo.RecordHeader{
+					{Key: record.HeaderTraceParent, Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+					{Key: record.HeaderTraceState, Value: []byte("vendor=x")},
+					{Key: "baggage", Value: []byte("k=v")},
+				}
+				return saleRecord(t, nil, append(append(trace[:1:1], std("grpc")...), trace[1:]...)...)
+			},
+			wantProtocol: "grpc",
+		},
+		{
 			name: "no protocol header",
 			rec: func(t *testing.T) *kgo.Record {
 				return saleRecord(t, nil, std("")[:2]...)

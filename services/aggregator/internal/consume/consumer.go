@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
+	"go.opentelemetry.io/otel/trace"
 
 	"blackfriday.local/services/aggregator/internal/aggregate"
 	"blackfriday.local/services/aggregator/internal/store"
@@ -71,6 +72,11 @@ type Config struct {
 	ClientOptions []kgo.Opt
 	// Observer is told about batches, conflicts and lag; nil ignores them.
 	Observer Observer
+	// Tracer, when set, traces each apply (startApply says how) and makes
+	// each dead letter's span continue its sale's trace; ClientOptions
+	// then hold the Kafka client's tracing hook (kotel). Nil traces
+	// nothing.
+	Tracer trace.Tracer
 }
 
 // Observer watches the consumer, for metrics. Its methods must be cheap and
@@ -454,6 +460,9 @@ func (c *Consumer) process(ctx context.Context, cl *kgo.Client, tp topicPartitio
 		dead := make([]*kgo.Record, len(b.dead))
 		for i, dl := range b.dead {
 			dead[i] = deadLetterRecord(c.cfg.DLQTopic, dl)
+			if c.cfg.Tracer != nil {
+				dead[i].Context = deadLetterContext(ctx, dl.Record)
+			}
 		}
 		// The dead letters are durable before their batch is counted, so
 		// a crash in between re-sends (duplicates in the dead-letter
@@ -560,13 +569,20 @@ func (c *Consumer) prepare(ctx context.Context, cl *kgo.Client, tp topicPartitio
 
 // apply writes one batch with compare-and-set and moves the partition on. It
 // reports a conflict.
-func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (bool, error) {
+func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (conflict bool, err error) {
+	// outcome says, in the apply's span, what became of the batch.
+	outcome := "conflict"
+	if c.cfg.Tracer != nil {
+		var span trace.Span
+		ctx, span = startApply(ctx, c.cfg.Tracer, b)
+		defer func() { endApply(span, outcome, err) }()
+	}
 	last := b.records[len(b.records)-1]
 	base := store.Position{Offset: b.base.offset, TopicID: b.base.topicID}
 	next := store.Position{Offset: b.delta.Next, TopicID: b.topicID, Epoch: last.LeaderEpoch}
 	var out store.Outcome
 	var took time.Duration
-	err := c.retry(ctx, "apply batch", func() error {
+	err = c.retry(ctx, "apply batch", func() error {
 		start := time.Now()
 		var err error
 		out, err = c.store.Apply(ctx, b.delta, base, next)
@@ -580,6 +596,10 @@ func (c *Consumer) apply(ctx context.Context, cl *kgo.Client, b *batch) (bool, e
 		// Stored == next without Applied: an earlier attempt of this very
 		// batch was applied and its reply lost, or another member counted
 		// the same records. Either way they are counted once.
+		outcome = "counted already"
+		if out.Applied {
+			outcome = "applied"
+		}
 		c.parts.setPosition(b.tp, position{offset: next.Offset, topicID: out.StoredTopicID})
 		if b.seen != nil && out.Applied {
 			// Keep the copy of the dedup set in step with Valkey's.

@@ -31,11 +31,18 @@ type Options struct {
 	Addr     string
 	Username string
 	Password string
+	// NewClient makes the client (rueidis.NewClient when nil): a traced
+	// one (rueidisotel) when tracing is on.
+	NewClient func(rueidis.ClientOption) (rueidis.Client, error)
 }
 
 // Dial connects to Valkey and checks the connection with a PING.
 func Dial(ctx context.Context, o Options) (rueidis.Client, error) {
-	client, err := rueidis.NewClient(rueidis.ClientOption{
+	newClient := o.NewClient
+	if newClient == nil {
+		newClient = rueidis.NewClient
+	}
+	client, err := newClient(rueidis.ClientOption{
 		InitAddress: []string{o.Addr},
 		Username:    o.Username,
 		Password:    o.Password,

@@ -55,6 +55,9 @@ type Config struct {
 	// MaxWatchers bounds the WatchSummary streams served at once (1000
 	// when zero).
 	MaxWatchers int
+	// NewClient makes the Valkey client (rueidis.NewClient when nil): a
+	// traced one (rueidisotel) when tracing is on.
+	NewClient func(rueidis.ClientOption) (rueidis.Client, error)
 }
 
 // redialEvery throttles connection attempts while Valkey is down, so that
@@ -65,10 +68,11 @@ const redialEvery = time.Second
 type Service struct {
 	salesv1connect.UnimplementedAnalyticsServiceHandler
 
-	opt     rueidis.ClientOption
-	keys    keys.Keys
-	timeout time.Duration
-	now     func() time.Time
+	opt       rueidis.ClientOption
+	newClient func(rueidis.ClientOption) (rueidis.Client, error)
+	keys      keys.Keys
+	timeout   time.Duration
+	now       func() time.Time
 
 	hub *hub // feeds every WatchSummary stream
 
@@ -100,9 +104,13 @@ func New(cfg Config) *Service {
 			Dialer:           net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second},
 			ConnWriteTimeout: timeout,
 		},
-		keys:    keys.New(cfg.KeyPrefix),
-		timeout: timeout,
-		now:     time.Now,
+		newClient: cfg.NewClient,
+		keys:      keys.New(cfg.KeyPrefix),
+		timeout:   timeout,
+		now:       time.Now,
+	}
+	if s.newClient == nil {
+		s.newClient = rueidis.NewClient
 	}
 	s.hub = newHub(s, cfg)
 	return s
@@ -126,7 +134,7 @@ func (s *Service) client() (rueidis.Client, error) {
 		return nil, fmt.Errorf("%w: waiting to redial", ErrUnavailable)
 	}
 	s.lastDial = now
-	c, err := rueidis.NewClient(s.opt)
+	c, err := s.newClient(s.opt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

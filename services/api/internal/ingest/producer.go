@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"blackfriday.local/contract/record"
@@ -63,6 +64,12 @@ type Config struct {
 	// ClientOpts are more franz-go options, such as SASL and TLS. They
 	// apply to every connection of the client, topic creation's included.
 	ClientOpts []kgo.Opt
+	// Traced makes each record carry its caller's span context, and
+	// nothing else of the caller's, so that a tracing hook among Hooks
+	// (kotel) starts the record's span in the call's trace and writes it
+	// to the record's headers. Off, a record carries nothing of the
+	// caller's at all.
+	Traced bool
 }
 
 // Producer writes sales to the sales topic: idempotently, with acks=all,
@@ -88,11 +95,13 @@ type Producer struct {
 	// (see forgetRecreatedTopic).
 	purging atomic.Bool
 	log     *slog.Logger
+	traced  bool
 	// waiters are reusable single-sale calls (see Record).
 	waiters sync.Pool
 
 	// headers are each protocol's record headers, shared read-only by
-	// every record: franz-go only reads them.
+	// every record: franz-go only reads them, and a tracing hook that adds
+	// one appends it, to a copy, since each slice is full (len == cap).
 	headers map[record.Protocol][]kgo.RecordHeader
 }
 
@@ -158,6 +167,7 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 		timeout:     cfg.ProduceTimeout,
 		headers:     map[record.Protocol][]kgo.RecordHeader{},
 		log:         log,
+		traced:      cfg.Traced,
 	}
 	p.waiters.New = func() any {
 		w := &waiter{done: make(chan error, 1)}
@@ -166,11 +176,11 @@ func New(cfg Config, log *slog.Logger) (*Producer, error) {
 	}
 	schema := []byte(record.Schema())
 	for _, proto := range append(record.Protocols(), record.ProtocolUnknown) {
-		p.headers[proto] = []kgo.RecordHeader{
+		p.headers[proto] = slices.Clip([]kgo.RecordHeader{
 			{Key: record.HeaderContentType, Value: []byte(record.ContentTypeProtobuf)},
 			{Key: record.HeaderSchema, Value: schema},
 			{Key: record.HeaderIngestProtocol, Value: []byte(proto)},
-		}
+		})
 	}
 	p.breaker = newBreaker(threshold, window, coolDown, func(from, to breakerState) {
 		log.Warn("sales log circuit breaker", "from", from.String(), "to", to.String())
@@ -223,7 +233,7 @@ func (p *Producer) Record(ctx context.Context, sale *salesv1.Sale) error {
 		return unwritten(sale, err)
 	}
 	var recordCtx context.Context
-	recordCtx, w.release = p.recordContext()
+	recordCtx, w.release = p.recordContext(ctx)
 	p.client.TryProduce(recordCtx, &w.rec, w.promise)
 
 	learned := outcomeNeutral
@@ -337,8 +347,8 @@ func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err err
 	return out, out[start:mid:mid], out[mid:len(out):len(out)], nil
 }
 
-// recordContext returns the context the records of a call starting now
-// carry, and what releases it: to be called once franz-go has delivered
+// recordContext returns the context the records of a call from caller
+// starting now carry, and what releases it: to be called once franz-go has delivered
 // every one of them, since a record whose context ends while it is
 // buffered fails. A call waits ProduceTimeout for its acknowledgements; its
 // records' deadline is the server's own too, from ProduceTimeout.
@@ -354,8 +364,15 @@ func appendSale(buf []byte, sale *salesv1.Sale) (out, key, value []byte, err err
 // a deadline a twentieth of ProduceTimeout before the call stops waiting
 // lets those sales be reported as certainly not written, rather than as
 // unconfirmed.
-func (p *Producer) recordContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), p.timeout-p.timeout/20)
+//
+// Traced, the records carry the caller's span context, a value that
+// neither ends nor cancels anything.
+func (p *Producer) recordContext(caller context.Context) (context.Context, context.CancelFunc) {
+	parent := context.Background()
+	if p.traced {
+		parent = trace.ContextWithSpanContext(parent, trace.SpanContextFromContext(caller))
+	}
+	return context.WithTimeout(parent, p.timeout-p.timeout/20)
 }
 
 // RecordAll writes sales in order and waits for each acknowledgement, all
@@ -402,7 +419,7 @@ func (p *Producer) RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 	// delivers at once, so every record is counted before any is produced.
 	giveUp := time.NewTimer(p.timeout)
 	defer giveUp.Stop()
-	recordCtx, release := p.recordContext()
+	recordCtx, release := p.recordContext(ctx)
 	var undelivered atomic.Int64
 	undelivered.Store(int64(waiting))
 	if waiting == 0 {

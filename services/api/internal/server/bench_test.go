@@ -15,7 +15,12 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"blackfriday.local/contract/telemetry"
 	"blackfriday.local/contract/testenv"
 	legacypb "blackfriday.local/gen/blackfriday"
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
@@ -88,11 +93,11 @@ var noGzip = connect.WithAcceptCompression("gzip", nil, nil)
 // benchProtocol is one way of sending a sale; call sends req once.
 type benchProtocol struct {
 	name string
-	call func(b *testing.B, h *harness) func(ctx context.Context) error
+	call func(b testing.TB, h *harness) func(ctx context.Context) error
 }
 
-func connectCall(http1 bool, opts ...connect.ClientOption) func(b *testing.B, h *harness) func(context.Context) error {
-	return func(b *testing.B, h *harness) func(context.Context) error {
+func connectCall(http1 bool, opts ...connect.ClientOption) func(b testing.TB, h *harness) func(context.Context) error {
+	return func(b testing.TB, h *harness) func(context.Context) error {
 		client := salesv1connect.NewSalesServiceClient(httpClient(b, http1, !http1), h.url, append(opts, noGzip)...)
 		req := &salesv1.RecordSaleRequest{Sale: validSale()}
 		return func(ctx context.Context) error {
@@ -108,7 +113,7 @@ var benchProtocols = []benchProtocol{
 	{"connect-proto", connectCall(true)},
 	{"grpc", connectCall(false, connect.WithGRPC())},
 	{"grpc-web", connectCall(true, connect.WithGRPCWeb())},
-	{"legacy-rest", func(b *testing.B, h *harness) func(context.Context) error {
+	{"legacy-rest", func(b testing.TB, h *harness) func(context.Context) error {
 		client := httpClient(b, true, false)
 		body := []byte(`{"categoria":"Hogar","producto_id":"P1","precio":19.99,"cantidad_vendida":2}`)
 		return func(ctx context.Context) error {
@@ -129,7 +134,7 @@ var benchProtocols = []benchProtocol{
 			return nil
 		}
 	}},
-	{"legacy-grpc", func(b *testing.B, h *harness) func(context.Context) error {
+	{"legacy-grpc", func(b testing.TB, h *harness) func(context.Context) error {
 		client := blackfridayconnect.NewProductSaleServiceClient(httpClient(b, false, true), h.url, connect.WithGRPC(), noGzip)
 		req := &legacypb.ProductSaleRequest{Categoria: legacypb.CategoriaProducto_HOGAR, ProductoId: "P1", Precio: 19.99, CantidadVendida: 2}
 		return func(ctx context.Context) error {
@@ -240,5 +245,85 @@ func BenchmarkRecordSaleParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// discardSpans is an exporter that drops every span: with it, tracing costs
+// what making, ending and batching spans costs, not shipping them.
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
+
+// tracingModes are BenchmarkRecordSaleTracing's ways of running the server:
+// each returns the harness options.
+var tracingModes = []struct {
+	name    string
+	options func(b *testing.B) options
+}{
+	// The server as BenchmarkRecordSale builds it: no tracing code at all.
+	{"baseline", func(*testing.B) options { return options{} }},
+	// Tracing set up as the api's main does (services/api/tracing.go) when
+	// telemetry.Start finds no endpoint, the other OTEL_ variables set: it
+	// returns nil, and nothing is installed.
+	{"off", func(b *testing.B) options {
+		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+		b.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+		b.Setenv("OTEL_TRACES_SAMPLER", "always_on")
+		tel, err := telemetry.Start(context.Background(), telemetry.ServiceAPI, testLogger())
+		if err != nil || tel != nil {
+			b.Fatalf("telemetry.Start() without an endpoint = %v, %v; want nil, nil", tel, err)
+		}
+		return options{produce: ingest.Config{Traced: tel != nil}}
+	}},
+	// Every call traced and sampled (always_on), as the api's main sets it
+	// up with an endpoint, into the SDK's batch processor with its default
+	// schedule, and an exporter that drops the spans.
+	{"on", func(b *testing.B) options { return tracedOptions(b, sdktrace.AlwaysSample()) }},
+	// Every call traced, one in a hundred sampled (traceidratio 0.01): the
+	// others make non-recording spans and still propagate their context.
+	{"on-1pct", func(b *testing.B) options { return tracedOptions(b, sdktrace.TraceIDRatioBased(0.01)) }},
+}
+
+// tracedOptions traces as the api's main does with tracing on, sampling
+// with sampler and discarding the spans.
+func tracedOptions(b *testing.B, sampler sdktrace.Sampler) options {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardSpans{}), sdktrace.WithSampler(sdktrace.ParentBased(sampler)))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	return options{
+		produce: ingest.Config{Traced: true, Hooks: []kgo.Hook{kotel.NewTracer(kotel.TracerProvider(tp), kotel.TracerPropagator(prop))}},
+		tracing: Tracing{Provider: tp, Propagator: prop},
+	}
+}
+
+// BenchmarkRecordSaleTracing measures one RecordSale per iteration through
+// the real producer on kfake, as BenchmarkRecordSale's "kafka" rows, with
+// tracing in each of tracingModes, side by side: "off" must cost what the
+// baseline does. `make bench BENCH_PATTERN=^BenchmarkRecordSaleTracing$`
+// prints the ratios.
+func BenchmarkRecordSaleTracing(b *testing.B) {
+	for _, p := range benchProtocols {
+		if p.name != "grpc" && p.name != "connect-json" && p.name != "legacy-rest" {
+			continue
+		}
+		for _, mode := range tracingModes {
+			b.Run(p.name+"/"+mode.name, func(b *testing.B) {
+				o := mode.options(b)
+				o.cluster = []kfake.Opt{kfake.BlackholeProduce()}
+				h := newHarness(b, o)
+				call := p.call(b, h)
+				ctx := context.Background()
+				if err := call(ctx); err != nil {
+					b.Fatalf("first call = %v", err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := call(ctx); err != nil {
+						b.Fatalf("call = %v", err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -64,6 +64,8 @@ type options struct {
 	log *slog.Logger
 	// dashboard, when set, serves / and /assets/.
 	dashboard http.Handler
+	// tracing traces the calls (produce.Hooks and Traced, the records).
+	tracing Tracing
 }
 
 func testLogger() *slog.Logger {
@@ -134,6 +136,7 @@ func newHarness(tb testing.TB, o options) *harness {
 		Logger:    log,
 		Metrics:   o.metrics,
 		Dashboard: o.dashboard,
+		Tracing:   o.tracing,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -126,6 +126,8 @@ type Deps struct {
 	// Dashboard serves the live dashboard's page at / and its files under
 	// /assets/; nil serves none.
 	Dashboard http.Handler
+	// Tracing traces the calls; the zero value traces nothing.
+	Tracing Tracing
 }
 
 // Server is the api's HTTP server.
@@ -188,6 +190,26 @@ func New(cfg Config, deps Deps) *Server {
 	who := clients{trusted: cfg.TrustedProxies}
 	watchers := newWatcherLimit(who, int64(cmp.Or(cfg.MaxWatchersPerClient, defaultWatchersPerClient)), m)
 	unary := cmp.Or(cfg.UnaryTimeout, defaultUnaryTimeout)
+	// Tracing, when on, is the outermost interceptor, so that its span
+	// covers the whole call and every span the call starts is under it.
+	var interceptors []connect.Interceptor
+	if traced, err := deps.Tracing.interceptor(); err != nil {
+		log.Error("RPCs are not traced", "err", err)
+	} else if traced != nil {
+		interceptors = append(interceptors, traced)
+	}
+	interceptors = append(interceptors,
+		// Streaming calls only: unary ones pass through it.
+		streamInterceptor{errors: errs, metrics: m, draining: draining, watchers: watchers},
+		// Outermost but for tracing, so it sees every call's final code.
+		metricsInterceptor(m),
+		protocolInterceptor(),
+		errorInterceptor(errs),
+		// Before anything costs work: stamping, validation, Kafka.
+		authInterceptor{policy: policy},
+		stampInterceptor(time.Now),
+		validate.NewInterceptor(validate.WithValidator(deps.Validator)),
+	)
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
@@ -195,18 +217,7 @@ func New(cfg Config, deps Deps) *Server {
 		// an ingest answer is a few dozen bytes, which gzip only makes
 		// longer, at a CPU cost that counts under load.
 		connect.WithCompressMinBytes(1024),
-		connect.WithInterceptors(
-			// Streaming calls only: unary ones pass through it.
-			streamInterceptor{errors: errs, metrics: m, draining: draining, watchers: watchers},
-			// Outermost, so it sees every call's final code.
-			metricsInterceptor(m),
-			protocolInterceptor(),
-			errorInterceptor(errs),
-			// Before anything costs work: stamping, validation, Kafka.
-			authInterceptor{policy: policy},
-			stampInterceptor(time.Now),
-			validate.NewInterceptor(validate.WithValidator(deps.Validator)),
-		),
+		connect.WithInterceptors(interceptors...),
 	)
 	totalBytes := cmp.Or(cfg.MaxInflightBytes, defaultMaxInflightBytes)
 	adm := newAdmission(int64(cmp.Or(cfg.MaxInflightWrites, defaultMaxInflightWrites)), byteLimits{
@@ -232,7 +243,8 @@ func New(cfg Config, deps Deps) *Server {
 	coursePath, courseHandler := blackfridayconnect.NewProductSaleServiceHandler(course, opts, codecOptions(false))
 	mux.Handle(coursePath, adm.rpcHandler(courseHandler))
 	for _, path := range []string{pathVenta, pathProcesar} {
-		mux.Handle(path, m.WrapHTTP(path, string(record.ProtocolLegacyREST), adm.restHandler(path, legacy.WriteRESTError, rest)))
+		mux.Handle(path, deps.Tracing.http(http.MethodPost, path,
+			m.WrapHTTP(path, string(record.ProtocolLegacyREST), adm.restHandler(path, legacy.WriteRESTError, rest))))
 	}
 	mux.Handle(salesv1connect.NewAnalyticsServiceHandler(deps.Analytics, opts))
 	mux.Handle(grpchealth.NewHandler(s.health, opts))
