@@ -133,6 +133,14 @@ deploy-apply: deploy-tools ## Apply overlay ENV (dev, staging or prod) to the cu
 
 .PHONY: deploy-load
 deploy-load: deploy-tools ## Run the in-cluster load job on overlay ENV (LOAD_PROTOCOL, LOAD_RATE, LOAD_DURATION, LOADGEN_TAG).
+	kubectl -n $(NAMESPACE) delete job loadgen --ignore-not-found
+	@$(MAKE) --no-print-directory -s deploy-load-render | kubectl apply --server-side -f -
+
+# The manifests deploy-load applies: overlay ENV with the load-job component,
+# its args set from LOAD_*. test/e2e runs the Job's command from here, with
+# the values docs/deploy.md gives.
+.PHONY: deploy-load-render
+deploy-load-render: deploy-tools ## Print what deploy-load applies (overlay ENV, the load job with LOAD_*).
 	@w=$(BIN)/deploy-load/$(ENV); rm -rf $$w && mkdir -p $$w; \
 	{ echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; \
 	  echo 'resources: [../../../kustomize/overlays/$(ENV)]'; \
@@ -143,5 +151,4 @@ deploy-load: deploy-tools ## Run the in-cluster load job on overlay ENV (LOAD_PR
 	  echo '    patch: |-'; \
 	  echo '      - {op: replace, path: /spec/template/spec/containers/0/args, value: [-target, "http://api:8080", -protocol, "$(LOAD_PROTOCOL)", -rate, "$(LOAD_RATE)", -duration, "$(LOAD_DURATION)"]}'; \
 	} > $$w/kustomization.yaml; \
-	kubectl -n $(NAMESPACE) delete job loadgen --ignore-not-found; \
-	$(KUSTOMIZE) build $$w | kubectl apply --server-side -f -
+	$(KUSTOMIZE) build $$w
