@@ -97,6 +97,7 @@ run: build ## Start the whole pipeline locally (embedded Kafka unless KAFKA_BROK
 .PHONY: test
 test: lint checkgenerate stack ## Run every test against a real Kafka broker and a real Valkey/Redis.
 	$(WITH) kafka valkey -- $(MAKE) --no-print-directory test-go fuzz-short k6-check deploy-test alerts-test web-test
+	$(MAKE) --no-print-directory prod-faults-short
 
 # The race detector runs on the service and tooling packages; the end-to-end
 # tests build and run the real binaries.
@@ -355,7 +356,13 @@ prod-faults: ## The fault scenarios on the prod shape (PROD_FAULTS_DURATION=30s 
 	grep -E '^\s*(--- |ok|FAIL)|prodfaults_test.go:[0-9]+: .*(want|failed)' $(PROD_FAULTS_DIR)/prod-faults.log || true; \
 	echo; echo '| scenario | acknowledged | counted | failed calls | recovery s |'; echo '|---|---|---|---|---|'; \
 	grep -o 'PRODRESULT | .*' $(PROD_FAULTS_DIR)/prod-faults.log | sed 's/^PRODRESULT //' || true; \
+	if [ $$rc -ne 0 ]; then echo; echo "prod-faults: FAILED; the log's end:"; tail -150 $(PROD_FAULTS_DIR)/prod-faults.log; fi; \
 	exit $$rc
+
+# The same scenarios, shorter, as make test runs them (about 5 minutes).
+.PHONY: prod-faults-short
+prod-faults-short: ## The fault scenarios on the prod shape with 6s of load each (part of make test).
+	@$(MAKE) --no-print-directory prod-faults PROD_FAULTS_DURATION=6s
 
 # ---- Kubernetes delivery: images, kustomize builds and their offline validation
 include deploy.mk
