@@ -380,6 +380,11 @@ func (p *prodRun) waitGroupAssigned(t *testing.T, group string, members int, sin
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(context.Background(), p.s.topic)
+	if err != nil || topics.Error() != nil {
+		t.Fatalf("describe topic %s: %v %v", p.s.topic, err, topics.Error())
+	}
+	partitions := len(topics[p.s.topic].Partitions)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		groups, err := adm.DescribeGroups(context.Background(), group)
@@ -395,12 +400,12 @@ func (p *prodRun) waitGroupAssigned(t *testing.T, group string, members int, sin
 					}
 				}
 			}
-			if g.State == "Stable" && len(g.Members) == members && assigned == 12 {
+			if g.State == "Stable" && len(g.Members) == members && assigned == partitions {
 				return time.Since(since).Seconds()
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("group %s not stable with %d members and every partition assigned after 2m (%v)", group, members, err)
+			t.Fatalf("group %s not stable with %d members and all %d partitions assigned after 2m (%v)", group, members, partitions, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
