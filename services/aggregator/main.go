@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
@@ -135,6 +136,9 @@ func run(ctx context.Context) error {
 	}
 
 	runErr := consumer.Run(ctx)
+	if cfg.InstanceID != "" && runErr == nil {
+		leaveGroup(cfg, securityOpts, log)
+	}
 
 	if srv != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -150,6 +154,33 @@ func run(ctx context.Context) error {
 		log.Info("aggregator stopped")
 	}
 	return runErr
+}
+
+// leaveGroup takes a static member out of its group as it stops. franz-go
+// leaves a group on close only as a dynamic member: a static one stays, so
+// that a container restarted after a crash (the same pod, the same
+// KAFKA_INSTANCE_ID) takes its partitions back without a rebalance. A
+// graceful stop (a scale-down, a rollout) is not coming back under that id,
+// so it leaves, and its partitions move at once rather than after the
+// session timeout.
+func leaveGroup(cfg config, securityOpts []kgo.Opt, log *slog.Logger) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, securityOpts...)...)
+	if err != nil {
+		log.Warn("could not leave the group", "err", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(cfg.Group).InstanceIDs(cfg.InstanceID).Reason("aggregator stopped"))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		log.Warn("could not leave the group; its partitions move after the session timeout", "instance", cfg.InstanceID, "err", err)
+		return
+	}
+	log.Info("left the group", "instance", cfg.InstanceID)
 }
 
 // dialValkey connects to Valkey with newClient (nil: rueidis.NewClient),

@@ -438,7 +438,9 @@ func (p *prodRun) minISRLost(l *load) float64 {
 	l.mu.Lock()
 	ackedAtKill := len(l.counted)
 	l.mu.Unlock()
-	time.Sleep(p.d / 3)
+	// Down for longer than the first wave, so that the breaker is seen
+	// refusing.
+	time.Sleep(max(p.d/3, p.produceTimeout(t)+5*time.Second))
 	restarted := time.Now()
 	for _, id := range down {
 		wg.Go(func() {
@@ -477,6 +479,17 @@ func (p *prodRun) minISRLost(l *load) float64 {
 	return rec
 }
 
+// produceTimeout is the api replicas' PRODUCE_TIMEOUT.
+func (p *prodRun) produceTimeout(t *testing.T) time.Duration {
+	t.Helper()
+	v := podEnv(t, p.sh.Pods("api")[0])["PRODUCE_TIMEOUT"]
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("the api's PRODUCE_TIMEOUT=%q: %v", v, err)
+	}
+	return d
+}
+
 // judgeOutage holds the failures of an outage in which no write can
 // succeed to what the api can know. Until PRODUCE_TIMEOUT has passed
 // since the kill (the first wave) a call cannot tell the outage from a
@@ -489,14 +502,7 @@ func (p *prodRun) minISRLost(l *load) float64 {
 // wave did.
 func (p *prodRun) judgeOutage(t *testing.T, failures []failure, killed, recovered time.Time) {
 	t.Helper()
-	timeout := 3 * time.Second
-	if v := podEnv(t, p.sh.Pods("api")[0])["PRODUCE_TIMEOUT"]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("the api's PRODUCE_TIMEOUT=%q: %v", v, err)
-		}
-		timeout = d
-	}
+	timeout := p.produceTimeout(t)
 	firstWave := killed.Add(timeout + 2*time.Second)
 	const coolDown = time.Second // the producer's breaker
 	probes := len(p.sh.Pods("api")) * (int(recovered.Sub(firstWave)/(timeout+coolDown)) + 1)
