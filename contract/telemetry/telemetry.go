@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
@@ -138,6 +139,20 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("tracing: shutdown: %w", err)
 	}
 	return nil
+}
+
+// stopTimeout bounds exporting the last spans at shutdown.
+const stopTimeout = 5 * time.Second
+
+// Stop exports the spans still buffered, for at most stopTimeout, and
+// stops the provider, logging what it could not export. A service calls
+// it last, once its calls or its consumer have finished.
+func (t *Tracing) Stop(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("tracing: spans left unexported", "err", err)
+	}
 }
 
 // LogValue says, in the start-up log, whether tracing is on and how it

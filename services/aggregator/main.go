@@ -74,7 +74,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	defer stopTracing(tel, log)
+	defer tel.Stop(log)
 	log.Info("tracing", "tracing", tel)
 	traces := newTracing(tel, cfg.Group)
 

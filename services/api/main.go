@@ -101,7 +101,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	defer stopTracing(tel, log)
+	defer tel.Stop(log)
 	log.Info("tracing", "tracing", tel)
 	traces := newTracing(tel)
 

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-	"time"
-
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidisotel"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,17 +44,4 @@ func (t tracing) hooks(hooks ...kgo.Hook) []kgo.Hook {
 		return hooks
 	}
 	return append(hooks, t.kafka)
-}
-
-// tracingShutdownTimeout bounds exporting the last spans at shutdown, once
-// the calls are drained and the producer flushed.
-const tracingShutdownTimeout = 5 * time.Second
-
-// stopTracing exports the spans still buffered and stops the provider.
-func stopTracing(tel *telemetry.Tracing, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
-	defer cancel()
-	if err := tel.Shutdown(ctx); err != nil {
-		log.Warn("tracing: spans left unexported", "err", err)
-	}
 }
