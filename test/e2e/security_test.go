@@ -5,6 +5,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -140,21 +142,36 @@ func createACLs(ctx context.Context, t *testing.T, adm *kadm.Client, u kafkaUser
 }
 
 // TestKafkaSCRAMAndACLs runs the api and the aggregator against a real
-// broker that only lets them in with SCRAM-SHA-512 and enforces the ACLs of
-// the prod KafkaUsers (kustomize/components/kafka-users): sales flow end to
-// end and are counted exactly. Then it shows what the identities may not
-// do: a wrong password is refused, the api cannot read the sales or write
-// the dead letters, and the aggregator cannot write sales.
+// broker that only lets them in with SCRAM-SHA-512 over TLS, signed by a
+// test CA, and enforces the ACLs of the prod KafkaUsers
+// (kustomize/components/kafka-users): sales flow end to end and are
+// counted exactly. Then it shows what the identities may not do: a wrong
+// password is refused, so is a client without TLS or one that does not
+// trust the CA, the api cannot read the sales or write the dead letters,
+// and the aggregator cannot write sales.
 func TestKafkaSCRAMAndACLs(t *testing.T) {
 	aggPassword, apiPassword := "agg-"+randomID(), "api-"+randomID()
-	k := startKafka(t, kafka.Config{Users: []kafka.User{{Name: "aggregator", Password: aggPassword}, {Name: "api", Password: apiPassword}}, ACL: true})
+	k := startKafka(t, kafka.Config{Users: []kafka.User{{Name: "aggregator", Password: aggPassword}, {Name: "api", Password: apiPassword}}, ACL: true, TLS: true})
 	sasl := k.SASLBootstrap()
 	ctx := context.Background()
+	if k.CAFile() == "" {
+		t.Fatal("the cluster has no test CA, want its SCRAM listener on TLS")
+	}
+	caPEM, err := os.ReadFile(k.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("%s holds no certificate", k.CAFile())
+	}
 
 	s := newStack(t)
 	s.kafka = k.Bootstrap() // the test's own reads use the PLAINTEXT listener, a super user
 	s.setEnv("KAFKA_BROKERS", sasl)
 	s.setEnv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+	s.setEnv("KAFKA_TLS", "true")
+	s.setEnv("KAFKA_TLS_CA_FILE", k.CAFile())
 	group := s.topic + "-aggregator"
 	rename := map[string]string{"sales": s.topic, "sales.dlq": s.topic + ".dlq", "blackfriday-aggregator": group}
 
@@ -210,10 +227,10 @@ func TestKafkaSCRAMAndACLs(t *testing.T) {
 	if dead := readTopic(ctx, t, k.Bootstrap(), s.topic+".dlq"); len(dead) != 1 {
 		t.Errorf("dead-letter topic holds %d records, want 1", len(dead))
 	}
-	t.Logf("api (KafkaUser api) and aggregator (KafkaUser aggregator) over SCRAM-SHA-512 with ACLs: %d sales counted exactly, 1 dead letter", tr.count())
+	t.Logf("api (KafkaUser api) and aggregator (KafkaUser aggregator) over SCRAM-SHA-512 on TLS with ACLs: %d sales counted exactly, 1 dead letter", tr.count())
 
 	// What the identities may not do.
-	as := func(user, password string, extra ...kgo.Opt) *kgo.Client {
+	dial := func(user, password string, extra ...kgo.Opt) *kgo.Client {
 		cl, err := kgo.NewClient(append([]kgo.Opt{
 			kgo.SeedBrokers(sasl),
 			kgo.SASL(scram.Auth{User: user, Pass: password}.AsSha512Mechanism()),
@@ -226,11 +243,23 @@ func TestKafkaSCRAMAndACLs(t *testing.T) {
 		t.Cleanup(cl.Close)
 		return cl
 	}
+	as := func(user, password string, extra ...kgo.Opt) *kgo.Client {
+		return dial(user, password, append([]kgo.Opt{kgo.DialTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})}, extra...)...)
+	}
+	// errRefused stands for any refusal of a connection: the broker
+	// closes it, or the client does not trust the broker.
+	errRefused := errors.New("refused")
 	tests := []struct {
 		name string
 		try  func(ctx context.Context) error
 		want error
 	}{
+		{"without TLS", func(ctx context.Context) error {
+			return dial("aggregator", aggPassword).Ping(ctx)
+		}, errRefused},
+		{"TLS without trusting the test CA", func(ctx context.Context) error {
+			return dial("aggregator", aggPassword, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12})).Ping(ctx)
+		}, errRefused},
 		{"wrong password", func(ctx context.Context) error {
 			return as("aggregator", "guess").Ping(ctx)
 		}, kerr.SaslAuthenticationFailed},
@@ -265,6 +294,13 @@ func TestKafkaSCRAMAndACLs(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
 			err := tt.try(ctx)
+			if tt.want == errRefused {
+				if err == nil {
+					t.Errorf("%s = %v, want the connection refused", tt.name, err)
+				}
+				t.Logf("%s: %v", tt.name, err)
+				return
+			}
 			if (tt.want == nil) != (err == nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
 				t.Errorf("%s = %v, want %v", tt.name, err, tt.want)
 			}

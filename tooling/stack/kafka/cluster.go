@@ -45,6 +45,10 @@ type Config struct {
 	// written into the cluster metadata when it is formatted. The
 	// PLAINTEXT listener stays.
 	Users []User
+	// TLS makes the users' listener SASL_SSL: the cluster makes a test CA
+	// and a node certificate for 127.0.0.1 at its first start (CAFile).
+	// Without Users it does nothing.
+	TLS bool
 	// ACL turns on Kafka's StandardAuthorizer with no access unless an
 	// ACL grants it; the PLAINTEXT and controller listeners (User:ANONYMOUS)
 	// are super users, so a harness keeps full access.
@@ -87,8 +91,8 @@ type Node struct {
 	ID             int `json:"id"`
 	Port           int `json:"port"`
 	ControllerPort int `json:"controller_port"`
-	// SASLPort is the SASL_PLAINTEXT (SCRAM) listener's, when there are
-	// users.
+	// SASLPort is the SCRAM listener's (SASL_PLAINTEXT, or SASL_SSL with
+	// TLS), when there are users.
 	SASLPort int `json:"sasl_port,omitempty"`
 	// DirectoryID names the node's metadata directory in the initial
 	// controller set, as the storage format needs.
@@ -98,7 +102,7 @@ type Node struct {
 // Addr is the node's PLAINTEXT address.
 func (n Node) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port) }
 
-// SASLAddr is the node's SASL_PLAINTEXT address, or "" without one.
+// SASLAddr is the node's SCRAM listener's address, or "" without one.
 func (n Node) SASLAddr() string {
 	if n.SASLPort == 0 {
 		return ""
@@ -111,6 +115,7 @@ type layout struct {
 	Version   string `json:"version"`
 	ClusterID string `json:"cluster_id"`
 	ACL       bool   `json:"acl,omitempty"`
+	TLS       bool   `json:"tls,omitempty"`
 	Nodes     []Node `json:"nodes"`
 }
 
@@ -168,7 +173,7 @@ func Exists(dir string) bool {
 }
 
 func newLayout(cfg Config) (layout, error) {
-	l := layout{Version: cfg.Version, ClusterID: newUUID(), ACL: cfg.ACL}
+	l := layout{Version: cfg.Version, ClusterID: newUUID(), ACL: cfg.ACL, TLS: cfg.TLS && len(cfg.Users) > 0}
 	if l.Version == "" {
 		l.Version = DefaultVersion()
 	}
@@ -234,8 +239,8 @@ func (c *Cluster) Bootstrap() string {
 	return strings.Join(addrs, ",")
 }
 
-// SASLBootstrap is the bootstrap list of the SASL_PLAINTEXT (SCRAM)
-// listeners, or "" when the cluster has none.
+// SASLBootstrap is the bootstrap list of the SCRAM listeners (over TLS
+// when CAFile is not ""), or "" when the cluster has none.
 func (c *Cluster) SASLBootstrap() string {
 	var addrs []string
 	for _, n := range c.layout.Nodes {
@@ -324,6 +329,11 @@ func (c *Cluster) make() error {
 	}
 	if c.made {
 		return nil
+	}
+	if c.layout.TLS {
+		if err := makeTLS(c.dir); err != nil {
+			return fmt.Errorf("kafka: test CA: %w", err)
+		}
 	}
 	b, err := json.MarshalIndent(c.layout, "", "  ")
 	if err != nil {

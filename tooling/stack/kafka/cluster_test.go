@@ -61,16 +61,18 @@ func TestProperties(t *testing.T) {
 	tests := []struct {
 		nodes      int
 		users      []User
-		acl        bool
+		acl, tls   bool
 		rf, minISR string
 	}{
 		{nodes: 1, rf: "1", minISR: "1"},
 		{nodes: 2, rf: "2", minISR: "1"},
 		{nodes: 3, rf: "3", minISR: "2", users: []User{{"api", "pw"}}, acl: true},
+		{nodes: 3, rf: "3", minISR: "2", users: []User{{"api", "pw"}}, acl: true, tls: true},
+		{nodes: 1, rf: "1", minISR: "1", tls: true}, // TLS needs users: none
 		{nodes: 5, rf: "3", minISR: "2"},
 	}
 	for _, tt := range tests {
-		c, err := Open(t.TempDir(), Config{Nodes: tt.nodes, Users: tt.users, ACL: tt.acl})
+		c, err := Open(t.TempDir(), Config{Nodes: tt.nodes, Users: tt.users, ACL: tt.acl, TLS: tt.tls})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +100,10 @@ func TestProperties(t *testing.T) {
 			if len(tt.users) > 0 {
 				want["sasl.enabled.mechanisms"] = "SCRAM-SHA-256,SCRAM-SHA-512"
 			}
+			if len(tt.users) > 0 && tt.tls {
+				want["listener.security.protocol.map"] = "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+				want["listener.name.sasl_ssl.ssl.keystore.type"] = "PEM"
+			}
 			if tt.acl {
 				want["allow.everyone.if.no.acl.found"] = "false"
 			}
@@ -107,7 +113,7 @@ func TestProperties(t *testing.T) {
 				}
 			}
 			if l := props["listeners"]; !strings.Contains(l, n.Addr()) || !strings.Contains(l, "CONTROLLER://127.0.0.1:"+itoa(n.ControllerPort)) ||
-				(len(tt.users) > 0) != strings.Contains(l, "SASL_PLAINTEXT://"+n.SASLAddr()) {
+				(len(tt.users) > 0) != strings.Contains(l, c.saslProtocol()+"://"+n.SASLAddr()) {
 				t.Errorf("%d nodes, node %d: listeners = %q, want its own ports", tt.nodes, n.ID, l)
 			}
 		}

@@ -103,7 +103,7 @@ func (c *Cluster) waitReady(ctx context.Context, l *launch) error {
 	}
 	extra := ""
 	if a := l.node.SASLAddr(); a != "" {
-		extra += ", SCRAM (SASL_PLAINTEXT) at " + a
+		extra += ", SCRAM (" + c.saslProtocol() + ") at " + a
 	}
 	if c.layout.ACL {
 		extra += ", ACLs enforced"
@@ -162,6 +162,14 @@ func (c *Cluster) jvm(dir string) []string {
 	return append(opts, strings.Fields(c.cfg.JVMOptions)...)
 }
 
+// saslProtocol is the security protocol of the SCRAM listener.
+func (c *Cluster) saslProtocol() string {
+	if c.layout.TLS {
+		return "SASL_SSL"
+	}
+	return "SASL_PLAINTEXT"
+}
+
 // properties returns node n's server.properties.
 func (c *Cluster) properties(n Node) string {
 	nodes := len(c.layout.Nodes)
@@ -175,9 +183,10 @@ func (c *Cluster) properties(n Node) string {
 	}
 	listeners := fmt.Sprintf("PLAINTEXT://127.0.0.1:%d", n.Port)
 	protocols := "PLAINTEXT:PLAINTEXT"
+	sasl := c.saslProtocol()
 	if n.SASLPort != 0 {
-		listeners += fmt.Sprintf(",SASL_PLAINTEXT://127.0.0.1:%d", n.SASLPort)
-		protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+		listeners += fmt.Sprintf(",%s://127.0.0.1:%d", sasl, n.SASLPort)
+		protocols += fmt.Sprintf(",%s:%s", sasl, sasl)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by the stack launcher (tooling/stack/kafka) on every start.
@@ -218,13 +227,22 @@ log.segment.bytes=104857600
 `, n.ID, strings.Join(controllers, ","), listeners, n.ControllerPort, protocols,
 		filepath.Join(c.nodeDir(n.ID), "data"), nodes, rf, minISR)
 	if n.SASLPort != 0 {
-		b.WriteString(`
-# SCRAM on the SASL_PLAINTEXT listener; the users' credentials live in the
+		l := strings.ToLower(sasl)
+		fmt.Fprintf(&b, `
+# SCRAM on the %[1]s listener; the users' credentials live in the
 # cluster metadata (written when the storage was formatted).
 sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
-listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-`)
+listener.name.%[2]s.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.%[2]s.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+`, sasl, l)
+		if c.layout.TLS {
+			fmt.Fprintf(&b, `# TLS with the cluster's test CA (tls/): the node's key and chain as a
+# PEM key store; clients are not asked for certificates.
+listener.name.%[1]s.ssl.keystore.type=PEM
+listener.name.%[1]s.ssl.keystore.location=%[2]s
+ssl.client.auth=none
+`, l, filepath.Join(c.dir, "tls", nodeFile))
+		}
 	}
 	if c.layout.ACL {
 		b.WriteString(`

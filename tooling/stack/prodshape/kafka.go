@@ -198,7 +198,8 @@ func securedListeners(k Kafka, plain bool) []string {
 	var out []string
 	for _, l := range k.Spec.Kafka.Listeners {
 		var what []string
-		if l.TLS {
+		// The local cluster has TLS only on its SCRAM listener.
+		if l.TLS && (plain || l.Authentication == nil) {
 			what = append(what, "TLS")
 		}
 		if l.Authentication != nil && plain {
@@ -212,6 +213,17 @@ func securedListeners(k Kafka, plain bool) []string {
 		out = append(out, "authorization "+k.Spec.Kafka.Authorization.Type+": off locally")
 	}
 	return out
+}
+
+// listenerTLS reports whether a listener with SASL authentication has
+// TLS, so that the local SCRAM listener should have it too.
+func listenerTLS(k Kafka) bool {
+	for _, l := range k.Spec.Kafka.Listeners {
+		if l.TLS && l.Authentication != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // listenerAuth reports whether clients of the listener on port

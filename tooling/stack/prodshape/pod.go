@@ -68,8 +68,9 @@ func (p Pod) Addr(name string) string {
 }
 
 // The settings of prod's Kafka security that the local cluster cannot
-// honour: TLS always (its listeners are plaintext), SASL too when the
-// shape runs without SCRAM (Config.PlainKafka). They are left off.
+// honour, left off: TLS when its SCRAM listener has none (the manifest's
+// has none either), SASL too when the shape runs without SCRAM
+// (Config.PlainKafka).
 var (
 	tlsEnv      = regexp.MustCompile(`^KAFKA_TLS(_.*)?$`)
 	securityEnv = regexp.MustCompile(`^KAFKA_(SASL|TLS)(_.*)?$`)
@@ -79,6 +80,16 @@ var (
 // but does not contain (they are created out of band): random, made once
 // and kept in a directory, one file per key, for the whole shape.
 type secrets struct{ dir string }
+
+// put sets the value of key in Secret name, for a Secret made from
+// something the shape made (Strimzi's cluster CA certificate).
+func (s secrets) put(name, key, val string) error {
+	path := filepath.Join(s.dir, name, key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(val), 0o600)
+}
 
 // get returns the value of key in Secret name, making it at the first
 // call. Keys named "tokens" hold one bearer token (one a line, as the api
@@ -345,7 +356,7 @@ func (e *podEnv) dropWhy() string {
 	if e.drop == securityEnv {
 		return "the local Kafka runs without SCRAM and TLS (PlainKafka)"
 	}
-	return "the local Kafka has no TLS listener yet"
+	return "the local Kafka's SCRAM listener has no TLS"
 }
 
 func (e *podEnv) note(format string, args ...any) {

@@ -138,22 +138,37 @@ func TestPlanProd(t *testing.T) {
 		t.Errorf("valkey() AdminUser = %q (password set: %v), want a user with +@all", vcfg.AdminUser, vcfg.AdminPassword != "")
 	}
 
-	// With SCRAM (the default) the processes keep their SASL settings
-	// and reach the SCRAM listeners; plain, they lose them too.
+	// With SCRAM over TLS (the default) the processes keep their SASL and
+	// TLS settings, reach the SCRAM listeners and trust the local CA;
+	// plain, they lose them all.
+	ca := "-----BEGIN CERTIFICATE-----\nlocal test CA\n-----END CERTIFICATE-----\n"
+	if err := sec.put(m.Kafkas[0].Metadata.Name+"-cluster-ca-cert", "ca.crt", ca); err != nil {
+		t.Fatal(err)
+	}
 	for _, plain := range []bool{false, true} {
-		sh.st.KafkaSASL = "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094"
+		sh.st.KafkaSASL, sh.st.KafkaCA = "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094", "/local/ca.crt"
 		want := sh.st.KafkaSASL
-		dropped := tlsEnv
+		dropped := regexp.MustCompile(`^$`)
 		if plain {
-			sh.st.KafkaSASL, want, dropped = "", sh.st.Kafka, securityEnv
+			sh.st.KafkaSASL, sh.st.KafkaCA, want, dropped = "", "", sh.st.Kafka, securityEnv
 		}
-		planPods(t, sh, m, sec, want, dropped)
+		for _, p := range planPods(t, sh, m, sec, want, dropped) {
+			if plain {
+				continue
+			}
+			if p.env["KAFKA_TLS"] != "true" {
+				t.Errorf("%s: KAFKA_TLS = %q, want the manifest's true", p.name, p.env["KAFKA_TLS"])
+			}
+			if b, err := os.ReadFile(p.env["KAFKA_TLS_CA_FILE"]); err != nil || string(b) != ca {
+				t.Errorf("%s: KAFKA_TLS_CA_FILE=%s holds %q (%v), want the local CA", p.name, p.env["KAFKA_TLS_CA_FILE"], b, err)
+			}
+		}
 	}
 }
 
 // planPods plans the prod overlay's pods and holds each one's env to its
 // Deployment's: the local brokers are want, dropped the settings left off.
-func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dropped *regexp.Regexp) {
+func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dropped *regexp.Regexp) []plannedEnv {
 	t.Helper()
 	sh.st.Missing = nil
 	plan, err := sh.plan(m, m.Kafkas[0], sec)
@@ -167,6 +182,7 @@ func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dr
 	if want := []string{"aggregator-0", "aggregator-1", "aggregator-2", "api-0", "api-1"}; !slices.Equal(names, want) {
 		t.Fatalf("plan() pods = %q, want %q", names, want)
 	}
+	var out []plannedEnv
 	for _, p := range plan {
 		env := map[string]string{}
 		for _, kv := range p.env {
@@ -181,7 +197,7 @@ func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dr
 		if got := env["KAFKA_BROKERS"]; got != want {
 			t.Errorf("%s: KAFKA_BROKERS = %q, want the local cluster's %q", p.pod.Name, got, want)
 		}
-		if dropped == tlsEnv {
+		if dropped != securityEnv {
 			user := env["KAFKA_SASL_USERNAME"]
 			if pw, err := sec.get(user, "password"); err != nil || user == "" || env["KAFKA_SASL_PASSWORD"] != pw {
 				t.Errorf("%s: KAFKA_SASL_PASSWORD is not the local password of KafkaUser %q", p.pod.Name, user)
@@ -197,7 +213,7 @@ func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dr
 		// The ConfigMap's other settings reach the process unchanged.
 		data, _ := m.ConfigMap(p.c.EnvFrom[0].ConfigMapRef.Name)
 		for k, v := range data {
-			if _, local := map[string]bool{"KAFKA_BROKERS": true, "VALKEY_ADDR": true, "PORT": true, "METRICS_ADDR": true, "HTTP_ADDR": true, "WRITE_TOKENS_FILE": true}[k]; local || dropped.MatchString(k) {
+			if _, local := map[string]bool{"KAFKA_BROKERS": true, "KAFKA_TLS_CA_FILE": true, "VALKEY_ADDR": true, "PORT": true, "METRICS_ADDR": true, "HTTP_ADDR": true, "WRITE_TOKENS_FILE": true}[k]; local || dropped.MatchString(k) {
 				continue
 			}
 			if env[k] != v {
@@ -222,7 +238,15 @@ func planPods(t *testing.T, sh *Shape, m *Manifest, sec secrets, want string, dr
 				t.Errorf("%s: HTTP_ADDR = %q, want %q", p.pod.Name, got, want)
 			}
 		}
+		out = append(out, plannedEnv{p.pod.Name, env})
 	}
+	return out
+}
+
+// plannedEnv is a planned pod's environment.
+type plannedEnv struct {
+	name string
+	env  map[string]string
 }
 
 // TestResolveField holds the downward API and variable expansion to what

@@ -8,7 +8,9 @@
 //     KafkaNodePool has, with the Kafka resource's spec.kafka.config as
 //     broker settings, every KafkaTopic created with its partitions,
 //     replicas and config, and the KafkaUsers' SCRAM users and ACLs
-//     (authorization on) on a SCRAM listener of each node;
+//     (authorization on) on a SCRAM listener of each node, over TLS with
+//     a test CA when the manifest's listener has TLS (the CA is the local
+//     value of Strimzi's cluster CA Secret, which the processes mount);
 //   - a real Valkey with the StatefulSet's settings and ACL users,
 //     rendered by the manifest's own init script from local passwords;
 //   - the api and the aggregator, the real binaries, several replicas of
@@ -17,9 +19,7 @@
 //     mapped to the local addresses and each container port moved to a
 //     local port of its own.
 //
-// What prod has that one machine does not yet: TLS on Kafka's listener
-// (SCRAM runs over SASL_PLAINTEXT here, and the KAFKA_TLS* settings are
-// left off), the network policies, the Gateway, Grafana and Prometheus,
+// What prod has that one machine does not yet: the network policies, the Gateway, Grafana and Prometheus,
 // resource limits and the brokers' JVM sizing. Summary lists it for a
 // running shape. Config.PlainKafka leaves SCRAM and ACLs off as well.
 //
@@ -100,7 +100,10 @@ type State struct {
 	// empty when the shape runs plain; Valkey is the server's address.
 	Kafka     string `json:"kafka"`
 	KafkaSASL string `json:"kafka_sasl,omitempty"`
-	Valkey    string `json:"valkey"`
+	// KafkaCA is the test CA that signs the SCRAM listeners' certificate,
+	// empty when they are not on TLS.
+	KafkaCA string `json:"kafka_ca,omitempty"`
+	Valkey  string `json:"valkey"`
 	// Nodes is the number of Kafka nodes; Broker the settings they took
 	// from the Kafka resource.
 	Nodes  int      `json:"nodes"`
@@ -260,11 +263,12 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 	kcfg.Nodes, kcfg.Users, kcfg.ACL = sh.st.Nodes, nil, false
 	if !cfg.PlainKafka {
 		// SCRAM users and ACLs as the KafkaUsers declare them, on a
-		// SASL_PLAINTEXT listener: prod's authentication and
-		// authorization, without its TLS.
+		// listener with TLS when prod's has it: prod's authentication,
+		// authorization and encryption.
 		if kcfg.Users, err = scramUsers(m, sec); err != nil {
 			return sh, err
 		}
+		kcfg.TLS = listenerTLS(k)
 		kcfg.ACL = k.Spec.Kafka.Authorization != nil && k.Spec.Kafka.Authorization.Type == "simple"
 		if len(kcfg.Users) > 0 || kcfg.ACL {
 			sh.missing("Kafka: the local cluster also has a PLAINTEXT listener for the launcher (User:ANONYMOUS, a super user), which prod does not")
@@ -309,7 +313,17 @@ func Up(ctx context.Context, cfg Config) (sh *Shape, err error) {
 	if err != nil {
 		return sh, err
 	}
-	sh.st.Kafka, sh.st.KafkaSASL = c.Bootstrap(), c.SASLBootstrap()
+	sh.st.Kafka, sh.st.KafkaSASL, sh.st.KafkaCA = c.Bootstrap(), c.SASLBootstrap(), c.CAFile()
+	if sh.st.KafkaCA != "" {
+		// What the processes mount as Strimzi's cluster CA certificate.
+		ca, err := os.ReadFile(sh.st.KafkaCA)
+		if err != nil {
+			return sh, err
+		}
+		if err := sec.put(k.Metadata.Name+"-cluster-ca-cert", "ca.crt", string(ca)); err != nil {
+			return sh, err
+		}
+	}
 	if sh.st.KafkaSASL != "" {
 		if sh.st.ACLs, err = createACLs(ctx, sh.st.Kafka, m.KafkaUsers); err != nil {
 			return sh, err
@@ -404,9 +418,12 @@ func (sh *Shape) plan(m *Manifest, k Kafka, sec secrets) ([]planned, error) {
 	sd := stateDir(sh.cfg.Dir)
 	for i, p := range plan {
 		dir := filepath.Join(sd, p.pod.Name)
-		e := &podEnv{m: m, w: p.w, c: p.c, pod: p.pod, ns: sh.st.Namespace, secrets: sec, services: services, volumes: filepath.Join(dir, "volumes"), drop: tlsEnv}
-		if sh.st.KafkaSASL == "" {
+		e := &podEnv{m: m, w: p.w, c: p.c, pod: p.pod, ns: sh.st.Namespace, secrets: sec, services: services, volumes: filepath.Join(dir, "volumes")}
+		switch {
+		case sh.st.KafkaSASL == "":
 			e.drop = securityEnv
+		case sh.st.KafkaCA == "":
+			e.drop = tlsEnv
 		}
 		env, err := e.resolve()
 		if err != nil {
@@ -648,7 +665,10 @@ func (sh *Shape) Summary() string {
 	fmt.Fprintf(&b, "production shape of overlay %s in %s\n", st.Overlay, sh.cfg.Dir)
 	fmt.Fprintf(&b, "kafka: %d KRaft nodes at %s\n", st.Nodes, st.Kafka)
 	if st.KafkaSASL != "" {
-		fmt.Fprintf(&b, "  SCRAM (SASL_PLAINTEXT) listeners, the processes': %s\n", st.KafkaSASL)
+		fmt.Fprintf(&b, "  SCRAM listeners, the processes': %s\n", st.KafkaSASL)
+	}
+	if st.KafkaCA != "" {
+		fmt.Fprintf(&b, "  over TLS, signed by the test CA %s\n", st.KafkaCA)
 	}
 	for _, a := range st.ACLs {
 		fmt.Fprintf(&b, "  ACL %s\n", a)
