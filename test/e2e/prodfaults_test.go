@@ -475,7 +475,7 @@ func (p *prodRun) minISRLost(l *load) float64 {
 			t.Errorf("%d calls failed %v, want every failure unavailable", n, code)
 		}
 	}
-	p.judgeOutage(t, l.failures, killed, recovered)
+	p.judgeOutage(t, l.failures, killed, restarted, recovered)
 	return rec
 }
 
@@ -498,14 +498,26 @@ func (p *prodRun) produceTimeout(t *testing.T) time.Duration {
 // leader has appended it and may yet commit it. After the first wave the
 // breaker knows: every call is refused at once, unavailable and
 // Sale-Recorded: no, but for the one probe per api replica that the
-// breaker lets through after each cool-down, which waits like the first
-// wave did.
-func (p *prodRun) judgeOutage(t *testing.T, failures []failure, killed, recovered time.Time) {
+// breaker lets through after each cool-down. While the nodes are down a
+// probe waits like the first wave did, so each replica probes at most
+// once per PRODUCE_TIMEOUT and cool-down; once they are restarting a
+// probe can fail as soon as a starting node turns it away, so from then
+// until a sale is acknowledged again each replica may probe once per
+// cool-down.
+func (p *prodRun) judgeOutage(t *testing.T, failures []failure, killed, restarted, recovered time.Time) {
 	t.Helper()
 	timeout := p.produceTimeout(t)
 	firstWave := killed.Add(timeout + 2*time.Second)
 	const coolDown = time.Second // the producer's breaker
-	probes := len(p.sh.Pods("api")) * (int(recovered.Sub(firstWave)/(timeout+coolDown)) + 1)
+	replicas := len(p.sh.Pods("api"))
+	down := int(max(0, restarted.Sub(firstWave))/(timeout+coolDown)) + 1
+	starting := int((recovered.Sub(restarted) + coolDown - 1) / coolDown)
+	probes := replicas * (down + starting)
+	type slowCall struct {
+		at, took time.Duration
+		recorded string
+	}
+	var slows []slowCall
 	var early, earlyUnknown, fast, slow int
 	var slowest time.Duration
 	for _, f := range failures {
@@ -522,6 +534,7 @@ func (p *prodRun) judgeOutage(t *testing.T, failures []failure, killed, recovere
 			slowest = max(slowest, f.took)
 		default:
 			slow++
+			slows = append(slows, slowCall{f.start.Sub(killed), f.took, f.recorded})
 		}
 	}
 	t.Logf("outage: %d failed calls in the first wave (PRODUCE_TIMEOUT %v after the kill; %d of them Sale-Recorded: unknown), then %d refused fast with no (slowest %v) and %d slow (breaker probes, at most %d)",
@@ -530,6 +543,10 @@ func (p *prodRun) judgeOutage(t *testing.T, failures []failure, killed, recovere
 		t.Error("no call was refused fast after the first wave, want the breaker to refuse writes at once")
 	}
 	if slow > probes {
-		t.Errorf("%d calls after the first wave failed slowly or answered unknown, want at most %d (one breaker probe per api replica and cool-down)", slow, probes)
+		t.Errorf("%d calls after the first wave failed slowly or answered unknown, want at most %d: %d api replicas × (%d probes while the nodes were down + %d while they restarted, %v)",
+			slow, probes, replicas, down, starting, recovered.Sub(restarted).Round(time.Millisecond))
+		for i, c := range slows[:min(len(slows), 20)] {
+			t.Logf("slow %d: started %v after the kill, took %v, Sale-Recorded: %s", i+1, c.at.Round(time.Millisecond), c.took.Round(time.Millisecond), c.recorded)
+		}
 	}
 }
