@@ -159,20 +159,35 @@ func dropClosedObjects(v any) {
 	}
 }
 
-// EnsureNamespaces creates (for real) every namespace the objects live in
-// or declare, so that the namespaced objects' dry-runs can be admitted.
-func (c *Client) EnsureNamespaces(ctx context.Context, objs []*unstructured.Unstructured) error {
-	names := map[string]bool{}
+// ApplyNamespaces makes the namespaces the objects need exist for real,
+// so that the namespaced objects' dry-runs can be admitted: each Namespace
+// among the objects is server-side applied as it is (its Pod Security
+// labels then govern the admission of the others, as in a cluster), and
+// every other namespace an object names is created bare if missing.
+func (c *Client) ApplyNamespaces(ctx context.Context, objs []*unstructured.Unstructured) error {
+	nsGVR := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	declared := map[string]bool{}
 	for _, o := range objs {
-		if ns := o.GetNamespace(); ns != "" {
-			names[ns] = true
+		if o.GetAPIVersion() != "v1" || o.GetKind() != "Namespace" {
+			continue
 		}
-		if o.GetAPIVersion() == "v1" && o.GetKind() == "Namespace" {
-			names[o.GetName()] = true
+		declared[o.GetName()] = true
+		data, err := json.Marshal(o.Object)
+		if err != nil {
+			return err
+		}
+		force := true
+		if _, err := c.dyn.Resource(nsGVR).Patch(ctx, o.GetName(), types.ApplyPatchType, data,
+			metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
+			return fmt.Errorf("apply namespace %s: %w", o.GetName(), err)
 		}
 	}
-	nsGVR := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
-	for name := range names {
+	for _, o := range objs {
+		name := o.GetNamespace()
+		if name == "" || declared[name] {
+			continue
+		}
+		declared[name] = true
 		ns := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": name},
 		}}

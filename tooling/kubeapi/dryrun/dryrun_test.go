@@ -95,7 +95,6 @@ func start(apiserver, crdDir, out string) (*env, error) {
 	println("kubeapi:", len(crds), "CRDs Established in", time.Since(t1).Round(time.Millisecond).String())
 	e := &env{client: client, builds: map[string][]*unstructured.Unstructured{}}
 	files, _ := filepath.Glob(filepath.Join(out, "*.yaml"))
-	var all []*unstructured.Unstructured
 	for _, f := range files {
 		objs, err := dryrun.ReadFiles(f)
 		if err != nil {
@@ -104,28 +103,29 @@ func start(apiserver, crdDir, out string) (*env, error) {
 		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
 		e.builds[name] = objs
 		e.names = append(e.names, name)
-		all = append(all, objs...)
 	}
 	if len(e.names) == 0 {
 		return nil, &startError{err: os.ErrNotExist, log: "no builds in " + out}
-	}
-	if err := client.EnsureNamespaces(ctx, all); err != nil {
-		return nil, err
 	}
 	return e, nil
 }
 
 // TestServerDryRun sends every object of every overlay and combination to
-// the real apiserver, with the CRDs installed: one rejected object fails.
+// the real apiserver, with the CRDs installed: one rejected object fails,
+// and so does one warning (a deprecated API or field, a pod template that
+// the namespace's Pod Security level "warn" refuses).
 func TestServerDryRun(t *testing.T) {
 	e := setup(t)
 	for _, name := range e.names {
 		t.Run(name, func(t *testing.T) {
 			t0 := time.Now()
+			if err := e.client.ApplyNamespaces(t.Context(), e.builds[name]); err != nil {
+				t.Fatal(err)
+			}
 			accepted, rejected, warnings := dryrun.Summary(e.client.DryRun(t.Context(), e.builds[name], "default"))
 			t.Logf("%s: %d accepted, %d rejected, %d warnings (%s)", name, accepted, len(rejected), len(warnings), time.Since(t0).Round(time.Millisecond))
 			for _, w := range warnings {
-				t.Logf("warning: %s", w)
+				t.Errorf("warning: %s", w)
 			}
 			for _, r := range rejected {
 				t.Errorf("rejected: %s", r)
@@ -145,6 +145,8 @@ func TestSeededMistakes(t *testing.T) {
 		name, build, kind string
 		seed              func(t *testing.T, o *unstructured.Unstructured)
 		want              string
+		// warning: the object is admitted, with want among its warnings.
+		warning bool
 	}{
 		{
 			// Gateway API's HTTPRoute: a filter whose type names a
@@ -178,6 +180,32 @@ func TestSeededMistakes(t *testing.T) {
 				}
 			},
 			want: "`selector` does not match template `labels`",
+		},
+		{
+			// Pod Security admission: the namespace's warn=restricted
+			// label makes the apiserver warn about a pod template that
+			// allows privilege escalation (the run fails on warnings).
+			name:  "deployment allowing privilege escalation (Pod Security warn)",
+			build: "prod",
+			kind:  "Deployment",
+			seed: func(t *testing.T, o *unstructured.Unstructured) {
+				containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+				if len(containers) == 0 {
+					t.Fatal("Deployment without containers")
+				}
+				c := containers[0].(map[string]any)
+				sc, _ := c["securityContext"].(map[string]any)
+				if sc == nil {
+					sc = map[string]any{}
+				}
+				sc["allowPrivilegeEscalation"] = true
+				c["securityContext"] = sc
+				if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want:    `would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false`,
+			warning: true,
 		},
 		{
 			// A misspelt field: server-side apply refuses a field the
@@ -227,11 +255,24 @@ func TestSeededMistakes(t *testing.T) {
 			if orig == nil {
 				t.Fatalf("no %s in the %s build", tc.kind, tc.build)
 			}
+			if err := e.client.ApplyNamespaces(t.Context(), e.builds[tc.build]); err != nil {
+				t.Fatal(err)
+			}
 			seeded := orig.DeepCopy()
 			tc.seed(t, seeded)
 			res := e.client.DryRun(t.Context(), []*unstructured.Unstructured{orig, seeded}, "default")
-			if res[0].Err != nil {
-				t.Fatalf("the unchanged %s was rejected: %v", res[0].Name(), res[0].Err)
+			if res[0].Err != nil || len(res[0].Warnings) > 0 {
+				t.Fatalf("the unchanged %s was rejected or warned about: %v %q", res[0].Name(), res[0].Err, res[0].Warnings)
+			}
+			if tc.warning {
+				if res[1].Err != nil {
+					t.Fatalf("the seeded %s was rejected: %v", res[1].Name(), res[1].Err)
+				}
+				if !strings.Contains(strings.Join(res[1].Warnings, "\n"), tc.want) {
+					t.Fatalf("the seeded %s drew no warning %q: %q", res[1].Name(), tc.want, res[1].Warnings)
+				}
+				t.Logf("warned about as it should be: %q", res[1].Warnings)
+				return
 			}
 			if res[1].Err == nil {
 				t.Fatalf("the seeded %s was accepted", res[1].Name())

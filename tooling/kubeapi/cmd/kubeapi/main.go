@@ -106,21 +106,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func dryRunFiles(ctx context.Context, client *dryrun.Client, files []string, namespace string, stdout io.Writer) error {
 	perFile := map[string][]*unstructured.Unstructured{}
-	var all []*unstructured.Unstructured
 	for _, f := range files {
 		objs, err := dryrun.ReadFiles(f)
 		if err != nil {
 			return err
 		}
 		perFile[f] = objs
-		all = append(all, objs...)
-	}
-	if err := client.EnsureNamespaces(ctx, all); err != nil {
-		return err
 	}
 	failed := 0
 	for _, f := range files {
 		t := time.Now()
+		if err := client.ApplyNamespaces(ctx, perFile[f]); err != nil {
+			return err
+		}
 		accepted, rejected, warnings := dryrun.Summary(client.DryRun(ctx, perFile[f], namespace))
 		fmt.Fprintf(stdout, "dry-run %s: %d accepted, %d rejected, %d warnings (%s)\n", f, accepted, len(rejected), len(warnings), time.Since(t).Round(time.Millisecond))
 		for _, w := range warnings {
