@@ -124,7 +124,8 @@ deploy-dry-run: deploy-build deploy-schemas $(KUBE_APISERVER) ## Server-side dry
 	@# dependencies in every module of the workspace), so vetted here.
 	@out=$$(gofmt -l tooling/kubeapi); if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
 	GOWORK=off go -C tooling/kubeapi vet ./...
-	BF_KUBE_APISERVER=$(KUBE_APISERVER) BF_DEPLOY_CRDS=$(SCHEMA_DIR)/crd-src BF_DEPLOY_OUT=$(DEPLOY_OUT) GOWORK=off \
+	BF_KUBE_APISERVER=$(KUBE_APISERVER) BF_DEPLOY_CRDS=$(SCHEMA_DIR)/crd-src BF_DEPLOY_OUT=$(DEPLOY_OUT) \
+	  BF_KUBECONFORM=$(KUBECONFORM) BF_DEPLOY_SCHEMAS=$(SCHEMA_DIR) BF_DEPLOY_K8S_VERSION=$(K8S_VERSION) GOWORK=off \
 	  go -C tooling/kubeapi test -count=1 -timeout 15m -v ./...
 
 .PHONY: images

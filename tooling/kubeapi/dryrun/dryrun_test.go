@@ -3,6 +3,7 @@ package dryrun_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -147,6 +148,10 @@ func TestSeededMistakes(t *testing.T) {
 		want              string
 		// warning: the object is admitted, with want among its warnings.
 		warning bool
+		// kubeconformToo: kubeconform -strict rejects it as well; every
+		// other seeded mistake passes kubeconform, which the test checks
+		// when it has kubeconform and the schemas.
+		kubeconformToo bool
 	}{
 		{
 			// Gateway API's HTTPRoute: a filter whose type names a
@@ -218,7 +223,8 @@ func TestSeededMistakes(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: ".spec.replica: field not declared in schema",
+			want:           ".spec.replica: field not declared in schema",
+			kubeconformToo: true,
 		},
 		{
 			// Strimzi's KafkaUser: certificate validity on a SCRAM user,
@@ -260,6 +266,9 @@ func TestSeededMistakes(t *testing.T) {
 			}
 			seeded := orig.DeepCopy()
 			tc.seed(t, seeded)
+			if out, ok, checked := kubeconform(t, seeded); checked && ok == tc.kubeconformToo {
+				t.Errorf("kubeconform -strict: want accepted=%v, got accepted=%v: %s", !tc.kubeconformToo, ok, out)
+			}
 			res := e.client.DryRun(t.Context(), []*unstructured.Unstructured{orig, seeded}, "default")
 			if res[0].Err != nil || len(res[0].Warnings) > 0 {
 				t.Fatalf("the unchanged %s was rejected or warned about: %v %q", res[0].Name(), res[0].Err, res[0].Warnings)
@@ -283,6 +292,33 @@ func TestSeededMistakes(t *testing.T) {
 			t.Logf("rejected as it should be: %v", res[1].Err)
 		})
 	}
+}
+
+// kubeconform validates the object with kubeconform -strict against the
+// schemas make deploy-schemas generates (BF_KUBECONFORM, BF_DEPLOY_SCHEMAS,
+// BF_DEPLOY_K8S_VERSION, as make deploy-dry-run sets them) and says whether
+// it passed; without them it checks nothing.
+func kubeconform(t *testing.T, o *unstructured.Unstructured) (out string, passed, checked bool) {
+	t.Helper()
+	bin, schemas, version := os.Getenv("BF_KUBECONFORM"), os.Getenv("BF_DEPLOY_SCHEMAS"), os.Getenv("BF_DEPLOY_K8S_VERSION")
+	if bin == "" || schemas == "" || version == "" {
+		t.Log("kubeconform not checked: BF_KUBECONFORM, BF_DEPLOY_SCHEMAS or BF_DEPLOY_K8S_VERSION unset")
+		return "", false, false
+	}
+	data, err := o.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "seeded.json")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The flags of deploy.mk's KUBECONFORM_FLAGS.
+	b, err := exec.Command(bin, "-strict", "-kubernetes-version", version,
+		"-schema-location", filepath.Join(schemas, "kubernetes"),
+		"-schema-location", filepath.Join(schemas, "crds")+"/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
+		f).CombinedOutput()
+	return string(b), err == nil, true
 }
 
 func first(objs []*unstructured.Unstructured, kind string) *unstructured.Unstructured {
