@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -306,9 +305,4 @@ func Summary(results []Result) (accepted int, rejected, warnings []string) {
 	sort.Strings(rejected)
 	sort.Strings(warnings)
 	return accepted, rejected, warnings
-}
-
-// Join is the rejections one per line, for messages.
-func Join(rejected []string) string {
-	return strings.Join(rejected, "\n")
 }

@@ -2,6 +2,7 @@ package dryrun_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,7 @@ func start(apiserver, crdDir, out string) (*env, error) {
 		return nil, &startError{err: err, log: log.String()}
 	}
 	stopAll = func() { c.Stop(); os.RemoveAll(dir) }
-	println("kubeapi: apiserver ready in", time.Since(t0).Round(time.Millisecond).String())
+	fmt.Fprintf(os.Stderr, "kubeapi: apiserver ready in %s\n", time.Since(t0).Round(time.Millisecond))
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -93,7 +94,7 @@ func start(apiserver, crdDir, out string) (*env, error) {
 	if err := client.InstallCRDs(ctx, crds, 2*time.Minute); err != nil {
 		return nil, err
 	}
-	println("kubeapi:", len(crds), "CRDs Established in", time.Since(t1).Round(time.Millisecond).String())
+	fmt.Fprintf(os.Stderr, "kubeapi: %d CRDs Established in %s\n", len(crds), time.Since(t1).Round(time.Millisecond))
 	e := &env{client: client, builds: map[string][]*unstructured.Unstructured{}}
 	files, _ := filepath.Glob(filepath.Join(out, "*.yaml"))
 	for _, f := range files {
