@@ -189,9 +189,13 @@ func (s *session) costs(ctx context.Context) error {
 		c.AggregatorSalesPerCoreS = d.RatePerS / d.Cores
 		c.AggregatorUSPerSale = 1e6 / c.AggregatorSalesPerCoreS
 	}
-	var x1, x2, y []float64
-	if d := s.res.Drain; d != nil && d.Batches > 0 && d.ValkeyCores > 0 {
-		x1, x2, y = append(x1, float64(d.Batches)), append(x2, float64(d.Records)), append(y, d.ValkeyCores*d.Seconds*1e6)
+	// Points for the fits: CPU µs against batches and sales (per second
+	// of each window, or over the whole drain).
+	var batches, sales, aggUS, valkeyUS []float64
+	if d := s.res.Drain; d != nil && d.Batches > 0 && d.Seconds > 0 {
+		c.DrainSalesPerBatch = float64(d.Records) / float64(d.Batches)
+		batches, sales = append(batches, float64(d.Batches)), append(sales, float64(d.Records))
+		aggUS, valkeyUS = append(aggUS, d.Cores*d.Seconds*1e6), append(valkeyUS, d.ValkeyCores*d.Seconds*1e6)
 	}
 	worst := ""
 	worstUS := 0.0
@@ -203,16 +207,22 @@ func (s *session) costs(ctx context.Context) error {
 		p := report.ProtocolCost{Usage: u}
 		p.PerUnit()
 		c.Protocols = append(c.Protocols, p)
-		x1, x2, y = append(x1, u.ApplyBatchesPerS), append(x2, u.AppliedPerS), append(y, u.ValkeyCores*1e6)
+		batches, sales = append(batches, u.ApplyBatchesPerS), append(sales, u.AppliedPerS)
+		aggUS, valkeyUS = append(aggUS, u.AggregatorCores*1e6), append(valkeyUS, u.ValkeyCores*1e6)
 		s.logf("cost %-17s %8.0f sales/s  api %6.1f µs/sale  broker %5.1f µs/record %6.1f µs/batch (%.1f records/batch)  aggregator %5.2f µs/sale  valkey %5.2f µs/sale %6.1f µs/batch  loadgen %.2f cores",
 			name, u.SalesPerS, p.APIUSPerSale, p.BrokerUSPerRecord, p.BrokerUSPerBatch, p.RecordsPerBatch, p.AggregatorUSPerSale, p.ValkeyUSPerSale, p.ValkeyUSPerBatch, u.LoadgenCores)
 		if name != protocol.Batch && p.APIUSPerSale > worstUS {
 			worst, worstUS = string(name), p.APIUSPerSale
 		}
 	}
-	if a, b, ok := report.FitTwo(x1, x2, y); ok {
-		c.ValkeyUSPerBatch, c.ValkeyUSPerSale = a, b
+	c.AggregatorFit = fit(batches, sales, aggUS, c.AggregatorUSPerSale)
+	var valkeyDrain float64
+	if d := s.res.Drain; d != nil && d.Records > 0 {
+		valkeyDrain = d.ValkeyCores * d.Seconds * 1e6 / float64(d.Records)
 	}
+	c.ValkeyFit = fit(batches, sales, valkeyUS, valkeyDrain)
+	s.logf("cost fits: aggregator %.1f µs/batch + %.2f µs/sale, valkey %.1f µs/batch + %.2f µs/sale; the drain's batches held %.0f sales",
+		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale, c.DrainSalesPerBatch)
 	if worst != "" {
 		p, _ := c.Protocol(worst)
 		rate := roundDown2(p.SalesPerS / 2)
@@ -226,4 +236,13 @@ func (s *session) costs(ctx context.Context) error {
 	}
 	s.res.Costs = c
 	return nil
+}
+
+// fit fits CPU µs as a·batches + b·sales, falling back to perSale per sale
+// when the points do not determine both.
+func fit(batches, sales, us []float64, perSale float64) report.Fit {
+	if a, b, ok := report.FitTwo(batches, sales, us); ok {
+		return report.Fit{USPerBatch: a, USPerSale: b, OK: true}
+	}
+	return report.Fit{USPerSale: perSale}
 }

@@ -19,14 +19,34 @@ type Costs struct {
 	// AggregatorUSPerSale its inverse in µs.
 	AggregatorSalesPerCoreS float64 `json:"aggregator_sales_per_core_s"`
 	AggregatorUSPerSale     float64 `json:"aggregator_us_per_sale"`
-	// ValkeyUSPerBatch and ValkeyUSPerSale fit Valkey's CPU as
+	// DrainSalesPerBatch is the sales per partition batch the aggregator
+	// applied while draining: the batch size it reaches when busy.
+	DrainSalesPerBatch float64 `json:"drain_sales_per_batch"`
+	// AggregatorFit and ValkeyFit fit each one's CPU as
 	// a·batches + b·sales by least squares over every window above and
 	// the drain, whose batch sizes differ widely.
-	ValkeyUSPerBatch float64 `json:"valkey_us_per_batch"`
-	ValkeyUSPerSale  float64 `json:"valkey_us_per_sale"`
+	AggregatorFit Fit `json:"aggregator_fit"`
+	ValkeyFit     Fit `json:"valkey_fit"`
 	// Check is a run at about half of one protocol's saturation, open
 	// loop: the rate the plan's prediction is checked against.
 	Check *Usage `json:"check,omitempty"`
+}
+
+// Fit is a CPU cost per partition batch applied plus one per sale, in µs.
+// OK is false when the points did not determine both; then USPerSale is
+// the drain's CPU per sale and USPerBatch 0.
+type Fit struct {
+	USPerBatch float64 `json:"us_per_batch"`
+	USPerSale  float64 `json:"us_per_sale"`
+	OK         bool    `json:"ok"`
+}
+
+// USPerSaleAt is the cost per sale when batches hold salesPerBatch sales.
+func (f Fit) USPerSaleAt(salesPerBatch float64) float64 {
+	if salesPerBatch <= 0 {
+		return f.USPerSale
+	}
+	return f.USPerSale + f.USPerBatch/salesPerBatch
 }
 
 // Usage is what one window measured: rates and the cores each process used.

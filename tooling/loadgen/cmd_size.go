@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"blackfriday.local/tooling/loadgen/internal/capacity"
+	"blackfriday.local/tooling/loadgen/internal/report"
+	"blackfriday.local/tooling/loadgen/protocol"
+)
+
+// defaultCostsFile holds the committed costs make capacity plans from.
+const defaultCostsFile = "docs/results/capacity/results.json"
+
+func runSize(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen size", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	setUsage(fs)
+	in := fs.String("in", defaultCostsFile, "`FILE`: results.json of a loadgen compare run with its cost phase")
+	rates := fs.String("rate", "10000,100000,1000000", "comma-separated sales/s to plan for")
+	proto := fs.String("protocol", "", "the protocol whose api and broker costs to plan with (default: the unary protocol that cost the api most)")
+	check := fs.Bool("check", false, "also compare the cores the costs predict with those the run's check window used")
+	a := capacity.Prod
+	fs.Float64Var(&a.Utilisation, "utilisation", a.Utilisation, "share of each pod's CPU limit to fill")
+	fs.Float64Var(&a.APICPU, "api-cpu", a.APICPU, "CPU limit of one api pod")
+	fs.Float64Var(&a.AggregatorCPU, "aggregator-cpu", a.AggregatorCPU, "CPU limit of one aggregator pod")
+	fs.Float64Var(&a.BrokerCPU, "broker-cpu", a.BrokerCPU, "CPU limit of one Kafka node")
+	fs.Float64Var(&a.ValkeyCPU, "valkey-cpu", a.ValkeyCPU, "cores one Valkey primary can use (one command thread)")
+	fs.IntVar(&a.Replication, "replication", a.Replication, "the topic's replication factor")
+	fs.IntVar(&a.MinBrokers, "min-brokers", a.MinBrokers, "fewest Kafka nodes")
+	fs.IntVar(&a.MinPartitions, "min-partitions", a.MinPartitions, "fewest partitions of the sales topic")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var rs []float64
+	for _, r := range strings.Split(*rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("-rate %q: want positive sales/s, comma-separated", *rates)
+		}
+		rs = append(rs, v)
+	}
+	res, err := report.Load(*in)
+	if err != nil {
+		return err
+	}
+	c := res.Costs
+	if c == nil || len(c.Protocols) == 0 {
+		return fmt.Errorf("%s has no costs: run loadgen compare with its cost phase (make capacity-measure)", *in)
+	}
+	name := *proto
+	if name == "" {
+		name = costliest(c)
+	} else if _, err := protocol.Parse(name); err != nil {
+		return err
+	}
+	pc, ok := c.Protocol(name)
+	if !ok {
+		return fmt.Errorf("%s has no costs for protocol %q", *in, name)
+	}
+	batch := c.DrainSalesPerBatch
+	costs := planCosts(c, pc, batch)
+
+	w := stdout
+	fmt.Fprintf(w, "Capacity plan from %s (measured %s, %s; pinning: %s).\n", *in, res.Meta.Date, res.Meta.Command, c.Pinning)
+	fmt.Fprintf(w, "Protocol %s%s; %d-s windows of the whole pipeline at saturation (%.0f sales/s).\n",
+		name, map[bool]string{true: " (the unary protocol that cost the api most)", false: ""}[*proto == ""], int(c.WindowS+0.5), pc.SalesPerS)
+	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %.1f/record (%.1f/produce batch of %.1f records), ×%d replicas;\n",
+		costs.APIUSPerSale, costs.BrokerUSPerRecord, pc.BrokerUSPerBatch, pc.RecordsPerBatch, a.Replication)
+	fmt.Fprintf(w, "  aggregator %.1f/batch + %.2f/sale, Valkey %.1f/batch + %.2f/sale, at the drain's %.0f sales/batch:\n",
+		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale, batch)
+	fmt.Fprintf(w, "  aggregator %.2f/sale (drain: %.0f sales per core-second), Valkey %.2f/sale.\n",
+		costs.AggregatorUSPerSale, c.AggregatorSalesPerCoreS, costs.ValkeyUSPerSale)
+	fmt.Fprintf(w, "Limits (kustomize/overlays/prod, as written into loadgen): api pod %g CPU, aggregator pod %g, Kafka node %g,\n", a.APICPU, a.AggregatorCPU, a.BrokerCPU)
+	fmt.Fprintf(w, "  Valkey primary %g (one command thread); filled to %.0f%%; ≥%d brokers, ≥%d partitions.\n", a.ValkeyCPU, a.Utilisation*100, a.MinBrokers, a.MinPartitions)
+	fmt.Fprintf(w, "Each count is ⌈cores ÷ (limit × %.2f)⌉, at least 1; partitions ≥ aggregators, a multiple of the brokers.\n\n", a.Utilisation)
+	fmt.Fprintln(w, "| sales/s | api cores | api pods | broker cores | brokers | partitions | aggregator cores | aggregators | Valkey cores | Valkey primaries |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rs {
+		p, err := capacity.Size(r, costs, a)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %d | %.2f | %d | %d | %.2f | %d | %.2f | %d |\n", thousands(r),
+			p.APICores, p.APIPods, p.BrokerCores, p.Brokers, p.Partitions, p.AggregatorCores, p.Aggregators, p.ValkeyCores, p.ValkeyPrimaries)
+	}
+	if *check {
+		return printCheck(w, c)
+	}
+	return nil
+}
+
+// costliest is the unary protocol whose sales cost the api most.
+func costliest(c *report.Costs) string {
+	name, worst := "", -1.0
+	for _, p := range c.Protocols {
+		if p.Protocol != string(protocol.Batch) && p.APIUSPerSale > worst {
+			name, worst = p.Protocol, p.APIUSPerSale
+		}
+	}
+	if name == "" {
+		name = c.Protocols[0].Protocol
+	}
+	return name
+}
+
+// planCosts takes the api's and the broker's costs from the protocol's
+// window, and the aggregator's and Valkey's from their fits at batches of
+// salesPerBatch sales.
+func planCosts(c *report.Costs, p report.ProtocolCost, salesPerBatch float64) capacity.Costs {
+	agg := c.AggregatorFit.USPerSaleAt(salesPerBatch)
+	if !c.AggregatorFit.OK && agg == 0 {
+		agg = c.AggregatorUSPerSale
+	}
+	return capacity.Costs{
+		APIUSPerSale:        p.APIUSPerSale,
+		BrokerUSPerRecord:   p.BrokerUSPerRecord,
+		AggregatorUSPerSale: agg,
+		ValkeyUSPerSale:     c.ValkeyFit.USPerSaleAt(salesPerBatch),
+	}
+}
+
+// printCheck compares the cores the costs predict at the check window's
+// rate (its own protocol, one replica as measured, its own batch size)
+// with the cores it used.
+func printCheck(w io.Writer, c *report.Costs) error {
+	u := c.Check
+	if u == nil {
+		return errors.New("-check: the results have no check window")
+	}
+	pc, ok := c.Protocol(u.Protocol)
+	if !ok {
+		return fmt.Errorf("-check: no costs for the check window's protocol %q", u.Protocol)
+	}
+	batch := 0.0
+	if u.ApplyBatchesPerS > 0 {
+		batch = u.AppliedPerS / u.ApplyBatchesPerS
+	}
+	api, broker, agg, valkey := capacity.Needs(u.SalesPerS, planCosts(c, pc, batch), 1)
+	fmt.Fprintf(w, "\nCheck: %s open loop at %.0f calls/s sustained %.0f sales/s for %.0f s (%.0f sales/batch applied);\n",
+		u.Protocol, u.Rate, u.SalesPerS, u.WindowS, batch)
+	fmt.Fprintln(w, "the costs above (one replica, as run) predict, against the cores measured:")
+	fmt.Fprintln(w, "\n| part | predicted cores | measured cores | predicted ÷ measured |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	row := func(part string, p, m float64) {
+		ratio := "–"
+		if m > 0 {
+			ratio = fmt.Sprintf("%.2f", p/m)
+		}
+		fmt.Fprintf(w, "| %s | %.3f | %.3f | %s |\n", part, p, m, ratio)
+	}
+	row("api", api, u.APICores)
+	row("broker", broker, u.BrokerCores)
+	row("aggregator", agg, u.AggregatorCores)
+	row("Valkey", valkey, u.ValkeyCores)
+	row("total", api+broker+agg+valkey, u.Cores())
+	return nil
+}
+
+// thousands formats a whole number with comma separators.
+func thousands(v float64) string {
+	s := strconv.FormatFloat(v, 'f', 0, 64)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
