@@ -66,14 +66,15 @@ func runSize(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s has no costs for protocol %q", *in, name)
 	}
 	batch := c.DrainSalesPerBatch
-	costs := planCosts(c, pc, batch)
+	costs := planCosts(c, pc, pc.RecordsPerBatch, batch)
 
 	w := stdout
 	fmt.Fprintf(w, "Capacity plan from %s (measured %s, %s; pinning: %s).\n", *in, res.Meta.Date, res.Meta.Command, c.Pinning)
 	fmt.Fprintf(w, "Protocol %s%s; %d-s windows of the whole pipeline at saturation (%.0f sales/s).\n",
 		name, map[bool]string{true: " (the unary protocol that cost the api most)", false: ""}[*proto == ""], int(c.WindowS+0.5), pc.SalesPerS)
-	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %.1f/record (%.1f/produce batch of %.1f records), ×%d replicas;\n",
-		costs.APIUSPerSale, costs.BrokerUSPerRecord, pc.BrokerUSPerBatch, pc.RecordsPerBatch, a.Replication)
+	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %.1f/produce batch + %.2f/record, at %s's %.1f records/batch:\n",
+		costs.APIUSPerSale, c.BrokerFit.USPerBatch, c.BrokerFit.USPerSale, name, pc.RecordsPerBatch)
+	fmt.Fprintf(w, "  broker %.1f/record (window alone: %.1f), ×%d replicas;\n", costs.BrokerUSPerRecord, pc.BrokerUSPerRecord, a.Replication)
 	fmt.Fprintf(w, "  aggregator %.1f/batch + %.2f/sale, Valkey %.1f/batch + %.2f/sale, at the drain's %.0f sales/batch:\n",
 		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale, batch)
 	fmt.Fprintf(w, "  aggregator %.2f/sale (drain: %.0f sales per core-second), Valkey %.2f/sale.\n",
@@ -111,17 +112,22 @@ func costliest(c *report.Costs) string {
 	return name
 }
 
-// planCosts takes the api's and the broker's costs from the protocol's
-// window, and the aggregator's and Valkey's from their fits at batches of
-// salesPerBatch sales.
-func planCosts(c *report.Costs, p report.ProtocolCost, salesPerBatch float64) capacity.Costs {
+// planCosts takes the api's cost from the protocol's window, the broker's
+// from its fit at produce batches of recordsPerBatch records (the window's
+// own figure when the fit failed), and the aggregator's and Valkey's from
+// their fits at batches of salesPerBatch sales.
+func planCosts(c *report.Costs, p report.ProtocolCost, recordsPerBatch, salesPerBatch float64) capacity.Costs {
 	agg := c.AggregatorFit.USPerSaleAt(salesPerBatch)
 	if !c.AggregatorFit.OK && agg == 0 {
 		agg = c.AggregatorUSPerSale
 	}
+	broker := p.BrokerUSPerRecord
+	if c.BrokerFit.OK && recordsPerBatch > 0 {
+		broker = c.BrokerFit.USPerSaleAt(recordsPerBatch)
+	}
 	return capacity.Costs{
 		APIUSPerSale:        p.APIUSPerSale,
-		BrokerUSPerRecord:   p.BrokerUSPerRecord,
+		BrokerUSPerRecord:   broker,
 		AggregatorUSPerSale: agg,
 		ValkeyUSPerSale:     c.ValkeyFit.USPerSaleAt(salesPerBatch),
 	}
@@ -143,9 +149,13 @@ func printCheck(w io.Writer, c *report.Costs) error {
 	if u.ApplyBatchesPerS > 0 {
 		batch = u.AppliedPerS / u.ApplyBatchesPerS
 	}
-	api, broker, agg, valkey := capacity.Needs(u.SalesPerS, planCosts(c, pc, batch), 1)
-	fmt.Fprintf(w, "\nCheck: %s open loop at %.0f calls/s sustained %.0f sales/s for %.0f s (%.0f sales/batch applied);\n",
-		u.Protocol, u.Rate, u.SalesPerS, u.WindowS, batch)
+	records := 0.0
+	if u.ProduceBatchesPerS > 0 {
+		records = u.SalesPerS / u.ProduceBatchesPerS
+	}
+	api, broker, agg, valkey := capacity.Needs(u.SalesPerS, planCosts(c, pc, records, batch), 1)
+	fmt.Fprintf(w, "\nCheck: %s open loop at %.0f calls/s sustained %.0f sales/s for %.0f s (%.1f records/produce batch, %.0f sales/batch applied);\n",
+		u.Protocol, u.Rate, u.SalesPerS, u.WindowS, records, batch)
 	fmt.Fprintln(w, "the costs above (one replica, as run) predict, against the cores measured:")
 	fmt.Fprintln(w, "\n| part | predicted cores | measured cores | predicted ÷ measured |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|")

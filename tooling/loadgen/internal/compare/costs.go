@@ -197,6 +197,7 @@ func (s *session) costs(ctx context.Context) error {
 		batches, sales = append(batches, float64(d.Batches)), append(sales, float64(d.Records))
 		aggUS, valkeyUS = append(aggUS, d.Cores*d.Seconds*1e6), append(valkeyUS, d.ValkeyCores*d.Seconds*1e6)
 	}
+	var produceBatches, records, brokerUS []float64
 	worst := ""
 	worstUS := 0.0
 	for _, name := range cfg.Protocols {
@@ -209,6 +210,7 @@ func (s *session) costs(ctx context.Context) error {
 		c.Protocols = append(c.Protocols, p)
 		batches, sales = append(batches, u.ApplyBatchesPerS), append(sales, u.AppliedPerS)
 		aggUS, valkeyUS = append(aggUS, u.AggregatorCores*1e6), append(valkeyUS, u.ValkeyCores*1e6)
+		produceBatches, records, brokerUS = append(produceBatches, u.ProduceBatchesPerS), append(records, u.SalesPerS), append(brokerUS, u.BrokerCores*1e6)
 		s.logf("cost %-17s %8.0f sales/s  api %6.1f µs/sale  broker %5.1f µs/record %6.1f µs/batch (%.1f records/batch)  aggregator %5.2f µs/sale  valkey %5.2f µs/sale %6.1f µs/batch  loadgen %.2f cores",
 			name, u.SalesPerS, p.APIUSPerSale, p.BrokerUSPerRecord, p.BrokerUSPerBatch, p.RecordsPerBatch, p.AggregatorUSPerSale, p.ValkeyUSPerSale, p.ValkeyUSPerBatch, u.LoadgenCores)
 		if name != protocol.Batch && p.APIUSPerSale > worstUS {
@@ -221,8 +223,9 @@ func (s *session) costs(ctx context.Context) error {
 		valkeyDrain = d.ValkeyCores * d.Seconds * 1e6 / float64(d.Records)
 	}
 	c.ValkeyFit = fit(batches, sales, valkeyUS, valkeyDrain)
-	s.logf("cost fits: aggregator %.1f µs/batch + %.2f µs/sale, valkey %.1f µs/batch + %.2f µs/sale; the drain's batches held %.0f sales",
-		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale, c.DrainSalesPerBatch)
+	c.BrokerFit = fit(produceBatches, records, brokerUS, 0)
+	s.logf("cost fits: broker %.1f µs/produce batch + %.2f µs/record; aggregator %.1f µs/batch + %.2f µs/sale, valkey %.1f µs/batch + %.2f µs/sale; the drain's batches held %.0f sales",
+		c.BrokerFit.USPerBatch, c.BrokerFit.USPerSale, c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale, c.DrainSalesPerBatch)
 	if worst != "" {
 		p, _ := c.Protocol(worst)
 		rate := roundDown2(p.SalesPerS / 2)

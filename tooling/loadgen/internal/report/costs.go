@@ -27,6 +27,10 @@ type Costs struct {
 	// the drain, whose batch sizes differ widely.
 	AggregatorFit Fit `json:"aggregator_fit"`
 	ValkeyFit     Fit `json:"valkey_fit"`
+	// BrokerFit fits the broker's CPU as a·produce batches + b·records
+	// over the windows: unary protocols give batches of a few records,
+	// RecordSales batches of hundreds.
+	BrokerFit Fit `json:"broker_fit"`
 	// Check is a run at about half of one protocol's saturation, open
 	// loop: the rate the plan's prediction is checked against.
 	Check *Usage `json:"check,omitempty"`
