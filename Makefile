@@ -228,7 +228,8 @@ compare: build ## Compare every protocol end to end against a real broker into C
 # the aggregator to CPU 1 (needs 2 CPUs); COMPARE_COST_DURATION is each
 # protocol's window in compare's cost phase (0 skips it). capacity-measure
 # runs one repetition with no sweep, freshness probe or reruns of disturbed
-# runs: it needs the cost phase, not the comparison's spread.
+# runs, and CAPACITY_COST_DURATION windows: it needs the cost phase, not
+# the comparison's spread.
 COMPARE_PIN           ?= 0
 COMPARE_COST_DURATION ?= 3s
 COMPARE_KNOBS         += PIN COST_DURATION
@@ -238,12 +239,13 @@ COMPARE_CAPACITY_ARGS  = $(if $(filter 1,$(COMPARE_PIN)),-pin) -cost-duration $(
 CAPACITY_RESULTS ?= .run/capacity/$(COMPARE_STAMP)
 CAPACITY_IN      ?= docs/results/capacity/results.json
 CAPACITY_RATES   ?= 10000,100000,1000000
+CAPACITY_COST_DURATION ?= 5s
 
 .PHONY: capacity-measure
 capacity-measure: ## Measure the costs per unit, pinned, into CAPACITY_RESULTS (docs/results/capacity to publish; ~3 min).
 	@mkdir -p $(CAPACITY_RESULTS)
 	$(MAKE) --no-print-directory compare COMPARE_PIN=1 COMPARE_REPS=1 COMPARE_SWEEP= COMPARE_FRESHNESS=0 \
-	  COMPARE_COST_DURATION=$(COMPARE_COST_DURATION) COMPARE_RESULTS=$(CAPACITY_RESULTS) COMPARE_ARGS='-max-other-load 0 $(COMPARE_ARGS)' \
+	  COMPARE_COST_DURATION=$(CAPACITY_COST_DURATION) COMPARE_RESULTS=$(CAPACITY_RESULTS) COMPARE_ARGS='-max-other-load 0 $(COMPARE_ARGS)' \
 	  COMPARE_COMMAND='make capacity-measure$(if $(filter command line,$(origin CAPACITY_RESULTS)), CAPACITY_RESULTS=$(CAPACITY_RESULTS))' \
 	  2>&1 | tee $(CAPACITY_RESULTS)/compare.log
 	go run ./tooling/loadgen size -in $(CAPACITY_RESULTS)/results.json -rate $(CAPACITY_RATES) -check | tee $(CAPACITY_RESULTS)/size.txt

@@ -65,37 +65,60 @@ func runSize(args []string, stdout, stderr io.Writer) error {
 	if !ok {
 		return fmt.Errorf("%s has no costs for protocol %q", *in, name)
 	}
-	batch := c.DrainSalesPerBatch
-	costs := planCosts(c, pc, pc.RecordsPerBatch, batch)
+	batchAt := func(rate float64) float64 { return salesPerBatch(c, pc, rate) }
+	costs := planCosts(c, pc, pc.RecordsPerBatch, 0)
 
 	w := stdout
 	fmt.Fprintf(w, "Capacity plan from %s (measured %s, %s; pinning: %s).\n", *in, res.Meta.Date, res.Meta.Command, c.Pinning)
 	fmt.Fprintf(w, "Protocol %s%s; %d-s windows of the whole pipeline at saturation (%.0f sales/s).\n",
 		name, map[bool]string{true: " (the unary protocol that cost the api most)", false: ""}[*proto == ""], int(c.WindowS+0.5), pc.SalesPerS)
+	fmt.Fprintln(w, "\nMeasured, µs of CPU per unit, each protocol closed loop with the aggregator live:")
+	fmt.Fprintln(w, "\n| protocol | sales/s | api /sale | broker /record | broker /produce batch | records /produce batch | aggregator /sale | Valkey /sale | sales /applied batch |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, p := range c.Protocols {
+		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.0f |\n", p.Protocol, thousands(p.SalesPerS),
+			p.APIUSPerSale, p.BrokerUSPerRecord, p.BrokerUSPerBatch, p.RecordsPerBatch, p.AggregatorUSPerSale, p.ValkeyUSPerSale, p.SalesPerApplyBatch)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %.1f/produce batch + %.2f/record, at %s's %.1f records/batch:\n",
 		costs.APIUSPerSale, c.BrokerFit.USPerBatch, c.BrokerFit.USPerSale, name, pc.RecordsPerBatch)
 	fmt.Fprintf(w, "  broker %.1f/record (window alone: %.1f), ×%d replicas;\n", costs.BrokerUSPerRecord, pc.BrokerUSPerRecord, a.Replication)
-	fmt.Fprintf(w, "  aggregator %.1f/batch + %.2f/sale, Valkey %.1f/batch + %.2f/sale, at the drain's %.0f sales/batch:\n",
-		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale, batch)
-	fmt.Fprintf(w, "  aggregator %.2f/sale (drain: %.0f sales per core-second), Valkey %.2f/sale.\n",
-		costs.AggregatorUSPerSale, c.AggregatorSalesPerCoreS, costs.ValkeyUSPerSale)
+	fmt.Fprintf(w, "  aggregator %.1f/applied batch + %.2f/sale (draining: %s sales per core-second), Valkey %.1f/applied batch + %.2f/sale;\n",
+		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, thousands(c.AggregatorSalesPerCoreS), c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale)
+	fmt.Fprintf(w, "  applied batches hold the window's %.1f sales × rate ÷ %s sales/s (its %.0f batches/s kept), at most the drain's %.0f.\n",
+		pc.SalesPerApplyBatch, thousands(pc.AppliedPerS), pc.ApplyBatchesPerS, c.DrainSalesPerBatch)
 	fmt.Fprintf(w, "Limits (kustomize/overlays/prod, as written into loadgen): api pod %g CPU, aggregator pod %g, Kafka node %g,\n", a.APICPU, a.AggregatorCPU, a.BrokerCPU)
 	fmt.Fprintf(w, "  Valkey primary %g (one command thread); filled to %.0f%%; ≥%d brokers, ≥%d partitions.\n", a.ValkeyCPU, a.Utilisation*100, a.MinBrokers, a.MinPartitions)
 	fmt.Fprintf(w, "Each count is ⌈cores ÷ (limit × %.2f)⌉, at least 1; partitions ≥ aggregators, a multiple of the brokers.\n\n", a.Utilisation)
-	fmt.Fprintln(w, "| sales/s | api cores | api pods | broker cores | brokers | partitions | aggregator cores | aggregators | Valkey cores | Valkey primaries |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| sales/s | api cores | api pods | broker cores | brokers | partitions | sales /applied batch | aggregator cores | aggregators | Valkey cores | Valkey primaries |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
-		p, err := capacity.Size(r, costs, a)
+		p, err := capacity.Size(r, planCosts(c, pc, pc.RecordsPerBatch, batchAt(r)), a)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "| %s | %.2f | %d | %.2f | %d | %d | %.2f | %d | %.2f | %d |\n", thousands(r),
-			p.APICores, p.APIPods, p.BrokerCores, p.Brokers, p.Partitions, p.AggregatorCores, p.Aggregators, p.ValkeyCores, p.ValkeyPrimaries)
+		fmt.Fprintf(w, "| %s | %.2f | %d | %.2f | %d | %d | %.0f | %.2f | %d | %.2f | %d |\n", thousands(r),
+			p.APICores, p.APIPods, p.BrokerCores, p.Brokers, p.Partitions, batchAt(r), p.AggregatorCores, p.Aggregators, p.ValkeyCores, p.ValkeyPrimaries)
 	}
 	if *check {
 		return printCheck(w, c)
 	}
 	return nil
+}
+
+// salesPerBatch is the sales per applied batch the plan assumes at rate:
+// the aggregator applying batches as often as in the protocol's window (so
+// they grow with the rate), but never larger than when it drained a
+// backlog flat out.
+func salesPerBatch(c *report.Costs, p report.ProtocolCost, rate float64) float64 {
+	s := c.DrainSalesPerBatch
+	if p.AppliedPerS > 0 && p.SalesPerApplyBatch > 0 {
+		s = p.SalesPerApplyBatch * rate / p.AppliedPerS
+		if c.DrainSalesPerBatch > 0 {
+			s = min(s, c.DrainSalesPerBatch)
+		}
+	}
+	return max(s, 1)
 }
 
 // costliest is the unary protocol whose sales cost the api most.

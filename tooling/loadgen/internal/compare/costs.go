@@ -200,6 +200,11 @@ func (s *session) costs(ctx context.Context) error {
 	var produceBatches, records, brokerUS []float64
 	worst := ""
 	worstUS := 0.0
+	// A first window, not kept: the aggregator has just drained, and the
+	// broker's fetch path and the api's connections warm up in it.
+	if _, err := s.window(ctx, protocol.GRPC, 0); err != nil {
+		return fmt.Errorf("cost phase, warm-up: %w", err)
+	}
 	for _, name := range cfg.Protocols {
 		u, err := s.window(ctx, name, 0)
 		if err != nil {
