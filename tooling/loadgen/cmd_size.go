@@ -69,15 +69,17 @@ func runSize(args []string, stdout, stderr io.Writer) error {
 	costs := planCosts(c, pc, pc.RecordsPerBatch, 0)
 
 	w := stdout
-	fmt.Fprintf(w, "Capacity plan from %s (measured %s, %s; pinning: %s).\n", *in, res.Meta.Date, res.Meta.Command, c.Pinning)
+	fmt.Fprintf(w, "Capacity plan from %s: measured %s by %s, %d cores, load average %s at the start and %s at the end;\n",
+		*in, res.Meta.Date, res.Meta.Command, res.Meta.Cores, res.Meta.LoadStart, res.Meta.LoadEnd)
+	fmt.Fprintf(w, "pinning: %s.\n", c.Pinning)
 	fmt.Fprintf(w, "Protocol %s%s; %d-s windows of the whole pipeline at saturation (%.0f sales/s).\n",
 		name, map[bool]string{true: " (the unary protocol that cost the api most)", false: ""}[*proto == ""], int(c.WindowS+0.5), pc.SalesPerS)
 	fmt.Fprintln(w, "\nMeasured, µs of CPU per unit, each protocol closed loop with the aggregator live:")
-	fmt.Fprintln(w, "\n| protocol | sales/s | api /sale | broker /record | broker /produce batch | records /produce batch | aggregator /sale | Valkey /sale | sales /applied batch |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "\n| protocol | sales/s | api /sale | broker /record | broker /produce batch | records /produce batch | aggregator /sale | Valkey /sale | sales /applied batch | other processes, cores |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range c.Protocols {
-		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.0f |\n", p.Protocol, thousands(p.SalesPerS),
-			p.APIUSPerSale, p.BrokerUSPerRecord, p.BrokerUSPerBatch, p.RecordsPerBatch, p.AggregatorUSPerSale, p.ValkeyUSPerSale, p.SalesPerApplyBatch)
+		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.0f | %.1f | %.2f | %.2f | %.0f | %.2f |\n", p.Protocol, thousands(p.SalesPerS),
+			p.APIUSPerSale, p.BrokerUSPerRecord, p.BrokerUSPerBatch, p.RecordsPerBatch, p.AggregatorUSPerSale, p.ValkeyUSPerSale, p.SalesPerApplyBatch, p.Other())
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %.1f/produce batch + %.2f/record, at %s's %.1f records/batch:\n",

@@ -81,6 +81,12 @@ func (u Usage) Cores() float64 {
 	return u.APICores + u.BrokerCores + u.AggregatorCores + u.ValkeyCores
 }
 
+// Other is the cores the rest of the machine used: on a shared machine,
+// the load that skews the window.
+func (u Usage) Other() float64 {
+	return max(0, u.MachineCores-u.Cores()-u.LoadgenCores)
+}
+
 // ProtocolCost is one protocol's window and the costs per unit it gives.
 type ProtocolCost struct {
 	Usage
