@@ -182,20 +182,29 @@ func printCheck(w io.Writer, c *report.Costs) error {
 	fmt.Fprintf(w, "\nCheck: %s open loop at %.0f calls/s sustained %.0f sales/s for %.0f s (%.1f records/produce batch, %.0f sales/batch applied);\n",
 		u.Protocol, u.Rate, u.SalesPerS, u.WindowS, records, batch)
 	fmt.Fprintln(w, "the costs above (one replica, as run) predict, against the cores measured:")
-	fmt.Fprintln(w, "\n| part | predicted cores | measured cores | predicted ÷ measured |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
-	row := func(part string, p, m float64) {
-		ratio := "–"
-		if m > 0 {
-			ratio = fmt.Sprintf("%.2f", p/m)
+	pred := []float64{api, broker, agg, valkey, api + broker + agg + valkey}
+	meas := []float64{u.APICores, u.BrokerCores, u.AggregatorCores, u.ValkeyCores, u.Cores()}
+	fmt.Fprintln(w, "\n| cores | api | broker | aggregator | Valkey | total |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	for _, row := range []struct {
+		name string
+		cell func(i int) string
+	}{
+		{"predicted", func(i int) string { return fmt.Sprintf("%.3f", pred[i]) }},
+		{"measured", func(i int) string { return fmt.Sprintf("%.3f", meas[i]) }},
+		{"predicted ÷ measured", func(i int) string {
+			if meas[i] <= 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f", pred[i]/meas[i])
+		}},
+	} {
+		cells := make([]string, len(pred))
+		for i := range pred {
+			cells[i] = row.cell(i)
 		}
-		fmt.Fprintf(w, "| %s | %.3f | %.3f | %s |\n", part, p, m, ratio)
+		fmt.Fprintf(w, "| %s | %s |\n", row.name, strings.Join(cells, " | "))
 	}
-	row("api", api, u.APICores)
-	row("broker", broker, u.BrokerCores)
-	row("aggregator", agg, u.AggregatorCores)
-	row("Valkey", valkey, u.ValkeyCores)
-	row("total", api+broker+agg+valkey, u.Cores())
 	return nil
 }
 
