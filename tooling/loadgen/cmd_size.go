@@ -82,8 +82,12 @@ func runSize(args []string, stdout, stderr io.Writer) error {
 			p.APIUSPerSale, p.BrokerUSPerRecord, p.BrokerUSPerBatch, p.RecordsPerBatch, p.AggregatorUSPerSale, p.ValkeyUSPerSale, p.SalesPerApplyBatch, p.Other())
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %.1f/produce batch + %.2f/record, at %s's %.1f records/batch:\n",
-		costs.APIUSPerSale, c.BrokerFit.USPerBatch, c.BrokerFit.USPerSale, name, pc.RecordsPerBatch)
+	brokerFit := "no fit (the windows did not determine one)"
+	if c.BrokerFit.OK {
+		brokerFit = fmt.Sprintf("%.1f/produce batch + %.2f/record", c.BrokerFit.USPerBatch, c.BrokerFit.USPerSale)
+	}
+	fmt.Fprintf(w, "Costs, µs of CPU: api %.1f/sale; broker %s, at %s's %.1f records/batch:\n",
+		costs.APIUSPerSale, brokerFit, name, pc.RecordsPerBatch)
 	fmt.Fprintf(w, "  broker %.1f/record (window alone: %.1f), ×%d replicas;\n", costs.BrokerUSPerRecord, pc.BrokerUSPerRecord, a.Replication)
 	fmt.Fprintf(w, "  aggregator %.1f/applied batch + %.2f/sale (draining: %s sales per core-second), Valkey %.1f/applied batch + %.2f/sale;\n",
 		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, thousands(c.AggregatorSalesPerCoreS), c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale)
