@@ -93,7 +93,7 @@ func runSize(args []string, stdout, stderr io.Writer) error {
 		c.AggregatorFit.USPerBatch, c.AggregatorFit.USPerSale, thousands(c.AggregatorSalesPerCoreS), c.ValkeyFit.USPerBatch, c.ValkeyFit.USPerSale)
 	fmt.Fprintf(w, "  applied batches hold the window's %.1f sales × rate ÷ %s sales/s (its %.0f batches/s kept), at most the drain's %.0f.\n",
 		pc.SalesPerApplyBatch, thousands(pc.AppliedPerS), pc.ApplyBatchesPerS, c.DrainSalesPerBatch)
-	fmt.Fprintf(w, "Limits (kustomize/overlays/prod, as written into loadgen): api pod %g CPU, aggregator pod %g, Kafka node %g,\n", a.APICPU, a.AggregatorCPU, a.BrokerCPU)
+	fmt.Fprintf(w, "Limits of kustomize/overlays/prod (a test checks them against its files): api pod %g CPU, aggregator pod %g, Kafka node %g,\n", a.APICPU, a.AggregatorCPU, a.BrokerCPU)
 	fmt.Fprintf(w, "  Valkey primary %g (one command thread); filled to %.0f%%; ≥%d brokers, ≥%d partitions.\n", a.ValkeyCPU, a.Utilisation*100, a.MinBrokers, a.MinPartitions)
 	fmt.Fprintf(w, "Each count is ⌈cores ÷ (limit × %.2f)⌉, at least 1; partitions ≥ aggregators, a multiple of the brokers.\n\n", a.Utilisation)
 	fmt.Fprintln(w, "| sales/s | api cores | api pods | broker cores | brokers | partitions | sales /applied batch | aggregator cores | aggregators | Valkey cores | Valkey primaries |")

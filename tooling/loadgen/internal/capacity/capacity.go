@@ -39,7 +39,8 @@ type Assumptions struct {
 	MinBrokers, MinPartitions int
 }
 
-// Prod is what kustomize/overlays/prod declares: api and aggregator pods
+// Prod is what kustomize/overlays/prod declares (TestProdMatchesOverlay
+// reads its files): api and aggregator pods
 // limited to 2 CPU, Kafka nodes to 4, replication factor 3 over 3 nodes,
 // 12 partitions; Valkey's pod has 2 CPU but one command thread.
 var Prod = Assumptions{
