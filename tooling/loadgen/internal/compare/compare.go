@@ -266,10 +266,10 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.pinTo(1, "api-"+sink, p.Pid()); err != nil {
+		s.procs = append(s.procs, p)
+		if err := s.pinTo(cpuOurs, "api-"+sink, p.Pid()); err != nil {
 			return err
 		}
-		s.procs = append(s.procs, p)
 		s.targets[sink] = "http://127.0.0.1:" + strconv.Itoa(port)
 		s.pids[sink] = p.Pid()
 		// The real api is ready once Kafka and Valkey answer.

@@ -47,7 +47,7 @@ func (s *session) drain(ctx context.Context) error {
 
 	metricsURL := "http://" + addr + "/metrics"
 	s.aggMetrics = metricsURL
-	if err := s.pinTo(1, "aggregator", p.Pid()); err != nil {
+	if err := s.pinTo(cpuOurs, "aggregator", p.Pid()); err != nil {
 		return err
 	}
 	var samples []sample
