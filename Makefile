@@ -223,8 +223,40 @@ compare: build ## Compare every protocol end to end against a real broker into C
 	  -reps $(COMPARE_REPS) -duration $(COMPARE_DURATION) -warmup $(COMPARE_WARMUP) -broker-warmup $(COMPARE_BROKER_WARMUP) \
 	  -concurrency $(COMPARE_CONCURRENCY) -sweep '$(COMPARE_SWEEP)' -rate $(COMPARE_RATE) -freshness $(COMPARE_FRESHNESS) \
 	  $(if $(COMPARE_PROTOCOLS),-protocols '$(COMPARE_PROTOCOLS)') $(if $(wildcard $(COMPARE_RESULTS)/bench.txt),-bench $(COMPARE_RESULTS)/bench.txt) \
-	  -work .run/compare -out $(COMPARE_RESULTS) -revision "$$revision" -command '$(COMPARE_COMMAND)' $(COMPARE_ARGS)
+	  -work .run/compare -out $(COMPARE_RESULTS) -revision "$$revision" -command '$(COMPARE_COMMAND)' $(COMPARE_ARGS) $(COMPARE_CAPACITY_ARGS)
 	@echo "compare: results, CSV, .hgrm and plots in $(COMPARE_RESULTS)/"
+
+# ---- Capacity: costs per unit measured by compare, and the plan from them (docs/capacity.md)
+#
+# COMPARE_PIN=1 pins the broker, Valkey and loadgen to CPU 0 and the apis and
+# the aggregator to CPU 1 (needs 2 CPUs); COMPARE_COST_DURATION is each
+# protocol's window in compare's cost phase (0 skips it). capacity-measure
+# runs one repetition with no sweep, freshness probe or reruns of disturbed
+# runs, and CAPACITY_COST_DURATION windows: it needs the cost phase, not
+# the comparison's spread.
+COMPARE_PIN           ?= 0
+COMPARE_COST_DURATION ?= 3s
+COMPARE_KNOBS         += PIN COST_DURATION
+COMPARE_CAPACITY_ARGS  = $(if $(filter 1,$(COMPARE_PIN)),-pin) -cost-duration $(COMPARE_COST_DURATION)
+# Where make capacity-measure writes (docs/results/capacity to publish), and
+# the results make capacity plans from.
+CAPACITY_RESULTS ?= .run/capacity/$(COMPARE_STAMP)
+CAPACITY_IN      ?= docs/results/capacity/results.json
+CAPACITY_RATES   ?= 10000,100000,1000000
+CAPACITY_COST_DURATION ?= 5s
+
+.PHONY: capacity-measure
+capacity-measure: ## Measure the costs per unit, pinned, into CAPACITY_RESULTS (docs/results/capacity to publish; ~3 min).
+	@mkdir -p $(CAPACITY_RESULTS)
+	$(MAKE) --no-print-directory compare COMPARE_PIN=1 COMPARE_REPS=1 COMPARE_SWEEP= COMPARE_FRESHNESS=0 \
+	  COMPARE_COST_DURATION=$(CAPACITY_COST_DURATION) COMPARE_RESULTS=$(CAPACITY_RESULTS) COMPARE_ARGS='-max-other-load 0 $(COMPARE_ARGS)' \
+	  COMPARE_COMMAND='make capacity-measure$(if $(filter command line,$(origin CAPACITY_RESULTS)), CAPACITY_RESULTS=$(CAPACITY_RESULTS))' \
+	  2>&1 | tee $(CAPACITY_RESULTS)/compare.log
+	go run ./tooling/loadgen size -in $(CAPACITY_RESULTS)/results.json -rate $(CAPACITY_RATES) -check | tee $(CAPACITY_RESULTS)/size.txt
+
+.PHONY: capacity
+capacity: ## Print the capacity plan for 10k, 100k and 1M sales/s from the committed costs (CAPACITY_IN).
+	go run ./tooling/loadgen size -in $(CAPACITY_IN) -rate $(CAPACITY_RATES) -check
 
 # Benchmarks to run, and how long each.
 BENCH_PATTERN ?= ^BenchmarkRecordSale(s|Parallel)?$$

@@ -106,6 +106,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	traces := newTracing(tel)
 
 	m := metrics.New()
+	// kprom's default details plus produced batches and records: the
+	// capacity plan divides the broker's CPU by them (loadgen compare).
+	produceDetail := kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.UncompressedBytes, kprom.Batches, kprom.Records)
 	compression, err := ingest.ParseCompression(cfg.KafkaCompression)
 	if err != nil {
 		return err
@@ -118,8 +121,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxBufferedRecords: cfg.MaxBufferedRecords,
 		Linger:             cfg.KafkaLinger,
 		Compression:        compression,
-		Hooks:              traces.hooks(kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()))),
-		BatchHooks:         traces.hooks(kprom.NewMetrics("bf_api", kprom.Subsystem("batch"), kprom.Registerer(m.Registry()))),
+		Hooks:              traces.hooks(kprom.NewMetrics("bf_api", kprom.Registerer(m.Registry()), produceDetail)),
+		BatchHooks:         traces.hooks(kprom.NewMetrics("bf_api", kprom.Subsystem("batch"), kprom.Registerer(m.Registry()), produceDetail)),
 		ClientOpts:         kafkaSecurity,
 		Traced:             tel != nil,
 	}, log)

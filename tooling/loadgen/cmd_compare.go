@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -61,11 +62,16 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	fs.StringVar(&cfg.Meta.Revision, "revision", "", "the source revision, for the report")
 	fs.StringVar(&benchFile, "bench", "", "`FILE` of go test -bench output to include (the allocation target)")
 	fs.StringVar(&progressMode, "progress", "auto", "progress bar: auto, on or off")
+	fs.BoolVar(&cfg.Pin, "pin", false, "pin the broker, Valkey and loadgen to CPU 0 and the apis and the aggregator to CPU 1 (taskset; needs 2 CPUs), so the api's CPU per call is its own")
+	fs.DurationVar(&cfg.CostDuration, "cost-duration", 3*time.Second, "window of each protocol's run in the cost phase (CPU per sale of the api, broker, aggregator and Valkey, for loadgen size); 0 skips it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if cfg.Pin && runtime.NumCPU() < 2 {
+		return fmt.Errorf("compare -pin: this process may run on %d CPU; pinning needs 2 (one for the broker, Valkey and loadgen, one for the api)", runtime.NumCPU())
 	}
 	switch {
 	case cfg.Kafka == "" && cfg.Valkey == "":

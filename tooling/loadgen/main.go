@@ -9,6 +9,7 @@
 //	loadgen verify -target http://127.0.0.1:8080 -truth truth.csv
 //	loadgen compare -api-bin bin/api -aggregator-bin bin/aggregator -kafka HOST:PORT -valkey HOST:PORT
 //	loadgen report -in docs/results/results.json -out docs/results
+//	loadgen size -rate 10000,100000,1000000 -check
 //	loadgen -h
 //	go test -bench . ./services/api/internal/server | loadgen benchratio
 package main
@@ -44,6 +45,7 @@ var commands = []struct{ name, args, does string }{
 	{"verify", "-truth FILE [flags]", "check the api's aggregates against a ground-truth file, exactly"},
 	{"compare", "[-out DIR] [flags]", "compare every protocol end to end on real services; results, CSV, .hgrm and plots into -out"},
 	{"report", "-in results.json -out DIR", "render a comparison's results.json again: tables, charts, CSV, .hgrm, plots"},
+	{"size", "-rate R[,R…] [-in results.json] [-check]", "plan api pods, Kafka partitions and brokers, aggregators and Valkey primaries for a rate, from the CPU costs a compare run measured"},
 	{"benchratio", "[-in FILE]", "summarise `go test -bench` output of the api's RecordSale benchmarks"},
 	{"version", "", "print the version"},
 	{"help", "", "print this list"},
@@ -94,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCompare(ctx, args, stdout, stderr)
 	case "report":
 		return runReport(args, stdout, stderr)
+	case "size":
+		return runSize(args, stdout, stderr)
 	case "benchratio":
 		return runBenchRatio(args, os.Stdin, stdout, stderr)
 	case "version":

@@ -87,6 +87,15 @@ type Config struct {
 	Meta report.Meta
 	// Bench is the in-process benchmark output to include.
 	Bench []report.BenchLine
+	// Pin runs the broker, Valkey and this process on one CPU and the
+	// apis and the aggregator on another (taskset), so that the api's CPU
+	// per call is its own; it needs two CPUs and the broker's and
+	// Valkey's pids.
+	Pin bool
+	// CostDuration is the window of each protocol's run in the cost phase
+	// (report.Costs); 0 skips the phase. It needs the broker's and
+	// Valkey's pids.
+	CostDuration time.Duration
 	// Log receives one line per run; Progress draws bars on it.
 	Log      io.Writer
 	Progress *progress.Bar
@@ -142,6 +151,10 @@ type session struct {
 	procs   []*service
 	rate    float64
 	proc    procfs.FS
+	// apiMetrics and aggMetrics are the real api's and the aggregator's
+	// Prometheus pages; pinning describes the pinning done so far.
+	apiMetrics, aggMetrics string
+	pinning                []string
 
 	// mu guards runs, truths and res.Runs: the freshness probe runs
 	// beside a load.
@@ -152,6 +165,9 @@ type session struct {
 // returned, as far as they got, with any error.
 func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 	cfg.defaults()
+	if err := cfg.checkPin(); err != nil {
+		return nil, err
+	}
 	began := time.Now()
 	// The ground truth of earlier comparisons is of no use, and large.
 	truthDir := filepath.Join(cfg.WorkDir, "truth")
@@ -184,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 				Reps: cfg.Reps, WarmupS: cfg.Warmup.Seconds(), DurationS: cfg.Duration.Seconds(), BrokerWarmupS: cfg.BrokerWarmup.Seconds(),
 				Concurrency: cfg.Concurrency, OpenMaxInFlight: cfg.OpenMaxInFlight, Batch: cfg.Batch,
 				OpenRate: cfg.Rate, OpenRateRule: "fixed by -rate", Sweep: cfg.Sweep,
-				MaxOtherLoad: cfg.MaxOtherLoad, Retries: cfg.Retries,
+				MaxOtherLoad: cfg.MaxOtherLoad, Retries: cfg.Retries, Pin: cfg.Pin,
 				Protocols: names, Seed: cfg.Seed, MaxBufferedRecords: maxBuffered, MaxInflightWrites: maxInflight, Partitions: cfg.Partitions,
 			},
 			Bench: cfg.Bench,
@@ -227,17 +243,33 @@ func (s *session) logf(format string, args ...any) {
 
 func (s *session) run(ctx context.Context) error {
 	cfg := s.cfg
+	if err := s.pinOthers(); err != nil {
+		return err
+	}
 	for _, sink := range []string{sinkKafka, sinkDiscard} {
 		port, err := process.FreePort(0)
 		if err != nil {
 			return err
 		}
 		env := append(slices.Clone(s.env), "PORT="+strconv.Itoa(port), "SALES_SINK="+sink)
+		if sink == sinkKafka {
+			// The real api's producer counters: records and batches
+			// the broker acknowledged, for the cost phase.
+			mport, err := process.FreePort(0)
+			if err != nil {
+				return err
+			}
+			env = append(env, "METRICS_ADDR=127.0.0.1:"+strconv.Itoa(mport))
+			s.apiMetrics = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
+		}
 		p, err := startService("api-"+sink, cfg.APIBin, cfg.WorkDir, env)
 		if err != nil {
 			return err
 		}
 		s.procs = append(s.procs, p)
+		if err := s.pinTo(cpuOurs, "api-"+sink, p.Pid()); err != nil {
+			return err
+		}
 		s.targets[sink] = "http://127.0.0.1:" + strconv.Itoa(port)
 		s.pids[sink] = p.Pid()
 		// The real api is ready once Kafka and Valkey answer.
@@ -300,6 +332,9 @@ func (s *session) run(ctx context.Context) error {
 	}
 
 	if err := s.drain(ctx); err != nil {
+		return err
+	}
+	if err := s.costs(ctx); err != nil {
 		return err
 	}
 	if cfg.Freshness > 0 {

@@ -57,3 +57,16 @@ func TestPerSecond(t *testing.T) {
 		t.Errorf("perSecond(one window) = %v, %v, want the overall 1000", lo, hi)
 	}
 }
+
+func TestCheckPin(t *testing.T) {
+	t.Parallel()
+	if err := (&Config{}).checkPin(); err != nil {
+		t.Errorf("checkPin without -pin = %v, want nil", err)
+	}
+	// Without the broker's and Valkey's pids there is nothing to pin
+	// (on a one-CPU machine the CPU count is refused first).
+	err := (&Config{Pin: true}).checkPin()
+	if err == nil || !strings.Contains(err.Error(), "-pin") {
+		t.Errorf("checkPin without pids = %v, want a -pin error", err)
+	}
+}

@@ -46,8 +46,13 @@ func (s *session) drain(ctx context.Context) error {
 	s.logf("compare: aggregator started (pid %d), draining a backlog of %d acknowledged sales (%d of unknown fate)", p.Pid(), acked, unknown)
 
 	metricsURL := "http://" + addr + "/metrics"
+	s.aggMetrics = metricsURL
+	if err := s.pinTo(cpuOurs, "aggregator", p.Pid()); err != nil {
+		return err
+	}
 	var samples []sample
 	var cpuFirst, cpuLast, valkeyFirst, valkeyLast time.Duration
+	var batchesFirst, batchesLast float64
 	deadline := time.Now().Add(5 * time.Minute)
 	stableSince := time.Time{}
 	for {
@@ -71,11 +76,12 @@ func (s *session) drain(ctx context.Context) error {
 		}
 		if cur.applied > 0 {
 			if len(samples) == 0 || samples[len(samples)-1].applied < cur.applied {
+				batches := m["bf_aggregator_batch_records_count"]
 				if len(samples) == 0 {
-					cpuFirst, valkeyFirst = cpu, vk
+					cpuFirst, valkeyFirst, batchesFirst = cpu, vk, batches
 				}
 				samples = append(samples, cur)
-				cpuLast, valkeyLast = cpu, vk
+				cpuLast, valkeyLast, batchesLast = cpu, vk, batches
 				stableSince = now
 			}
 		}
@@ -94,6 +100,7 @@ func (s *session) drain(ctx context.Context) error {
 		Records:  int64(end.applied),
 		Seconds:  math.Round(elapsed*100) / 100,
 		StartupS: math.Round(first.at.Sub(began).Seconds()*100) / 100,
+		Batches:  int64(batchesLast - batchesFirst),
 	}
 	if elapsed > 0 {
 		d.RatePerS = (end.applied - first.applied) / elapsed

@@ -27,6 +27,8 @@ type Results struct {
 	Verification Verification `json:"verification"`
 	// Bench holds the in-process benchmarks, when they were run.
 	Bench []BenchLine `json:"bench,omitempty"`
+	// Costs are the CPU costs per unit of work, for the capacity plan.
+	Costs *Costs `json:"costs,omitempty"`
 }
 
 // Meta says where and how the results were made.
@@ -71,6 +73,8 @@ type Settings struct {
 	MaxOtherLoad float64 `json:"max_other_load_cores,omitempty"`
 	Retries      int     `json:"retries,omitempty"`
 	Retried      int     `json:"retried,omitempty"`
+	// Pin says the measured processes were pinned to CPUs (see Costs).
+	Pin bool `json:"pin,omitempty"`
 }
 
 // Run is one load run of the comparison.
@@ -101,6 +105,9 @@ type Drain struct {
 	Cores float64 `json:"aggregator_cores"`
 	// ValkeyCores is the Valkey server's, when watched.
 	ValkeyCores float64 `json:"valkey_cores,omitempty"`
+	// Batches counts the partition batches applied to Valkey from the
+	// first sample to the last.
+	Batches int64 `json:"batches,omitempty"`
 }
 
 // Freshness is the acknowledgement-to-visibility latency of probe sales.
