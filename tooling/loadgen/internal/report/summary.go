@@ -49,6 +49,9 @@ type Protocol struct {
 	// Closed loop, sales per second: the real api, the no-op one, and
 	// their ratio per repetition.
 	Real, Discard, Efficiency Stat
+	// CPURatio is the real api's CPU per call ÷ the no-op api's, closed
+	// loop, per repetition: what durability costs the api itself.
+	CPURatio Stat
 	// Open loop at the common rate, milliseconds.
 	P50, P90, P99, P999 Stat
 	// Per call, from the closed-loop runs on the real api.
@@ -159,6 +162,14 @@ func Summarize(r *Results) *Summary {
 			}
 		}
 		p.Efficiency = StatOf(eff)
+		var cpu []float64
+		for _, rep := range repList {
+			real, discard := runs[key{rep, name, "closed", "kafka"}], runs[key{rep, name, "closed", "discard"}]
+			if real != nil && discard != nil && discard.CPU.ServerUSPerCall > 0 {
+				cpu = append(cpu, real.CPU.ServerUSPerCall/discard.CPU.ServerUSPerCall)
+			}
+		}
+		p.CPURatio = StatOf(cpu)
 		p.P50 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P50 })
 		p.P90 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P90 })
 		p.P99 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P99 })
@@ -217,6 +228,21 @@ func boolp(b bool) *bool { return &b }
 
 func targets(r *Results, s *Summary, ratio func(a, b, phaseA, phaseB, sink string, f func(*load.Result) float64) Stat) []Target {
 	var ts []Target
+	// The primary efficiency figure: what durability costs the api's own
+	// CPU, which the broker and the load generator do not move when they
+	// are pinned to other cores (COMPARE_PIN=1).
+	pinned := "unpinned: the broker and the load generator shared the api's cores"
+	if r.Settings.Pin {
+		pinned = "pinned: the broker, Valkey and the load generator on other cores than the apis"
+	}
+	for _, p := range s.Protocols {
+		t := Target{Name: "Durable api CPU per call ÷ no-op, " + p.Name, Goal: "≤ 1.25", Value: p.CPURatio, Unit: "×",
+			Note: "the api's CPU per call from /proc, Kafka (acks=all) ÷ SALES_SINK=discard, closed loop, same repetition; " + pinned}
+		if p.CPURatio.Valid() {
+			t.Pass = boolp(p.CPURatio.Median <= 1.25)
+		}
+		ts = append(ts, t)
+	}
 	for _, p := range s.Protocols {
 		t := Target{Name: "Durable ingest efficiency, " + p.Name, Goal: "≥ 0.75", Value: p.Efficiency, Unit: "×",
 			Note: "closed-loop sales/s with Kafka (acks=all) ÷ SALES_SINK=discard, same concurrency, same repetition"}
