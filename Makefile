@@ -7,6 +7,7 @@ SHELL := /bin/bash
 BUF_VERSION                   := v1.75.0
 PROTOC_GEN_GO_VERSION         := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
+PROTOC_GEN_GO_GRPC_VERSION    := v1.6.2
 PROTOVALIDATE_VERSION         := v1.2.2
 
 BIN      := $(CURDIR)/.bin
@@ -39,6 +40,9 @@ $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION):
 $(BIN)/.protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION):
 	GOBIN=$(BIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
 	@touch $@
+$(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION):
+	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
 
 # protovalidate's validate.proto comes from the Go module cache at a pinned
 # version, so buf needs no registry access.
@@ -50,7 +54,7 @@ $(PV_STAMP):
 	@touch $@
 
 .PHONY: tools
-tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION) $(PV_STAMP) ## Install the pinned tools.
+tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(PV_STAMP) ## Install the pinned tools.
 
 .PHONY: generate
 generate: tools ## Regenerate gen/ from proto/.
