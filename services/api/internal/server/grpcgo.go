@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -79,6 +81,7 @@ func newGRPCServer(cfg Config, e *grpcEdge, sales *salesService, course *legacy.
 		grpc.ForceServerCodecV2(e.codec),
 		grpc.ChainUnaryInterceptor(e.unary),
 		grpc.ChainStreamInterceptor(e.stream),
+		grpc.StatsHandler(grpcCallStats{metrics: e.metrics}),
 		grpc.MaxRecvMsgSize(int(min(cfg.MaxRequestBytes, math.MaxInt32))),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(cmpOr(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)),
@@ -176,6 +179,7 @@ func (e *grpcEdge) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 			code = ce.Code().String()
 			err = grpcError(ctx, ce)
 		}
+		markObserved(ctx)
 		e.metrics.Observe(procedure, string(protocol), code, time.Since(start))
 	}()
 	ctx, cancel := context.WithTimeout(ctx, e.callTimeout)
@@ -187,7 +191,7 @@ func (e *grpcEdge) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	badMessage := e.codec.take(req)
 	if isWrite(procedure) {
 		size := int64(messageSize(req))
-		if enc := header.Get("Grpc-Encoding"); enc != "" && enc != "identity" {
+		if enc := requestCompression(ctx); enc != "" && enc != "identity" {
 			// A compressed message also held what it decompressed to,
 			// as admission charges it on the other server.
 			size += e.adm.bytes.request
@@ -234,6 +238,7 @@ func (e *grpcEdge) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 			code = ce.Code().String()
 			err = grpcError(ss.Context(), ce)
 		}
+		markObserved(ctx)
 		e.metrics.Observe(procedure, string(protocol), code, time.Since(start))
 	}()
 	if err := e.policy.check(procedure, header.Get("Authorization")); err != nil {
@@ -388,3 +393,62 @@ func (h grpcHealth) Check(ctx context.Context, req *healthpb.HealthCheckRequest)
 	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_ServingStatus(resp.Status)}, nil
 }
+
+// grpcCallStats counts the calls grpc-go ends before the edge sees them
+// (a message larger than MaxRequestBytes, a broken envelope, an unknown
+// compression), as admission counts those connect-go ends before its
+// interceptors: every call is counted once.
+type grpcCallStats struct {
+	metrics *metrics.Metrics
+}
+
+type grpcCallKey struct{}
+
+type grpcCall struct {
+	start    time.Time
+	method   string
+	observed *atomic.Bool
+	// compression is the request's grpc-encoding, which grpc-go keeps
+	// out of the metadata.
+	compression atomic.Value
+}
+
+// requestCompression is the grpc-encoding of the call ctx carries; "" when
+// none.
+func requestCompression(ctx context.Context) string {
+	if c, ok := ctx.Value(grpcCallKey{}).(*grpcCall); ok {
+		v, _ := c.compression.Load().(string)
+		return v
+	}
+	return ""
+}
+
+func (s grpcCallStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	c := &grpcCall{start: time.Now(), method: info.FullMethodName, observed: new(atomic.Bool)}
+	return context.WithValue(context.WithValue(ctx, grpcCallKey{}, c), observedKey{}, c.observed)
+}
+
+func (s grpcCallStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	c, ok := ctx.Value(grpcCallKey{}).(*grpcCall)
+	if !ok {
+		return
+	}
+	if in, ok := rs.(*stats.InHeader); ok {
+		c.compression.Store(in.Compression)
+		return
+	}
+	end, ok := rs.(*stats.End)
+	if !ok || c.observed.Load() {
+		return
+	}
+	code := "ok"
+	if end.Error != nil {
+		code = connect.Code(status.Code(end.Error)).String()
+	}
+	protocol := protocolOf(c.method, http.Header{"Content-Type": {"application/grpc"}}, nil)
+	s.metrics.Observe(c.method, string(protocol), code, time.Since(c.start))
+}
+
+func (grpcCallStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (grpcCallStats) HandleConn(context.Context, stats.ConnStats) {}

@@ -166,34 +166,53 @@ func sniff(c net.Conn, timeout time.Duration) (toGRPC bool, replayed net.Conn, e
 			return false, nil, err
 		}
 	}
-	if _, err := c.Write(settingsFrame); err != nil {
+	// The SETTINGS is written while the client's frames are read: on a
+	// connection without buffers (net.Pipe) a client may not read before
+	// it has written. It is written whole before the connection is handed
+	// on, so that it precedes the server's.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(settingsFrame)
+		wrote <- err
+	}()
+	toGRPC, isHTTP2, err := readFirstHeaders(rec)
+	if werr := <-wrote; werr != nil {
+		return false, nil, werr
+	}
+	if err != nil {
 		return false, nil, err
 	}
+	return toGRPC, replay(c, rec.buf, isHTTP2), nil
+}
+
+// readFirstHeaders reads HTTP/2 frames, past the preface, up to the first
+// HEADERS, and reports whether they start a native gRPC call; frames that
+// cannot come before a request end the reading there, for the HTTP server
+// to refuse.
+func readFirstHeaders(rec *recorder) (toGRPC, isHTTP2 bool, err error) {
 	fr := http2.NewFramer(nil, rec)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	fr.MaxHeaderListSize = sniffMaxBytes
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
-			return false, nil, err
+			return false, false, err
 		}
 		if h, ok := f.(*http2.MetaHeadersFrame); ok {
-			ct := strings.ToLower(h.PseudoValue("content-type"))
+			var ct string
 			for _, hf := range h.RegularFields() {
 				if hf.Name == "content-type" {
 					ct = strings.ToLower(hf.Value)
 				}
 			}
 			grpc := strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/grpc-web")
-			return grpc, replay(c, rec.buf, true), nil
+			return grpc, true, nil
 		}
 		switch f.(type) {
 		case *http2.SettingsFrame, *http2.WindowUpdateFrame, *http2.PriorityFrame, *http2.PingFrame:
 			// What a client may send before its first request.
 		default:
-			// Anything else before a request is the HTTP server's to
-			// refuse, in HTTP/2's terms.
-			return false, replay(c, rec.buf, true), nil
+			return false, true, nil
 		}
 	}
 }

@@ -222,6 +222,9 @@ func TestCompressedBodyHoldsWhatItSent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if tt.name == "gRPC" && testGRPCServer() == GRPCServerGo {
+				t.Skip("grpc-go reads a message whole before admission sees the call: a stalled body holds no call slot or budget there")
+			}
 			m := metrics.New()
 			h := newHarness(t, options{metrics: m, maxRequestBytes: maxRequest, server: Config{
 				MaxInflightBytes: 4 * maxRequest, UnaryTimeout: time.Minute, WriteBodyTimeout: time.Minute,
@@ -321,8 +324,13 @@ func TestWriteBodyDeadline(t *testing.T) {
 		{"gRPC-Web", false, record, http.Header{"Content-Type": {"application/grpc-web+proto"}}, frame(0, msg)},
 		{"course REST", false, "/venta", http.Header{"Content-Type": {"application/json"}}, ordinaryVenta},
 	}
+	stalled := len(tests)
 	for _, tt := range tests {
 		t.Run("stalled "+tt.name, func(t *testing.T) {
+			if tt.name == "gRPC" && testGRPCServer() == GRPCServerGo {
+				stalled--
+				t.Skip("grpc-go reads a message whole before admission: no body deadline applies there (services/api/README.md)")
+			}
 			start := time.Now()
 			a := startPiped(t, httpClient(t, !tt.h2c, tt.h2c), h.url+tt.path, tt.header, tt.body[:3]).wait(t)
 			took := time.Since(start)
@@ -350,8 +358,8 @@ func TestWriteBodyDeadline(t *testing.T) {
 			}
 		}
 	})
-	if n := gauge(t, m, "bf_api_write_body_timeouts_total"); n != float64(len(tests)) {
-		t.Errorf("bf_api_write_body_timeouts_total = %v, want %d", n, len(tests))
+	if n := gauge(t, m, "bf_api_write_body_timeouts_total"); n != float64(stalled) {
+		t.Errorf("bf_api_write_body_timeouts_total = %v, want %d", n, stalled)
 	}
 }
 
@@ -401,6 +409,9 @@ func TestClientByteShare(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if tt.name == "gRPC" && testGRPCServer() == GRPCServerGo {
+				t.Skip("grpc-go reads a message whole before admission sees the call: a stalled body holds no call slot or budget there")
+			}
 			m := metrics.New()
 			h := newHarness(t, options{metrics: m, maxRequestBytes: maxRequest, server: Config{
 				MaxInflightBytes: 1 << 20, MaxInflightBytesPerClient: share, TrustedProxies: tt.trusted,
