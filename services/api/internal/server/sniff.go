@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -29,7 +30,10 @@ var errSniffTooLong = errors.New("connection sent too much before its first requ
 //
 // A gRPC client speaks HTTP/2 with prior knowledge (h2c): it opens with the
 // HTTP/2 client preface, its SETTINGS, and the HEADERS of its first call,
-// whose content-type is application/grpc (or application/grpc+proto, ...).
+// whose content-type is application/grpc (or application/grpc+proto). A
+// connection goes to one server for good, by its first call: a client that
+// mixes native gRPC and Connect or gRPC-Web on one HTTP/2 connection would
+// see its other calls refused by grpc-go (gRPC clients do not).
 // The listener reads each new connection up to those headers, decodes them
 // (hpack), and hands the connection, with every byte it read replayed, to
 // the server whose it is. Some clients (grpc-go's among them) wait for the
@@ -52,6 +56,10 @@ type splitListener struct {
 	log     *slog.Logger
 	// grpc and http are the two servers' listeners.
 	grpc, http *connQueue
+
+	// routed counts the connections handed to grpc-go and to the HTTP
+	// server, and those closed while sniffed.
+	routed struct{ grpc, http, dropped atomic.Int64 }
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -93,13 +101,15 @@ func (l *splitListener) route(c net.Conn) {
 	toGRPC, conn, err := sniff(c, l.timeout)
 	if err != nil {
 		l.log.Debug("closed a connection while sniffing its protocol", "remote", c.RemoteAddr().String(), "err", err)
+		l.routed.dropped.Add(1)
 		_ = c.Close()
 		return
 	}
-	q := l.http
+	q, n := l.http, &l.routed.http
 	if toGRPC {
-		q = l.grpc
+		q, n = l.grpc, &l.routed.grpc
 	}
+	n.Add(1)
 	select {
 	case q.conns <- conn:
 	case <-q.closed:
@@ -205,8 +215,7 @@ func readFirstHeaders(rec *recorder) (toGRPC, isHTTP2 bool, err error) {
 					ct = strings.ToLower(hf.Value)
 				}
 			}
-			grpc := strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/grpc-web")
-			return grpc, true, nil
+			return isGRPCProto(ct), true, nil
 		}
 		switch f.(type) {
 		case *http2.SettingsFrame, *http2.WindowUpdateFrame, *http2.PriorityFrame, *http2.PingFrame:
@@ -215,6 +224,16 @@ func readFirstHeaders(rec *recorder) (toGRPC, isHTTP2 bool, err error) {
 			return false, true, nil
 		}
 	}
+}
+
+// isGRPCProto reports whether a content-type names native gRPC with
+// protobuf messages, which grpc-go serves: application/grpc or
+// application/grpc+proto. gRPC with JSON (application/grpc+json), which
+// grpc-go has no codec for here, stays with connect-go, as does gRPC-Web.
+func isGRPCProto(ct string) bool {
+	ct, _, _ = strings.Cut(ct, ";")
+	ct = strings.TrimSpace(ct)
+	return ct == "application/grpc" || ct == "application/grpc+proto"
 }
 
 // settingsFrame is an empty SETTINGS frame: every setting at its default.
