@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -81,7 +82,8 @@ func newGRPCServer(cfg Config, e *grpcEdge, sales *salesService, course *legacy.
 		grpc.ForceServerCodecV2(e.codec),
 		grpc.ChainUnaryInterceptor(e.unary),
 		grpc.ChainStreamInterceptor(e.stream),
-		grpc.StatsHandler(grpcCallStats{metrics: e.metrics}),
+		grpc.StatsHandler(grpcCallStats{metrics: e.metrics, adm: e.adm}),
+		grpc.InTapHandle(e.tap),
 		grpc.MaxRecvMsgSize(int(min(cfg.MaxRequestBytes, math.MaxInt32))),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(cmpOr(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)),
@@ -182,7 +184,8 @@ func (e *grpcEdge) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 		markObserved(ctx)
 		e.metrics.Observe(procedure, string(protocol), code, time.Since(start))
 	}()
-	ctx, cancel := context.WithTimeout(ctx, e.callTimeout)
+	// The message has arrived: its body deadline is past concern.
+	ctx, cancel := context.WithTimeout(withoutBodyDeadline(ctx), e.callTimeout)
 	defer cancel()
 	ctx = ingest.WithProtocol(ctx, protocol)
 	// A message that did not decode is answered only after the token and
@@ -400,6 +403,7 @@ func (h grpcHealth) Check(ctx context.Context, req *healthpb.HealthCheckRequest)
 // interceptors: every call is counted once.
 type grpcCallStats struct {
 	metrics *metrics.Metrics
+	adm     *admission
 }
 
 type grpcCallKey struct{}
@@ -438,8 +442,15 @@ func (s grpcCallStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 		return
 	}
 	end, ok := rs.(*stats.End)
-	if !ok || c.observed.Load() {
+	if !ok {
 		return
+	}
+	late := lateBody(ctx)
+	if c.observed.Load() {
+		return
+	}
+	if late {
+		s.adm.lateBodies.Add(1)
 	}
 	code := "ok"
 	if end.Error != nil {
@@ -452,3 +463,68 @@ func (s grpcCallStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 func (grpcCallStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 
 func (grpcCallStats) HandleConn(context.Context, stats.ConnStats) {}
+
+// The body deadline on grpc-go. grpc-go reads a call's message before any
+// interceptor runs, so the edge cannot bound the read as admission does on
+// the other server; its tap handle, which runs when the headers arrive and
+// whose context is the one grpc-go reads the message under, can. A write
+// call's message must then arrive within WriteBodyTimeout, or grpc-go ends
+// the read with deadline_exceeded, and the stalled call holds nothing
+// longer. Once the message has arrived the deadline no longer applies: the
+// edge runs the call under a context that keeps the values of the call's
+// but ends as the stream does (bodyRead).
+
+type bodyDeadlineKey struct{}
+
+// bodyDeadline is what the tap handle set up for one write call.
+type bodyDeadline struct {
+	// stream is the call's context without the body deadline.
+	stream context.Context
+	// body ends at the body deadline; cancel frees its timer.
+	body   context.Context
+	cancel context.CancelFunc
+}
+
+// tap gives each write call its body deadline.
+func (e *grpcEdge) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if !isWrite(info.FullMethodName) {
+		return ctx, nil
+	}
+	body, cancel := context.WithTimeoutCause(ctx, e.adm.bytes.bodyTimeout, errBodyLate)
+	return context.WithValue(body, bodyDeadlineKey{}, &bodyDeadline{stream: ctx, body: body, cancel: cancel}), nil
+}
+
+// withoutBodyDeadline returns ctx as the call goes on once its message has
+// arrived: its values, and the stream's end without the body deadline.
+func withoutBodyDeadline(ctx context.Context) context.Context {
+	bd, ok := ctx.Value(bodyDeadlineKey{}).(*bodyDeadline)
+	if !ok {
+		return ctx
+	}
+	return bodyRead{Context: bd.stream, values: ctx}
+}
+
+// bodyRead is a context that ends with Context and holds the values of
+// values.
+type bodyRead struct {
+	context.Context
+	values context.Context
+}
+
+func (c bodyRead) Value(key any) any { return c.values.Value(key) }
+
+// AfterFunc lets contexts derived from c follow it without a goroutine of
+// their own.
+func (c bodyRead) AfterFunc(f func()) func() bool { return context.AfterFunc(c.Context, f) }
+
+// lateBody reports whether the call ctx carries failed for its body
+// deadline, and frees the deadline's timer.
+func lateBody(ctx context.Context) bool {
+	bd, ok := ctx.Value(bodyDeadlineKey{}).(*bodyDeadline)
+	if !ok {
+		return false
+	}
+	late := errors.Is(context.Cause(bd.body), errBodyLate)
+	bd.cancel()
+	return late
+}
