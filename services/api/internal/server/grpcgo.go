@@ -71,6 +71,11 @@ type grpcEdge struct {
 	// callTimeout bounds a unary call, as deadlines does on the other
 	// server: UnaryTimeout to read it, plus ProduceTimeout to answer.
 	callTimeout time.Duration
+	// streaming names the streaming procedures, each of whose writes must
+	// finish within streamWrite (STREAM_WRITE_TIMEOUT), as deadlines
+	// bounds them on the other server.
+	streaming   map[string]bool
+	streamWrite time.Duration
 }
 
 // newGRPCServer builds the grpc-go server with every service the connect-go
@@ -266,6 +271,23 @@ type edgeStream struct {
 }
 
 func (s *edgeStream) Context() context.Context { return s.ctx }
+
+type streamCutKey struct{}
+
+// errStreamWriteStalled ends a stream whose client stopped reading.
+var errStreamWriteStalled = errors.New("a write of the stream did not finish within STREAM_WRITE_TIMEOUT")
+
+// SendMsg sends m, and ends the stream if that takes longer than
+// STREAM_WRITE_TIMEOUT: grpc-go waits on the stream's context for a client
+// that stopped reading, and the tap handle made that context one the edge
+// can end.
+func (s *edgeStream) SendMsg(m any) error {
+	if cut, ok := s.ServerStream.Context().Value(streamCutKey{}).(context.CancelCauseFunc); ok && s.e.streamWrite > 0 {
+		t := time.AfterFunc(s.e.streamWrite, func() { cut(errStreamWriteStalled) })
+		defer t.Stop()
+	}
+	return s.ServerStream.SendMsg(m)
+}
 
 func (s *edgeStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
@@ -485,8 +507,13 @@ type bodyDeadline struct {
 	cancel context.CancelFunc
 }
 
-// tap gives each write call its body deadline.
+// tap gives each write call its body deadline, and each stream the means
+// to be cut when a write of it stalls (edgeStream.SendMsg).
 func (e *grpcEdge) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if e.streaming[info.FullMethodName] {
+		ctx, cancel := context.WithCancelCause(ctx)
+		return context.WithValue(ctx, streamCutKey{}, cancel), nil
+	}
 	if !isWrite(info.FullMethodName) {
 		return ctx, nil
 	}

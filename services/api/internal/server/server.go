@@ -288,6 +288,8 @@ func New(cfg Config, deps Deps) *Server {
 			codec: newGRPCCodec(), log: log, now: time.Now,
 			streams:     streamInterceptor{errors: errs, metrics: m, draining: draining, watchers: watchers},
 			callTimeout: unary + cfg.ProduceTimeout,
+			streaming:   streamingPaths(),
+			streamWrite: cmp.Or(cfg.StreamWriteTimeout, defaultStreamWriteTimeout),
 		}
 		s.grpc = newGRPCServer(cfg, edge, sales, course, deps.Analytics, s.health, deps.Tracing)
 	}
