@@ -211,7 +211,7 @@ func readFirstHeaders(rec *recorder) (toGRPC, isHTTP2 bool, err error) {
 		if h, ok := f.(*http2.MetaHeadersFrame); ok {
 			var ct string
 			for _, hf := range h.RegularFields() {
-				if hf.Name == "content-type" {
+				if strings.EqualFold(hf.Name, "Content-Type") { // HTTP/2 sends it lower-case
 					ct = strings.ToLower(hf.Value)
 				}
 			}
