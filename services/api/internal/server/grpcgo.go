@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -91,12 +92,12 @@ func newGRPCServer(cfg Config, e *grpcEdge, sales *salesService, course *legacy.
 		grpc.InTapHandle(e.tap),
 		grpc.MaxRecvMsgSize(int(min(cfg.MaxRequestBytes, math.MaxInt32))),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
-		grpc.ConnectionTimeout(cmpOr(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)),
+		grpc.ConnectionTimeout(cmp.Or(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)),
 		// As on the HTTP server: a connection without calls this long goes.
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle:     cmpOr(cfg.IdleTimeout, defaultIdleTimeout),
+			MaxConnectionIdle:     cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
 			MaxConnectionAge:      ageOrForever(cfg.MaxConnectionAge),
-			MaxConnectionAgeGrace: cmpOr(cfg.MaxConnectionAgeGrace, defaultMaxConnAgeGrace),
+			MaxConnectionAgeGrace: cmp.Or(cfg.MaxConnectionAgeGrace, defaultMaxConnAgeGrace),
 		}),
 	}
 	if h := tracing.grpcHandler(); h != nil {
@@ -111,21 +112,14 @@ func newGRPCServer(cfg Config, e *grpcEdge, sales *salesService, course *legacy.
 	return s
 }
 
-// ageOrForever is MaxConnectionAge as grpc-go takes it: zero means
-// forever there too, but grpc-go's zero is its default of infinity.
+// ageOrForever is MaxConnectionAge as grpc-go takes it: our zero (no
+// age) is grpc-go's infinity. grpc-go jitters the age by a tenth either
+// way, as ageLimit does.
 func ageOrForever(age time.Duration) time.Duration {
 	if age <= 0 {
 		return time.Duration(math.MaxInt64)
 	}
-	// grpc-go jitters the age by a tenth either way, as ageLimit does.
 	return age
-}
-
-func cmpOr(d, def time.Duration) time.Duration {
-	if d != 0 {
-		return d
-	}
-	return def
 }
 
 // grpcAges counts, for the connections grpc-go serves, what ageLimit

@@ -210,8 +210,7 @@ func TestGRPCBothServers(t *testing.T) {
 func TestGRPCGoSharesThePort(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, options{server: Config{GRPCServer: GRPCServerGo}})
-	waitFor(t, "the split listener", func() bool { return h.srv.splitListener() != nil })
-	routed := &h.srv.splitListener().routed
+	routed := &h.srv.routed
 	for _, c := range rpcClients {
 		before := routed.grpc.Load()
 		if o := c.record(t, h.url, "", validSale()); o.code != codes.OK {
@@ -331,7 +330,7 @@ func TestSplitListenerHostileClients(t *testing.T) {
 	go func() { _, _ = c.Write(flood) }()
 	closedWithin("a flood of SETTINGS", c)
 
-	routed := &h.srv.splitListener().routed
+	routed := &h.srv.routed
 	if got := routed.dropped.Load(); got < int64(len(stalled)) {
 		t.Errorf("connections dropped while sniffed = %d, want at least %d", got, len(stalled))
 	}

@@ -162,6 +162,7 @@ type Server struct {
 	sniffTimeout time.Duration
 	mu           sync.Mutex
 	split        *splitListener
+	routed       splitCounts
 }
 
 // New builds the server and every route.
@@ -292,6 +293,10 @@ func New(cfg Config, deps Deps) *Server {
 			streamWrite: cmp.Or(cfg.StreamWriteTimeout, defaultStreamWriteTimeout),
 		}
 		s.grpc = newGRPCServer(cfg, edge, sales, course, deps.Analytics, s.health, deps.Tracing)
+		m.Counter("bf_api_connections_grpc_go_total", "Client connections handed to grpc-go: native gRPC (GRPC_SERVER=grpc-go).",
+			func() float64 { return float64(s.routed.grpc.Load()) })
+		m.Counter("bf_api_connections_sniff_dropped_total", "Client connections closed while their protocol was read: stalled, too long or garbled before their first request.",
+			func() float64 { return float64(s.routed.dropped.Load()) })
 	}
 	s.sniffTimeout = cmp.Or(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)
 
@@ -340,7 +345,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	ln = newConnLimit(ln, s.maxConns, &s.conns)
 	var grpcDone chan error
 	if s.grpc != nil {
-		split := newSplitListener(ln, s.sniffTimeout, s.log)
+		split := newSplitListener(ln, s.sniffTimeout, s.log, &s.routed)
 		s.mu.Lock()
 		s.split = split
 		s.mu.Unlock()

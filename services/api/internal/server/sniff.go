@@ -57,17 +57,19 @@ type splitListener struct {
 	// grpc and http are the two servers' listeners.
 	grpc, http *connQueue
 
-	// routed counts the connections handed to grpc-go and to the HTTP
-	// server, and those closed while sniffed.
-	routed struct{ grpc, http, dropped atomic.Int64 }
+	routed *splitCounts
 
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
 
-func newSplitListener(inner net.Listener, timeout time.Duration, log *slog.Logger) *splitListener {
-	l := &splitListener{inner: inner, timeout: timeout, log: log, done: make(chan struct{})}
+// splitCounts count the connections a split listener handed to grpc-go and
+// to the HTTP server, and those it closed while sniffing them.
+type splitCounts struct{ grpc, http, dropped atomic.Int64 }
+
+func newSplitListener(inner net.Listener, timeout time.Duration, log *slog.Logger, routed *splitCounts) *splitListener {
+	l := &splitListener{inner: inner, timeout: timeout, log: log, routed: routed, done: make(chan struct{})}
 	l.grpc = &connQueue{conns: make(chan net.Conn), addr: inner.Addr(), split: l, closed: make(chan struct{})}
 	l.http = &connQueue{conns: make(chan net.Conn), addr: inner.Addr(), split: l, closed: make(chan struct{})}
 	return l
