@@ -7,6 +7,7 @@ SHELL := /bin/bash
 BUF_VERSION                   := v1.75.0
 PROTOC_GEN_GO_VERSION         := v1.36.12
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
+PROTOC_GEN_GO_GRPC_VERSION    := v1.6.2
 PROTOVALIDATE_VERSION         := v1.2.2
 
 BIN      := $(CURDIR)/.bin
@@ -39,6 +40,9 @@ $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION):
 $(BIN)/.protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION):
 	GOBIN=$(BIN) go install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION)
 	@touch $@
+$(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION):
+	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
 
 # protovalidate's validate.proto comes from the Go module cache at a pinned
 # version, so buf needs no registry access.
@@ -50,7 +54,7 @@ $(PV_STAMP):
 	@touch $@
 
 .PHONY: tools
-tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION) $(PV_STAMP) ## Install the pinned tools.
+tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) $(BIN)/.protoc-gen-connect-go-$(PROTOC_GEN_CONNECT_GO_VERSION) $(BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(PV_STAMP) ## Install the pinned tools.
 
 .PHONY: generate
 generate: tools ## Regenerate gen/ from proto/.
@@ -104,6 +108,8 @@ test: lint checkgenerate stack ## Run every test against a real Kafka broker and
 .PHONY: test-go
 test-go: ## The Go tests (services and e2e); real Kafka and Valkey from the environment, as make test gives them.
 	go test -count=1 -race -timeout 20m ./gen/... ./contract/... ./services/api/... ./services/aggregator/... ./tooling/stack/... ./tooling/loadgen/...
+	@# The api's server tests again with native gRPC on connect-go (GRPC_SERVER=connect); the run above serves it with grpc-go.
+	BF_TEST_GRPC_SERVER=connect go test -count=1 -race -timeout 20m ./services/api/internal/server/...
 	go test -count=1 -timeout 20m -v ./test/e2e/...
 
 .PHONY: test-unit

@@ -85,8 +85,10 @@ var serviceLink = regexp.MustCompile(`^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A
 
 // conventional matches variables that other software reads and that share
 // a first word with ours: Go's and curl's proxies, the JVM options of
-// Kafka's own scripts, and what the stack launcher reads to start a broker.
-var conventional = regexp.MustCompile(`^(HTTPS?_PROXY|NO_PROXY|ALL_PROXY|KAFKA_(OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|GC_LOG_OPTS|JMX_OPTS|DEBUG|HOME|CLUSTER_ID|VERSION|SCRAM_USERS|AUTHORIZER|EXTRA_PROPERTIES))$`)
+// Kafka's own scripts, what the stack launcher reads to start a broker, and
+// gRPC's own (grpc-go's logging and experiments, and the roots file that
+// gRPC installs set machine-wide).
+var conventional = regexp.MustCompile(`^(HTTPS?_PROXY|NO_PROXY|ALL_PROXY|KAFKA_(OPTS|HEAP_OPTS|JVM_PERFORMANCE_OPTS|LOG4J_OPTS|GC_LOG_OPTS|JMX_OPTS|DEBUG|HOME|CLUSTER_ID|VERSION|SCRAM_USERS|AUTHORIZER|EXTRA_PROPERTIES)|GRPC_(GO_[A-Z0-9_]+|EXPERIMENTAL_[A-Z0-9_]+|XDS_[A-Z0-9_]+|DEFAULT_SSL_ROOTS_FILE_PATH|TRACE|VERBOSITY|ENFORCE_ALPN_ENABLED))$`)
 
 // declaredBy names the service other than service that declares name, or
 // returns "".

@@ -11,6 +11,7 @@ type apiLike struct {
 	Brokers  string `env:"KAFKA_BROKERS" help:"brokers"`
 	Inflight int    `env:"MAX_INFLIGHT_WRITES" help:"calls"`
 	Port     int    `env:"PORT" help:"port"`
+	GRPC     string `env:"GRPC_SERVER" help:"server"`
 }
 
 func TestCheckEnviron(t *testing.T) {
@@ -51,6 +52,10 @@ func TestCheckEnviron(t *testing.T) {
 				"OTEL_METRICS_EXPORTER is not an OpenTelemetry variable the api's tracing reads",
 			}},
 		{name: "other software's variables", environ: []string{"KAFKA_OPTS=-X", "KAFKA_HEAP_OPTS=-Xmx1g", "KAFKA_SCRAM_USERS=api:pw", "HTTP_PROXY=http://proxy", "kafka_brokers=x"}},
+		{name: "grpc's variables", environ: []string{"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=/etc/ssl/certs/ca-certificates.crt",
+			"GRPC_GO_LOG_SEVERITY_LEVEL=info", "GRPC_TRACE=all", "GRPC_SERVER=grpc-go"}},
+		{name: "a slip of GRPC_SERVER", environ: []string{"GRPC_SERVERS=connect"},
+			errs: []string{"GRPC_SERVERS is not a setting of the api (did you mean GRPC_SERVER?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			notes, err := settings.CheckEnviron("api", declared, tc.environ)

@@ -15,6 +15,7 @@ import (
 	"blackfriday.local/contract/keys"
 	"blackfriday.local/contract/settings"
 	"blackfriday.local/services/api/internal/ingest"
+	"blackfriday.local/services/api/internal/server"
 )
 
 // about introduces the settings in -h.
@@ -39,6 +40,9 @@ type config struct {
 	// now and then, so that they spread over the replicas there are.
 	MaxConnectionAge      time.Duration `env:"MAX_CONNECTION_AGE" envDefault:"0" help:"a client connection this old (give or take 10%, at random) is asked to go: HTTP/2 gets a GOAWAY, HTTP/1.1 'Connection: close', and clients redial, spreading over the replicas again; '0' keeps connections (at least '1s' otherwise)"`
 	MaxConnectionAgeGrace time.Duration `env:"MAX_CONNECTION_AGE_GRACE" envDefault:"30s" help:"time an aged connection's calls and streams have to finish before it is closed"`
+
+	// GRPCServer names the server of native gRPC on the port.
+	GRPCServer string `env:"GRPC_SERVER" envDefault:"grpc-go" help:"server of native gRPC on 'PORT': 'grpc-go' (about half the CPU per call) or 'connect' (connect-go, like every other protocol)"`
 
 	KafkaBrokers         settings.List `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092" help:"comma-separated seed brokers ('make run': embedded Kafka when unset)"`
 	KafkaTopic           string        `env:"KAFKA_TOPIC" envDefault:"sales" help:"the sales topic"`
@@ -156,6 +160,9 @@ func (c config) check() error {
 	}
 	if c.MaxConnectionAgeGrace <= 0 {
 		bad("MAX_CONNECTION_AGE_GRACE", "must be positive")
+	}
+	if c.GRPCServer != server.GRPCServerGo && c.GRPCServer != server.GRPCServerConnect {
+		bad("GRPC_SERVER", "must be grpc-go or connect")
 	}
 	if c.MaxRequestBytes < 1 {
 		bad("MAX_REQUEST_BYTES", "must be positive")

@@ -41,6 +41,7 @@ func defaults() config {
 		MaxInflightBytesPerClient: 16 << 20,
 		LegacyWriteAuth:           true,
 		MaxConnectionAgeGrace:     30 * time.Second,
+		GRPCServer:                "grpc-go",
 		CORSAllowedOrigins:        origins{"*"},
 		ValkeyAddr:                "127.0.0.1:6379",
 		ValkeyKeyPrefix:           keys.DefaultPrefix,
@@ -83,7 +84,7 @@ func TestLoadConfig(t *testing.T) {
 			"KAFKA_TLS": "true", "KAFKA_TLS_CA_FILE": "/ca.crt", "KAFKA_TLS_SERVER_NAME": "kafka.example",
 			"WRITE_TOKENS_FILE": "/etc/api-tokens/tokens", "WRITE_TOKENS": "t1", "READ_AUTH": "true",
 			"LEGACY_WRITE_AUTH": "false", "MAX_INFLIGHT_WRITES": "64", "MAX_INFLIGHT_BYTES": "8MiB", "READ_HEADER_TIMEOUT": "2s", "MAX_CONNECTIONS": "300",
-			"MAX_CONNECTION_AGE": "5m", "MAX_CONNECTION_AGE_GRACE": "1m",
+			"MAX_CONNECTION_AGE": "5m", "MAX_CONNECTION_AGE_GRACE": "1m", "GRPC_SERVER": "connect",
 			"MAX_INFLIGHT_BYTES_PER_CLIENT": "3MiB", "TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,fd00::/8,10.1.2.3/16",
 		}, func(c *config) {
 			*c = config{
@@ -100,7 +101,7 @@ func TestLoadConfig(t *testing.T) {
 				WriteTokensFile: "/etc/api-tokens/tokens", WriteTokens: "t1", ReadAuth: true,
 				MaxInflightWrites: 64, MaxInflightBytes: 8 << 20,
 				ReadHeaderTimeout: 2 * time.Second, MaxConnections: 300,
-				MaxConnectionAge: 5 * time.Minute, MaxConnectionAgeGrace: time.Minute,
+				MaxConnectionAge: 5 * time.Minute, MaxConnectionAgeGrace: time.Minute, GRPCServer: "connect",
 				MaxInflightBytesPerClient: 3 << 20,
 				TrustedProxies: prefixes{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"),
 					netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("10.1.0.0/16")},

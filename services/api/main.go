@@ -186,6 +186,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		MaxConnections:            cfg.MaxConnections,
 		MaxConnectionAge:          cfg.MaxConnectionAge,
 		MaxConnectionAgeGrace:     cfg.MaxConnectionAgeGrace,
+		GRPCServer:                cfg.GRPCServer,
 		UnaryTimeout:              streams.UnaryTimeout,
 		StreamWriteTimeout:        streams.StreamWriteTimeout,
 	}, server.Deps{

@@ -8,9 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	legacypb "blackfriday.local/gen/blackfriday"
@@ -20,11 +24,34 @@ import (
 )
 
 // http1 speaks HTTP/1.1 only; h2c speaks HTTP/2 without TLS (prior
-// knowledge), as gRPC clients do.
+// knowledge), as gRPC clients do, and carries native gRPC only; connectH2C
+// carries the other protocols over h2c. The api hands each connection to
+// one server by its first call (grpc-go for native gRPC, by default), so a
+// connection must not mix them.
 var (
-	http1 = &http.Client{Transport: &http.Transport{Protocols: protocols(true, false)}}
-	h2c   = &http.Client{Transport: &http.Transport{Protocols: protocols(false, true)}}
+	http1      = &http.Client{Transport: &http.Transport{Protocols: protocols(true, false)}}
+	h2c        = &http.Client{Transport: &http.Transport{Protocols: protocols(false, true)}}
+	connectH2C = &http.Client{Transport: &http.Transport{Protocols: protocols(false, true)}}
 )
+
+// grpcServers are the values of the api's GRPC_SERVER: the servers native
+// gRPC can be served by.
+var grpcServers = []string{"grpc-go", "connect"}
+
+// grpcGoRecord records a sale with grpc-go's own client.
+func grpcGoRecord(ctx context.Context, s *stack, sale *salesv1.Sale) error {
+	conn, err := grpc.NewClient("passthrough:///"+strings.TrimPrefix(s.url(), "http://"),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if s.token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
+	}
+	_, err = salesv1.NewSalesServiceClient(conn).RecordSale(ctx, &salesv1.RecordSaleRequest{Sale: sale})
+	return err
+}
 
 func protocols(h1, h2c bool) *http.Protocols {
 	p := new(http.Protocols)
@@ -79,9 +106,10 @@ func unary(c *http.Client, opts ...connect.ClientOption) func(context.Context, *
 // everyProtocol lists every ingest path the api serves.
 var everyProtocol = []protocol{
 	{"connect+json", "Connect JSON over HTTP/1.1", unary(http1, connect.WithProtoJSON())},
-	{"connect+json", "Connect JSON over h2c", unary(h2c, connect.WithProtoJSON())},
+	{"connect+json", "Connect JSON over h2c", unary(connectH2C, connect.WithProtoJSON())},
 	{"connect+proto", "Connect proto over HTTP/1.1", unary(http1)},
 	{"grpc", "gRPC over h2c", unary(h2c, connect.WithGRPC())},
+	{"grpc", "gRPC with grpc-go's client", grpcGoRecord},
 	{"grpc-web", "gRPC-Web over HTTP/1.1", unary(http1, connect.WithGRPCWeb())},
 	{"grpc", "RecordSales batch over gRPC", func(ctx context.Context, s *stack, sale *salesv1.Sale) error {
 		resp, err := salesClient(s, h2c, connect.WithGRPC()).RecordSales(ctx, &salesv1.RecordSalesRequest{Sales: []*salesv1.Sale{sale}})

@@ -59,7 +59,7 @@ func callers(s *stack) []caller {
 		out = append(out,
 			caller{"grpc", salesClientAt(s, base, h2c, connect.WithGRPC()), i},
 			caller{"connect+proto", salesClientAt(s, base, http1), i},
-			caller{"connect+json", salesClientAt(s, base, h2c, connect.WithProtoJSON()), i},
+			caller{"connect+json", salesClientAt(s, base, connectH2C, connect.WithProtoJSON()), i},
 		)
 	}
 	return out

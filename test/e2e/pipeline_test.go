@@ -15,17 +15,26 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	salesv1 "blackfriday.local/gen/blackfriday/sales/v1"
 )
 
 // TestEveryProtocol sends sales through every protocol the api serves, legacy
 // included, and checks that the aggregates equal exactly what was
-// acknowledged.
+// acknowledged: with native gRPC served by each of its servers
+// (GRPC_SERVER), by grpc-go's client and connect-go's.
 func TestEveryProtocol(t *testing.T) {
+	for _, server := range grpcServers {
+		t.Run("GRPC_SERVER="+server, func(t *testing.T) { testEveryProtocol(t, server) })
+	}
+}
+
+func testEveryProtocol(t *testing.T, server string) {
 	s := newStack(t)
 	s.startAggregator("aggregator")
-	s.startAPI()
+	s.startAPI("GRPC_SERVER=" + server)
 	ctx := context.Background()
 	gen, tr := newSaleGen(1), newTruth()
 
@@ -40,12 +49,16 @@ func TestEveryProtocol(t *testing.T) {
 			}
 		})
 	}
-	// An invalid sale is rejected with the field named and never counted.
-	_, err := salesClient(s, h2c, connect.WithGRPC()).RecordSale(ctx, &salesv1.RecordSaleRequest{Sale: &salesv1.Sale{
-		Category: salesv1.Category_CATEGORY_HOME, ProductId: "P1", PriceCents: -5, Quantity: 1,
-	}})
-	if connect.CodeOf(err) != connect.CodeInvalidArgument {
-		t.Fatalf("RecordSale(price -5) error = %v, want invalid_argument", err)
+	// An invalid sale is rejected with the field named and never counted,
+	// by either gRPC client.
+	bad := &salesv1.Sale{Category: salesv1.Category_CATEGORY_HOME, ProductId: "P1", PriceCents: -5, Quantity: 1}
+	_, err := salesClient(s, h2c, connect.WithGRPC()).RecordSale(ctx, &salesv1.RecordSaleRequest{Sale: bad})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "sale.price_cents") {
+		t.Fatalf("RecordSale(price -5) error = %v, want invalid_argument naming sale.price_cents", err)
+	}
+	err = grpcGoRecord(ctx, s, bad)
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "sale.price_cents") {
+		t.Fatalf("grpc-go RecordSale(price -5) error = %v, want InvalidArgument naming sale.price_cents", err)
 	}
 	waitForTruth(ctx, t, s, tr)
 
@@ -55,8 +68,8 @@ func TestEveryProtocol(t *testing.T) {
 	for _, want := range []string{
 		`bf_api_requests_total{code="ok",procedure="` + sales + `RecordSale",protocol="connect+json"} 50`,
 		`bf_api_requests_total{code="ok",procedure="` + sales + `RecordSale",protocol="connect+proto"} 25`,
-		`bf_api_requests_total{code="ok",procedure="` + sales + `RecordSale",protocol="grpc"} 25`,
-		`bf_api_requests_total{code="invalid_argument",procedure="` + sales + `RecordSale",protocol="grpc"} 1`,
+		`bf_api_requests_total{code="ok",procedure="` + sales + `RecordSale",protocol="grpc"} 50`,
+		`bf_api_requests_total{code="invalid_argument",procedure="` + sales + `RecordSale",protocol="grpc"} 2`,
 		`bf_api_requests_total{code="ok",procedure="` + sales + `RecordSale",protocol="grpc-web"} 25`,
 		`bf_api_requests_total{code="ok",procedure="` + sales + `RecordSales",protocol="grpc"} 25`,
 		`bf_api_requests_total{code="ok",procedure="/venta",protocol="legacy-rest"} 25`,

@@ -30,7 +30,13 @@ const (
 // heartbeats while they do not. Every stream is fed by the one hub of the
 // Service; a slow stream skips snapshots instead of queueing them.
 func (s *Service) WatchSummary(ctx context.Context, _ *salesv1.WatchSummaryRequest, stream *connect.ServerStream[salesv1.WatchSummaryResponse]) error {
-	return s.hub.watch(ctx, stream.Send)
+	return s.Watch(ctx, stream.Send)
+}
+
+// Watch is WatchSummary for any server: it sends snapshots and heartbeats
+// through send until ctx is done or send fails.
+func (s *Service) Watch(ctx context.Context, send func(*salesv1.WatchSummaryResponse) error) error {
+	return s.hub.watch(ctx, send)
 }
 
 // hub is the one poller and broadcaster behind every WatchSummary stream of

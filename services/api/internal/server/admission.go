@@ -221,6 +221,34 @@ func (a *admission) admit(w http.ResponseWriter, r *http.Request, procedure stri
 	return body, nil
 }
 
+// admitMessage admits a write call whose message grpc-go has already read
+// whole (it reads a message before any interceptor runs): size bytes of it,
+// from the client at remoteAddr with header. It applies what still can
+// apply: the token, the call slots, and the byte budget and client share,
+// charged with the message at once. On success the caller must call
+// release when the call ends. The error is admission's answer.
+func (a *admission) admitMessage(procedure string, header http.Header, remoteAddr string, size int64) (release func(), err error) {
+	if err := a.auth.check(procedure, header.Get("Authorization")); err != nil {
+		return nil, a.refusals[err].err
+	}
+	if a.calls.Add(1) > a.limit {
+		a.calls.Add(-1)
+		return nil, a.refusals[errTooManyCalls].err
+	}
+	sh := a.clients.join(a.bytes.clients.key(remoteAddr, header))
+	if err := a.take(sh, size); err != nil {
+		a.clients.leave(sh)
+		a.calls.Add(-1)
+		return nil, a.refusals[err].err
+	}
+	return func() {
+		a.held.Add(-size)
+		sh.held.Add(-size)
+		a.clients.leave(sh)
+		a.calls.Add(-1)
+	}, nil
+}
+
 // release gives back what admit took, once the handler has returned (or
 // panicked).
 func (a *admission) release(body *meteredBody) {

@@ -283,8 +283,13 @@ func (fakeAnalytics) GetSummary(context.Context, *salesv1.GetSummaryRequest) (*s
 	return &salesv1.GetSummaryResponse{}, nil
 }
 
-func (fakeAnalytics) WatchSummary(_ context.Context, _ *salesv1.WatchSummaryRequest, s *connect.ServerStream[salesv1.WatchSummaryResponse]) error {
-	return s.Send(&salesv1.WatchSummaryResponse{Event: &salesv1.WatchSummaryResponse_Snapshot{Snapshot: &salesv1.SummarySnapshot{Version: 1}}})
+func (a fakeAnalytics) WatchSummary(ctx context.Context, _ *salesv1.WatchSummaryRequest, s *connect.ServerStream[salesv1.WatchSummaryResponse]) error {
+	return a.Watch(ctx, s.Send)
+}
+
+// Watch serves WatchSummary on both servers, as analytics.Service does.
+func (fakeAnalytics) Watch(_ context.Context, send func(*salesv1.WatchSummaryResponse) error) error {
+	return send(&salesv1.WatchSummaryResponse{Event: &salesv1.WatchSummaryResponse_Snapshot{Snapshot: &salesv1.SummarySnapshot{Version: 1}}})
 }
 
 // readCalls are the read paths: unary and streaming analytics, reflection,

@@ -149,6 +149,12 @@ func virtualServer(t *testing.T, cfg Config) (url string, network *kfake.Virtual
 		t.Fatal(err)
 	}
 	cfg.MaxRequestBytes, cfg.ProduceTimeout = 1<<20, time.Second
+	// gRPC stays on connect-go here: over the virtual network's
+	// unbuffered pipes grpc-go and Go's HTTP/2 client deadlock, each
+	// flushing its SETTINGS before it reads. MAX_CONNECTION_AGE on grpc-go
+	// is tested over TCP (TestMaxConnectionAgeMovesClients,
+	// TestGRPCGoMaxConnectionAge).
+	cfg.GRPCServer = GRPCServerConnect
 	srv = New(cfg, Deps{
 		Recorder: slowRecorder{}, Analytics: holdingAnalytics{}, Validator: validator,
 		Kafka: slowRecorder{}, Valkey: slowRecorder{}, Logger: testLogger(),

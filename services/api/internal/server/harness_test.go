@@ -75,6 +75,16 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// testGRPCServer is the server of native gRPC that harnesses get unless a
+// test names one: BF_TEST_GRPC_SERVER (grpc-go or connect), or the
+// default, grpc-go. make test-go runs this package's tests under both.
+func testGRPCServer() string {
+	if v := os.Getenv("BF_TEST_GRPC_SERVER"); v != "" {
+		return v
+	}
+	return GRPCServerGo
+}
+
 func newHarness(tb testing.TB, o options) *harness {
 	tb.Helper()
 	cluster, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(6, topic)}, o.cluster...)...)
@@ -123,6 +133,9 @@ func newHarness(tb testing.TB, o options) *harness {
 		maxBytes = 4 << 20
 	}
 	cfg := o.server
+	if cfg.GRPCServer == "" {
+		cfg.GRPCServer = testGRPCServer()
+	}
 	cfg.MaxRequestBytes, cfg.ProduceTimeout = maxBytes, pc.ProduceTimeout
 	if cfg.CORSAllowedOrigins == nil {
 		cfg.CORSAllowedOrigins = []string{"*"}

@@ -114,6 +114,10 @@ func TestRecordSaleEveryProtocol(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, options{})
 	http1, h2c := httpClient(t, true, false), httpClient(t, false, true)
+	// A connection goes to one server, by its first call (sniff.go): with
+	// grpc-go on, native gRPC and gRPC with JSON each need connections of
+	// their own.
+	grpcH2C, grpcJSONH2C := httpClient(t, false, true), httpClient(t, false, true)
 	tests := []struct {
 		name     string
 		protocol string // the ingest-protocol header
@@ -127,15 +131,15 @@ func TestRecordSaleEveryProtocol(t *testing.T) {
 		{"Connect proto over HTTP/1.1", "connect+proto", recordSale(http1), true},
 		{"Connect proto over h2c", "connect+proto", recordSale(h2c), true},
 		{"gzipped Connect JSON", "connect+json", recordSale(http1, connect.WithProtoJSON(), connect.WithSendGzip()), true},
-		{"gRPC over h2c", "grpc", recordSale(h2c, connect.WithGRPC()), true},
-		{"gRPC with JSON over h2c", "grpc", recordSale(h2c, connect.WithGRPC(), connect.WithProtoJSON()), true},
+		{"gRPC over h2c", "grpc", recordSale(grpcH2C, connect.WithGRPC()), true},
+		{"gRPC with JSON over h2c", "grpc", recordSale(grpcJSONH2C, connect.WithGRPC(), connect.WithProtoJSON()), true},
 		{"gRPC-Web over HTTP/1.1", "grpc-web", recordSale(http1, connect.WithGRPCWeb()), true},
 		{"gRPC-Web over h2c", "grpc-web", recordSale(h2c, connect.WithGRPCWeb()), true},
-		{"RecordSales over gRPC", "grpc", recordSales(h2c, connect.WithGRPC()), true},
+		{"RecordSales over gRPC", "grpc", recordSales(grpcH2C, connect.WithGRPC()), true},
 		{"RecordSales over Connect JSON", "connect+json", recordSales(http1, connect.WithProtoJSON()), true},
 		{"legacy REST POST /venta", "legacy-rest", legacyREST(http1, "/venta"), false},
 		{"legacy REST POST /procesar over h2c", "legacy-rest", legacyREST(h2c, "/procesar"), false},
-		{"legacy gRPC ProcesarVenta", "legacy-grpc", legacyGRPC(h2c, connect.WithGRPC()), false},
+		{"legacy gRPC ProcesarVenta", "legacy-grpc", legacyGRPC(grpcH2C, connect.WithGRPC()), false},
 		{"legacy ProcesarVenta over Connect JSON", "legacy-grpc", legacyGRPC(http1, connect.WithProtoJSON()), false},
 	}
 

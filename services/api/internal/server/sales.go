@@ -18,11 +18,12 @@ type Recorder interface {
 	RecordAll(ctx context.Context, sales []*salesv1.Sale) []error
 }
 
-// salesService serves SalesService. Requests reach it stamped (sale_id and
-// sold_at set) and validated, by stampInterceptor and the protovalidate
-// interceptor.
+// salesService serves SalesService, on connect-go and on grpc-go alike.
+// Requests reach it stamped (sale_id and sold_at set) and validated, by
+// stampInterceptor and validateInterceptor, or by grpcEdge.
 type salesService struct {
 	salesv1connect.UnimplementedSalesServiceHandler
+	salesv1.UnimplementedSalesServiceServer
 
 	rec    Recorder
 	errors *errorMapper

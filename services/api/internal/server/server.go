@@ -6,10 +6,13 @@ package server
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +21,8 @@ import (
 	connectcors "connectrpc.com/cors"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"connectrpc.com/validate"
 	"github.com/rs/cors"
+	"google.golang.org/grpc"
 
 	"blackfriday.local/contract/record"
 	"blackfriday.local/gen/blackfriday/blackfridayconnect"
@@ -92,6 +95,9 @@ type Config struct {
 	// MaxConnectionAgeGrace is the time a connection past its age has for
 	// its calls and streams before it is closed (30s when zero).
 	MaxConnectionAgeGrace time.Duration
+	// GRPCServer names the server of native gRPC: GRPCServerGo (the
+	// default when empty) or GRPCServerConnect.
+	GRPCServer string
 }
 
 // The defaults of Config's timeouts.
@@ -150,6 +156,13 @@ type Server struct {
 	ages             ageCounts
 	// adm admits the write calls.
 	adm *admission
+	// grpc serves native gRPC when GRPCServer is grpc-go, nil otherwise;
+	// split shares the port with it once Serve has started.
+	grpc         *grpc.Server
+	sniffTimeout time.Duration
+	mu           sync.Mutex
+	split        *splitListener
+	routed       splitCounts
 }
 
 // New builds the server and every route.
@@ -208,7 +221,7 @@ func New(cfg Config, deps Deps) *Server {
 		// Before anything costs work: stamping, validation, Kafka.
 		authInterceptor{policy: policy},
 		stampInterceptor(time.Now),
-		validate.NewInterceptor(validate.WithValidator(deps.Validator)),
+		validateInterceptor{v: deps.Validator},
 	)
 	opts := connect.WithHandlerOptions(
 		connect.WithRecover(recoverRPC(log)),
@@ -232,13 +245,14 @@ func New(cfg Config, deps Deps) *Server {
 	m.Gauge("bf_api_inflight_request_bytes", "Request bytes held by the write calls in flight (at most MAX_INFLIGHT_BYTES).",
 		func() float64 { return float64(adm.held.Load()) })
 	course := legacy.New(deps.Recorder, deps.Validator)
+	sales := &salesService{rec: deps.Recorder, errors: errs}
 	rest := course.RESTHandler(errs.toConnect, cfg.MaxRequestBytes)
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
 
 	mux := http.NewServeMux()
 	// The ingest handlers: admission first, and codecs that reject what
 	// the schema does not allow (codec.go).
-	salesPath, salesHandler := salesv1connect.NewSalesServiceHandler(&salesService{rec: deps.Recorder, errors: errs}, opts, codecOptions(true))
+	salesPath, salesHandler := salesv1connect.NewSalesServiceHandler(sales, opts, codecOptions(true))
 	mux.Handle(salesPath, adm.rpcHandler(salesHandler))
 	coursePath, courseHandler := blackfridayconnect.NewProductSaleServiceHandler(course, opts, codecOptions(false))
 	mux.Handle(coursePath, adm.rpcHandler(courseHandler))
@@ -268,6 +282,23 @@ func New(cfg Config, deps Deps) *Server {
 	if s.maxAge > 0 {
 		handler, connContext = agedConns(handler), withAgingConn
 	}
+
+	if cfg.GRPCServer != GRPCServerConnect {
+		edge := &grpcEdge{
+			policy: policy, adm: adm, errs: errs, metrics: m, validator: deps.Validator,
+			codec: newGRPCCodec(), log: log, now: time.Now,
+			streams:     streamInterceptor{errors: errs, metrics: m, draining: draining, watchers: watchers},
+			callTimeout: unary + cfg.ProduceTimeout,
+			streaming:   streamingPaths(),
+			streamWrite: cmp.Or(cfg.StreamWriteTimeout, defaultStreamWriteTimeout),
+		}
+		s.grpc = newGRPCServer(cfg, edge, sales, course, deps.Analytics, s.health, deps.Tracing)
+		m.Counter("bf_api_connections_grpc_go_total", "Client connections handed to grpc-go: native gRPC (GRPC_SERVER=grpc-go).",
+			func() float64 { return float64(s.routed.grpc.Load()) })
+		m.Counter("bf_api_connections_sniff_dropped_total", "Client connections closed while their protocol was read: stalled, too long or garbled before their first request.",
+			func() float64 { return float64(s.routed.dropped.Load()) })
+	}
+	s.sniffTimeout = cmp.Or(cfg.ReadHeaderTimeout, defaultReadHeaderTimeout)
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -308,19 +339,53 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // Serve serves on ln, at most MaxConnections at once, each for at most
 // MaxConnectionAge and its grace, until Shutdown; it then returns
-// http.ErrServerClosed.
+// http.ErrServerClosed. With grpc-go on, a split listener (sniff.go) sends
+// native gRPC connections to it and every other to the HTTP server.
 func (s *Server) Serve(ln net.Listener) error {
 	ln = newConnLimit(ln, s.maxConns, &s.conns)
+	var grpcDone chan error
+	if s.grpc != nil {
+		split := newSplitListener(ln, s.sniffTimeout, s.log, &s.routed)
+		s.mu.Lock()
+		s.split = split
+		s.mu.Unlock()
+		grpcDone = make(chan error, 1)
+		var grpcLn net.Listener = split.grpc
+		if s.maxAge > 0 {
+			grpcLn = &grpcAges{Listener: grpcLn, age: s.maxAge, grace: s.ageGrace, counts: &s.ages}
+		}
+		go func() { grpcDone <- s.grpc.Serve(grpcLn) }()
+		go split.run()
+		ln = split.http
+	}
 	if s.maxAge > 0 {
+		// grpc-go ages its own connections (keepalive's MaxConnectionAge).
 		ln = &ageLimit{Listener: ln, age: s.maxAge, grace: s.ageGrace, counts: &s.ages}
 	}
-	return s.http.Serve(ln)
+	err := s.http.Serve(ln)
+	if errors.Is(err, net.ErrClosed) && s.shuttingDown.Load() {
+		// Shutdown closed the split listener before the HTTP server.
+		err = http.ErrServerClosed
+	}
+	if grpcDone != nil {
+		_ = s.splitListener().Close()
+		if gerr := <-grpcDone; gerr != nil && !errors.Is(err, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("grpc-go: %w", gerr))
+		}
+	}
+	return err
+}
+
+func (s *Server) splitListener() *splitListener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.split
 }
 
 // Shutdown reports NOT_SERVING to health checks and readiness probes, ends
 // the streams (their clients get unavailable and reconnect), then stops
 // accepting connections and waits, until ctx is done, for the calls in
-// flight to finish.
+// flight to finish, on both servers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true)
 	s.health.SetStatus("", grpchealth.StatusNotServing)
@@ -328,5 +393,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.health.SetStatus(name, grpchealth.StatusNotServing)
 	}
 	s.drain()
-	return s.http.Shutdown(ctx)
+	if s.grpc == nil {
+		return s.http.Shutdown(ctx)
+	}
+	if split := s.splitListener(); split != nil {
+		_ = split.Close()
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.grpc.GracefulStop()
+	}()
+	err := s.http.Shutdown(ctx)
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// The calls left are cut, as the HTTP server leaves its own.
+		s.grpc.Stop()
+		<-stopped
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
 }

@@ -222,6 +222,9 @@ func TestCompressedBodyHoldsWhatItSent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if tt.name == "gRPC" && testGRPCServer() == GRPCServerGo {
+				t.Skip("grpc-go reads a message whole before admission sees the call: a stalled body holds no call slot or budget there")
+			}
 			m := metrics.New()
 			h := newHarness(t, options{metrics: m, maxRequestBytes: maxRequest, server: Config{
 				MaxInflightBytes: 4 * maxRequest, UnaryTimeout: time.Minute, WriteBodyTimeout: time.Minute,
@@ -326,7 +329,12 @@ func TestWriteBodyDeadline(t *testing.T) {
 			start := time.Now()
 			a := startPiped(t, httpClient(t, !tt.h2c, tt.h2c), h.url+tt.path, tt.header, tt.body[:3]).wait(t)
 			took := time.Since(start)
-			if a.code != "deadline_exceeded" || !strings.Contains(a.message, "request body") {
+			want := "request body"
+			if tt.name == "gRPC" && testGRPCServer() == GRPCServerGo {
+				// grpc-go ends the read itself, in its own words.
+				want = "context deadline exceeded"
+			}
+			if a.code != "deadline_exceeded" || !strings.Contains(a.message, want) {
 				t.Errorf("a body stalled past the %v body deadline = %v after %v, want deadline_exceeded naming the body", bodyTimeout, a, took)
 			}
 			waitFor(t, "the slot and bytes given back", func() bool {
@@ -401,6 +409,9 @@ func TestClientByteShare(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if tt.name == "gRPC" && testGRPCServer() == GRPCServerGo {
+				t.Skip("grpc-go reads a message whole before admission sees the call: a stalled body holds no call slot or budget there")
+			}
 			m := metrics.New()
 			h := newHarness(t, options{metrics: m, maxRequestBytes: maxRequest, server: Config{
 				MaxInflightBytes: 1 << 20, MaxInflightBytesPerClient: share, TrustedProxies: tt.trusted,

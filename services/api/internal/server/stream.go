@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -66,7 +67,13 @@ func newWatcherLimit(who clients, perClient int64, m *metrics.Metrics) *watcherL
 // join counts one more stream for conn's client, or refuses it; on success
 // the stream must call the returned leave when it ends.
 func (l *watcherLimit) join(conn connect.StreamingHandlerConn) (leave func(), err error) {
-	sh := l.streams.join(l.clients.key(conn.Peer().Addr, conn.RequestHeader()))
+	return l.joinFrom(conn.Peer().Addr, conn.RequestHeader())
+}
+
+// joinFrom is join for a stream from remoteAddr with header, whichever
+// server took it.
+func (l *watcherLimit) joinFrom(remoteAddr string, header http.Header) (leave func(), err error) {
+	sh := l.streams.join(l.clients.key(remoteAddr, header))
 	if !sh.take(1, l.perClient) {
 		l.streams.leave(sh)
 		l.refused.Add(1)

@@ -8,10 +8,12 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/otelconnect"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/stats"
 )
 
 // Tracing traces the server's calls: a server span for each RPC
@@ -60,5 +62,24 @@ func (t Tracing) http(method, route string, next http.Handler) http.Handler {
 		otelhttp.WithMeterProvider(noopmetric.NewMeterProvider()),
 		otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }),
 		otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return name }),
+	)
+}
+
+// grpcHandler returns the grpc-go server's tracing stats handler, spanning
+// the calls as the interceptor does on the connect-go server; nil when off.
+func (t Tracing) grpcHandler() stats.Handler {
+	if !t.on() {
+		return nil
+	}
+	return otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(t.Provider),
+		otelgrpc.WithPropagators(t.Propagator),
+		otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()),
+		// A caller's trace is linked, not continued, as otelconnect does.
+		otelgrpc.WithPublicEndpoint(),
+		otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+			return !strings.HasPrefix(info.FullMethodName, "/"+grpchealth.HealthV1ServiceName+"/") &&
+				!strings.HasPrefix(info.FullMethodName, "/grpc.reflection.")
+		}),
 	)
 }

@@ -19,8 +19,12 @@ import (
 // the stream open until its client leaves.
 type holdingAnalytics struct{ fakeAnalytics }
 
-func (holdingAnalytics) WatchSummary(ctx context.Context, _ *salesv1.WatchSummaryRequest, s *connect.ServerStream[salesv1.WatchSummaryResponse]) error {
-	err := s.Send(&salesv1.WatchSummaryResponse{Event: &salesv1.WatchSummaryResponse_Snapshot{Snapshot: &salesv1.SummarySnapshot{Version: 1}}})
+func (a holdingAnalytics) WatchSummary(ctx context.Context, _ *salesv1.WatchSummaryRequest, s *connect.ServerStream[salesv1.WatchSummaryResponse]) error {
+	return a.Watch(ctx, s.Send)
+}
+
+func (holdingAnalytics) Watch(ctx context.Context, send func(*salesv1.WatchSummaryResponse) error) error {
+	err := send(&salesv1.WatchSummaryResponse{Event: &salesv1.WatchSummaryResponse_Snapshot{Snapshot: &salesv1.SummarySnapshot{Version: 1}}})
 	if err != nil {
 		return err
 	}
