@@ -375,3 +375,57 @@ func TestGRPCGoMaxConnectionAge(t *testing.T) {
 		t.Errorf("bf_api_connections_aged_total = %d, want at least 1", h.srv.ages.aged.Load())
 	}
 }
+
+// TestSplitListenerProxiedConnections: a proxy carries its clients' calls
+// of every protocol over one upstream HTTP/2 connection. One whose first
+// call is native gRPC but came through a proxy (X-Forwarded-For, Via,
+// Forwarded or x-envoy-*) stays with the HTTP server, and the Connect and gRPC-Web calls
+// after it on the same connection are served. Without those headers the
+// connection goes to grpc-go, which refuses the calls of other protocols:
+// the hazard the rule avoids.
+func TestSplitListenerProxiedConnections(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, options{server: Config{GRPCServer: GRPCServerGo}})
+	routed := &h.srv.routed
+	mixed := func(hc *http.Client, header map[string]string) []error {
+		var errs []error
+		stamp := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				for k, v := range header {
+					req.Header().Set(k, v)
+				}
+				return next(ctx, req)
+			}
+		})
+		for _, opt := range []connect.ClientOption{connect.WithGRPC(), connect.WithGRPCWeb(), connect.WithProtoJSON()} {
+			client := salesv1connect.NewSalesServiceClient(hc, h.url, opt, connect.WithInterceptors(stamp))
+			_, err := client.RecordSale(context.Background(), &salesv1.RecordSaleRequest{Sale: validSale()})
+			errs = append(errs, err)
+		}
+		return errs
+	}
+	for _, header := range []map[string]string{
+		{"X-Forwarded-For": "203.0.113.7"},
+		{"Via": "1.1 google"},
+		{"Forwarded": "for=203.0.113.7"},
+		{"X-Envoy-Expected-Rq-Timeout-Ms": "15000"},
+	} {
+		grpcBefore, httpBefore := routed.grpc.Load(), routed.http.Load()
+		for i, err := range mixed(httpClient(t, false, true), header) {
+			if err != nil {
+				t.Errorf("proxied (%v) call %d on one connection = %v, want OK", header, i+1, err)
+			}
+		}
+		if routed.grpc.Load() != grpcBefore || routed.http.Load() != httpBefore+1 {
+			t.Errorf("proxied (%v): connections to grpc-go +%d, to the HTTP server +%d, want +0 and +1", header,
+				routed.grpc.Load()-grpcBefore, routed.http.Load()-httpBefore)
+		}
+	}
+	errs := mixed(httpClient(t, false, true), nil)
+	if errs[0] != nil {
+		t.Errorf("direct gRPC call = %v, want OK", errs[0])
+	}
+	if errs[1] == nil || errs[2] == nil {
+		t.Errorf("gRPC-Web and Connect after a direct gRPC call on its connection = %v, %v: want grpc-go to refuse them (else the proxy rule is not needed)", errs[1], errs[2])
+	}
+}

@@ -33,7 +33,13 @@ var errSniffTooLong = errors.New("connection sent too much before its first requ
 // whose content-type is application/grpc (or application/grpc+proto). A
 // connection goes to one server for good, by its first call: a client that
 // mixes native gRPC and Connect or gRPC-Web on one HTTP/2 connection would
-// see its other calls refused by grpc-go (gRPC clients do not).
+// see its other calls refused by grpc-go (gRPC clients do not). A proxy
+// does: a gateway or mesh sidecar carries its clients' calls, of every
+// protocol, over the same upstream connections. So a connection whose first
+// request came through a proxy (it names one in Forwarded,
+// X-Forwarded-For or Via, as Google's load balancers, nginx and an edge
+// Envoy do, or carries Envoy's x-envoy-* headers, as a mesh sidecar's
+// does) stays with the HTTP server, which serves every protocol.
 // The listener reads each new connection up to those headers, decodes them
 // (hpack), and hands the connection, with every byte it read replayed, to
 // the server whose it is. Some clients (grpc-go's among them) wait for the
@@ -212,12 +218,18 @@ func readFirstHeaders(rec *recorder) (toGRPC, isHTTP2 bool, err error) {
 		}
 		if h, ok := f.(*http2.MetaHeadersFrame); ok {
 			var ct string
+			proxied := false
 			for _, hf := range h.RegularFields() {
-				if strings.EqualFold(hf.Name, "Content-Type") { // HTTP/2 sends it lower-case
+				switch strings.ToLower(hf.Name) { // HTTP/2 sends them lower-case
+				case "content-type":
 					ct = strings.ToLower(hf.Value)
+				case "forwarded", "x-forwarded-for", "via":
+					proxied = true
+				default:
+					proxied = proxied || strings.HasPrefix(strings.ToLower(hf.Name), "x-envoy-")
 				}
 			}
-			return isGRPCProto(ct), true, nil
+			return isGRPCProto(ct) && !proxied, true, nil
 		}
 		switch f.(type) {
 		case *http2.SettingsFrame, *http2.WindowUpdateFrame, *http2.PriorityFrame, *http2.PingFrame:
