@@ -110,6 +110,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if name == protocol.GRPCConnectGo {
+		return fmt.Errorf("-protocol %s is compare's anchor, which starts an api with GRPC_SERVER=connect; against a running api use %s", name, protocol.GRPC)
+	}
 	token := os.Getenv("LOADGEN_TOKEN")
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)

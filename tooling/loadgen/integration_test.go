@@ -114,6 +114,9 @@ func TestLoadgenAgainstRealStack(t *testing.T) {
 	}
 	truths = append(truths, warm+".csv")
 	for i, name := range protocol.Names() {
+		if name == protocol.GRPCConnectGo {
+			continue // compare's anchor: run refuses it
+		}
 		for _, mode := range []string{"closed", "open"} {
 			if mode == "open" && name == protocol.Batch {
 				continue
@@ -171,7 +174,7 @@ func TestCompareSmall(t *testing.T) {
 	out, work := t.TempDir(), t.TempDir()
 	args := []string{"compare",
 		"-api-bin", filepath.Join(bin, "api"), "-aggregator-bin", filepath.Join(bin, "aggregator"),
-		"-kafka", kafka, "-valkey", valkey, "-protocols", "connect-json,grpc,batch",
+		"-kafka", kafka, "-valkey", valkey, "-protocols", "connect-json,grpc,grpc-connect-go,batch",
 		"-reps", "2", "-duration", "1s", "-warmup", "200ms", "-concurrency", "8", "-batch", "50",
 		"-sweep", "2", "-freshness", "3s", "-broker-warmup", "400ms", "-work", work, "-out", out, "-progress", "off", "-command", "go test"}
 	committed := snapshotDir(t, filepath.Join("..", "..", "docs", "results"))
@@ -192,9 +195,20 @@ func TestCompareSmall(t *testing.T) {
 	if res.Drain == nil || res.Drain.RatePerS <= 0 || res.Freshness == nil || res.Freshness.Samples == 0 {
 		t.Errorf("drain %+v, freshness %+v, want both measured", res.Drain, res.Freshness)
 	}
-	// 2 reps × (3 protocols × 2 sinks closed + 2 open) + sweep 2 + freshness 1.
-	if want := 2*(3*2+2) + 2 + 1; len(res.Runs) != want {
+	// 2 reps × (4 protocols × 2 sinks closed + 3 open) + sweep 2 + freshness 1.
+	if want := 2*(4*2+3) + 2 + 1; len(res.Runs) != want {
 		t.Errorf("%d runs, want %d", len(res.Runs), want)
+	}
+	// The anchor, gRPC to the apis that serve it with connect-go
+	// (GRPC_SERVER=connect), is compared with gRPC on grpc-go.
+	found := false
+	for _, r := range report.Summarize(res).Ratios {
+		if r.A == "grpc" && r.B == "grpc-connect-go" {
+			found = r.Throughput.Valid() && r.ServerCPU.Valid()
+		}
+	}
+	if !found {
+		t.Errorf("no gRPC grpc-go ÷ connect-go ratio with throughput and api CPU in the summary")
 	}
 	for _, name := range []string{report.MarkdownFile, report.ThroughputFile, report.LatencyFile, report.BytesFile,
 		report.CSVFile, report.SeriesFile, report.CDFFile, report.CallersFile, report.CPUStackFile,

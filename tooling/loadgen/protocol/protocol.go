@@ -41,6 +41,11 @@ const (
 	ConnectProto Name = "connect-proto"
 	// GRPC is gRPC over cleartext HTTP/2.
 	GRPC Name = "grpc"
+	// GRPCConnectGo is GRPC to an api that serves native gRPC with
+	// connect-go on Go's HTTP/2 server (GRPC_SERVER=connect) instead of
+	// grpc-go: the comparison's anchor, the same calls on the other server.
+	// Only compare, which starts that api, knows where to send it.
+	GRPCConnectGo Name = "grpc-connect-go"
 	// GRPCWeb is gRPC-Web (binary) over HTTP/1.1.
 	GRPCWeb Name = "grpc-web"
 	// LegacyREST is the course's POST /venta with its JSON body, over
@@ -58,7 +63,7 @@ const DefaultBatch = 500
 
 // Names lists every protocol, in report order.
 func Names() []Name {
-	return []Name{ConnectJSON, ConnectJSONH2C, ConnectProto, GRPC, GRPCWeb, LegacyREST, LegacyGRPC, Batch}
+	return []Name{ConnectJSON, ConnectJSONH2C, ConnectProto, GRPC, GRPCConnectGo, GRPCWeb, LegacyREST, LegacyGRPC, Batch}
 }
 
 // Parse checks a protocol name.
@@ -79,7 +84,7 @@ func Parse(s string) (Name, error) {
 // knowledge); the others use HTTP/1.1.
 func (n Name) HTTP2() bool {
 	switch n {
-	case ConnectJSONH2C, GRPC, LegacyGRPC, Batch:
+	case ConnectJSONH2C, GRPC, GRPCConnectGo, LegacyGRPC, Batch:
 		return true
 	}
 	return false
@@ -115,6 +120,8 @@ func (n Name) Describe() string {
 		return "Connect, protobuf, HTTP/1.1"
 	case GRPC:
 		return "gRPC, protobuf, HTTP/2 (h2c)"
+	case GRPCConnectGo:
+		return "gRPC, protobuf, HTTP/2 (h2c), served by connect-go (GRPC_SERVER=connect)"
 	case GRPCWeb:
 		return "gRPC-Web, protobuf, HTTP/1.1"
 	case LegacyREST:
@@ -217,7 +224,7 @@ func (n Name) Ingest() record.Protocol {
 		return record.ProtocolConnectJSON
 	case ConnectProto:
 		return record.ProtocolConnectProto
-	case GRPC, Batch:
+	case GRPC, GRPCConnectGo, Batch:
 		return record.ProtocolGRPC
 	case GRPCWeb:
 		return record.ProtocolGRPCWeb
@@ -328,7 +335,7 @@ func sender(cfg Config, batch int, tr *http.Transport) func(context.Context, []*
 	switch cfg.Protocol {
 	case ConnectJSON, ConnectJSONH2C:
 		opts = append(opts, connect.WithProtoJSON())
-	case GRPC, LegacyGRPC, Batch:
+	case GRPC, GRPCConnectGo, LegacyGRPC, Batch:
 		opts = append(opts, connect.WithGRPC())
 	case GRPCWeb:
 		opts = append(opts, connect.WithGRPCWeb())

@@ -246,35 +246,50 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.pinOthers(); err != nil {
 		return err
 	}
-	for _, sink := range []string{sinkKafka, sinkDiscard} {
-		port, err := process.FreePort(0)
-		if err != nil {
-			return err
-		}
-		env := append(slices.Clone(s.env), "PORT="+strconv.Itoa(port), "SALES_SINK="+sink)
-		if sink == sinkKafka {
-			// The real api's producer counters: records and batches
-			// the broker acknowledged, for the cost phase.
-			mport, err := process.FreePort(0)
+	// The anchor: the same two apis again, serving native gRPC with
+	// connect-go (GRPC_SERVER=connect), for protocol.GRPCConnectGo.
+	servers := []string{""}
+	if slices.Contains(cfg.Protocols, protocol.GRPCConnectGo) {
+		servers = append(servers, "connect")
+	}
+	for _, server := range servers {
+		for _, sink := range []string{sinkKafka, sinkDiscard} {
+			key := sink
+			if server != "" {
+				key = sink + "-connect-go"
+			}
+			port, err := process.FreePort(0)
 			if err != nil {
 				return err
 			}
-			env = append(env, "METRICS_ADDR=127.0.0.1:"+strconv.Itoa(mport))
-			s.apiMetrics = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
-		}
-		p, err := startService("api-"+sink, cfg.APIBin, cfg.WorkDir, env)
-		if err != nil {
-			return err
-		}
-		s.procs = append(s.procs, p)
-		if err := s.pinTo(cpuOurs, "api-"+sink, p.Pid()); err != nil {
-			return err
-		}
-		s.targets[sink] = "http://127.0.0.1:" + strconv.Itoa(port)
-		s.pids[sink] = p.Pid()
-		// The real api is ready once Kafka and Valkey answer.
-		if err := p.waitHTTP(ctx, s.targets[sink]+"/readyz", 60*time.Second); err != nil {
-			return err
+			env := append(slices.Clone(s.env), "PORT="+strconv.Itoa(port), "SALES_SINK="+sink)
+			if server != "" {
+				env = append(env, "GRPC_SERVER="+server)
+			}
+			if sink == sinkKafka && server == "" {
+				// The real api's producer counters: records and batches
+				// the broker acknowledged, for the cost phase.
+				mport, err := process.FreePort(0)
+				if err != nil {
+					return err
+				}
+				env = append(env, "METRICS_ADDR=127.0.0.1:"+strconv.Itoa(mport))
+				s.apiMetrics = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
+			}
+			p, err := startService("api-"+key, cfg.APIBin, cfg.WorkDir, env)
+			if err != nil {
+				return err
+			}
+			s.procs = append(s.procs, p)
+			if err := s.pinTo(cpuOurs, "api-"+key, p.Pid()); err != nil {
+				return err
+			}
+			s.targets[key] = "http://127.0.0.1:" + strconv.Itoa(port)
+			s.pids[key] = p.Pid()
+			// The real api is ready once Kafka and Valkey answer.
+			if err := p.waitHTTP(ctx, s.targets[key]+"/readyz", 60*time.Second); err != nil {
+				return err
+			}
 		}
 	}
 	s.logf("compare: api (Kafka) at %s pid %d, api (discard) at %s pid %d; topic %s on %s",
@@ -430,6 +445,15 @@ func (s *session) load(ctx context.Context, rep int, phase, sink string, name pr
 	return s.loadAt(ctx, rep, phase, sink, name, rate, duration, conc)
 }
 
+// api names the api that serves protocol name for sink: the anchor's
+// GRPCConnectGo goes to the apis that serve gRPC with connect-go.
+func (s *session) api(sink string, name protocol.Name) string {
+	if name == protocol.GRPCConnectGo {
+		return sink + "-connect-go"
+	}
+	return sink
+}
+
 // loadAt is load with a given concurrency.
 func (s *session) loadAt(ctx context.Context, rep int, phase, sink string, name protocol.Name, rate float64, duration time.Duration, conc int) (*load.Result, error) {
 	cfg := s.cfg
@@ -438,7 +462,7 @@ func (s *session) loadAt(ctx context.Context, rep int, phase, sink string, name 
 		batch = cfg.Batch
 	}
 	client, err := protocol.New(protocol.Config{
-		Target: s.targets[sink], Protocol: name, Batch: batch, Conns: name.Conns(conc, cfg.H2Conns), DialTimeout: 5 * time.Second,
+		Target: s.targets[s.api(sink, name)], Protocol: name, Batch: batch, Conns: name.Conns(conc, cfg.H2Conns), DialTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		return nil, err
@@ -467,9 +491,9 @@ func (s *session) loadAt(ctx context.Context, rep int, phase, sink string, name 
 	res, err := load.Run(ctx, load.Options{
 		Client: client, Sales: sales.New(cfg.Seed+uint64(runNo), 200),
 		Rate: rate, Concurrency: conc, Warmup: warmup, Duration: duration, Timeout: 10 * time.Second,
-		Truth: tw, ServerPID: s.pids[sink], Watch: watch,
+		Truth: tw, ServerPID: s.pids[s.api(sink, name)], Watch: watch,
 		Label:  fmt.Sprintf("rep %d %s %s", rep, phase, sink),
-		Target: s.targets[sink], Progress: cfg.Progress,
+		Target: s.targets[s.api(sink, name)], Progress: cfg.Progress,
 	})
 	if tw != nil {
 		if cerr := tw.Close(); err == nil && cerr != nil {

@@ -216,6 +216,9 @@ func (s *session) costs(ctx context.Context) error {
 		}
 	}
 	for _, name := range cfg.Protocols {
+		if name == protocol.GRPCConnectGo {
+			continue // the anchor's own apis: not the product's costs
+		}
 		u, err := s.window(ctx, name, 0)
 		if err != nil {
 			return fmt.Errorf("cost phase, %s: %w", name, err)

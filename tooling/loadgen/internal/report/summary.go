@@ -200,6 +200,8 @@ func Summarize(r *Results) *Summary {
 	pairs := []struct{ name, a, b string }{
 		{"gRPC ÷ Connect JSON (HTTP/1.1)", "grpc", "connect-json"},
 		{"gRPC ÷ Connect JSON (h2c)", "grpc", "connect-json-h2c"},
+		{"gRPC served by connect-go ÷ Connect JSON (HTTP/1.1)", "grpc-connect-go", "connect-json"},
+		{"gRPC, grpc-go server ÷ connect-go server", "grpc", "grpc-connect-go"},
 		{"Connect proto ÷ Connect JSON (both HTTP/1.1)", "connect-proto", "connect-json"},
 		{"Connect JSON h2c ÷ HTTP/1.1", "connect-json-h2c", "connect-json"},
 		{"gRPC-Web ÷ gRPC", "grpc-web", "grpc"},
