@@ -232,6 +232,12 @@ compare: build ## Compare every protocol end to end against a real broker into C
 	  -work .run/compare -out $(COMPARE_RESULTS) -revision "$$revision" -command '$(COMPARE_COMMAND)' $(COMPARE_ARGS) $(COMPARE_CAPACITY_ARGS)
 	@echo "compare: results, CSV, .hgrm and plots in $(COMPARE_RESULTS)/"
 
+# What a durable gRPC call's api CPU is made of on each server of native
+# gRPC: CPU profiles under the same load, summed by part.
+.PHONY: grpc-profile
+grpc-profile: build ## Profile a durable gRPC call's api CPU on grpc-go and on connect-go; prints µs per call by part (~1 min).
+	$(WITH) kafka valkey -- scripts/grpc-profile.sh
+
 # ---- Capacity: costs per unit measured by compare, and the plan from them (docs/capacity.md)
 #
 # COMPARE_PIN=1 pins the broker, Valkey and loadgen to CPU 0 and the apis and
