@@ -6,10 +6,10 @@
 # loop by loadgen's gRPC client; a CPU profile of PROFILE_SECONDS is taken
 # in the middle and its samples are summed by what they run in. Prints one
 # table: µs of api CPU per call by part, per server. Profiles and results
-# go to OUT (default .run/grpc-profile/out).
+# go to OUT (default .run/grpc-profile-out).
 set -euo pipefail
 
-OUT=${OUT:-.run/grpc-profile/out}
+OUT=${OUT:-.run/grpc-profile-out}
 SECONDS_LOAD=${PROFILE_SECONDS:-10}
 CONCURRENCY=${PROFILE_CONCURRENCY:-64}
 : "${BF_TEST_KAFKA_BROKERS:?run under bin/stack with kafka valkey}"
