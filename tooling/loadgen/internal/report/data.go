@@ -22,7 +22,7 @@ const (
 )
 
 // CSVHeader is the header of CSVFile.
-var CSVHeader = []string{"protocol", "ingest_protocol", "sink", "phase", "mode", "callers", "rate_calls_per_s", "repetition", "metric", "value", "unit"}
+var CSVHeader = []string{"protocol", "ingest_protocol", "server", "sink", "phase", "mode", "callers", "rate_calls_per_s", "repetition", "metric", "value", "unit"}
 
 // SeriesHeader is the header of SeriesFile.
 var SeriesHeader = []string{"protocol", "sink", "phase", "callers", "repetition", "second", "calls", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
@@ -37,10 +37,21 @@ func ingestProtocol(p string) string {
 		return "connect+json"
 	case "connect-proto":
 		return "connect+proto"
-	case "batch":
+	case "batch", "grpc-connect-go":
 		return "grpc"
 	}
 	return p
+}
+
+// server names what served a protocol's calls in the api: grpc-go for
+// native gRPC (the default, GRPC_SERVER=grpc-go), connect-go for the
+// others and for the anchor, grpc-connect-go (GRPC_SERVER=connect).
+func server(p string) string {
+	switch p {
+	case "grpc", "legacy-grpc", "batch":
+		return "grpc-go"
+	}
+	return "connect-go"
 }
 
 type metric struct {
@@ -94,7 +105,7 @@ func CSV(r *Results) []byte {
 			if !ok {
 				continue
 			}
-			_ = w.Write([]string{x.Protocol, ingestProtocol(x.Protocol), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
+			_ = w.Write([]string{x.Protocol, ingestProtocol(x.Protocol), server(x.Protocol), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
 				strconv.Itoa(run.Rep), m.name, num(v), m.unit})
 		}
 		codes := make([]string, 0, len(x.Errors))
@@ -103,7 +114,7 @@ func CSV(r *Results) []byte {
 		}
 		sort.Strings(codes)
 		for _, c := range codes {
-			_ = w.Write([]string{x.Protocol, ingestProtocol(x.Protocol), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
+			_ = w.Write([]string{x.Protocol, ingestProtocol(x.Protocol), server(x.Protocol), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
 				strconv.Itoa(run.Rep), "errors_" + c, strconv.FormatInt(x.Errors[c], 10), "calls"})
 		}
 	}
