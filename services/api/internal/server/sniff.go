@@ -220,13 +220,12 @@ func readFirstHeaders(rec *recorder) (toGRPC, isHTTP2 bool, err error) {
 			var ct string
 			proxied := false
 			for _, hf := range h.RegularFields() {
-				switch strings.ToLower(hf.Name) { // HTTP/2 sends them lower-case
-				case "content-type":
+				name := strings.ToLower(hf.Name) // HTTP/2 sends them lower-case
+				switch {
+				case strings.EqualFold(name, "Content-Type"):
 					ct = strings.ToLower(hf.Value)
-				case "forwarded", "x-forwarded-for", "via":
+				case name == "forwarded", name == "x-forwarded-for", name == "via", strings.HasPrefix(name, "x-envoy-"):
 					proxied = true
-				default:
-					proxied = proxied || strings.HasPrefix(strings.ToLower(hf.Name), "x-envoy-")
 				}
 			}
 			return isGRPCProto(ct) && !proxied, true, nil
