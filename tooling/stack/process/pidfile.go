@@ -62,7 +62,7 @@ func (f PidFile) Stop(timeout time.Duration) error {
 	if err := f.Kill(); err != nil {
 		return err
 	}
-	return fmt.Errorf("pid %d did not stop within %v of SIGTERM; killed it", pid, timeout)
+	return fmt.Errorf("pid %d did not stop within %v of SIGTERM; killed it: %w", pid, timeout, ErrKilled)
 }
 
 // Kill sends SIGKILL to the recorded daemon and waits until it is gone.

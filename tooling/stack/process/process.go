@@ -92,7 +92,7 @@ func (p *Proc) Stop(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 		p.Kill()
-		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed it", p.name, timeout)
+		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed it: %w", p.name, timeout, ErrKilled)
 	}
 }
 
@@ -106,6 +106,10 @@ func (p *Proc) WaitHTTP(ctx context.Context, url string, timeout time.Duration) 
 
 // ErrExited is what WaitUntil returns when the program it waits for exits.
 var ErrExited = errors.New("exited during start")
+
+// ErrKilled is wrapped by Stop's error when the process outlived its stop
+// timeout and was killed.
+var ErrKilled = errors.New("killed after the stop timeout")
 
 // WaitUntil runs ready every interval until it succeeds. It fails with
 // ErrExited once exited reports true, with the last error of ready once
