@@ -127,6 +127,9 @@ func protocolClients(t *testing.T) []struct {
 	opts []connect.ClientOption
 } {
 	http1, h2c := httpClient(t, true, false), httpClient(t, false, true)
+	// Native gRPC gets connections of its own: the server hands an h2c
+	// connection to grpc-go or to connect-go by its first call, for good.
+	grpcH2C := httpClient(t, false, true)
 	return []struct {
 		name string
 		http *http.Client
@@ -135,7 +138,7 @@ func protocolClients(t *testing.T) []struct {
 		{"Connect proto over HTTP/1.1", http1, nil},
 		{"Connect JSON over HTTP/1.1", http1, []connect.ClientOption{connect.WithProtoJSON()}},
 		{"Connect proto over h2c", h2c, nil},
-		{"gRPC over h2c", h2c, []connect.ClientOption{connect.WithGRPC()}},
+		{"gRPC over h2c", grpcH2C, []connect.ClientOption{connect.WithGRPC()}},
 		{"gRPC-Web over HTTP/1.1", http1, []connect.ClientOption{connect.WithGRPCWeb()}},
 		{"gRPC-Web over h2c", h2c, []connect.ClientOption{connect.WithGRPCWeb()}},
 	}
