@@ -438,9 +438,11 @@ func (p *prodRun) minISRLost(l *load) float64 {
 	l.mu.Lock()
 	ackedAtKill := len(l.counted)
 	l.mu.Unlock()
-	// Down for longer than the first wave, so that the breaker is seen
-	// refusing.
-	time.Sleep(max(p.d/3, p.produceTimeout(t)+5*time.Second))
+	// Down for two waves of PRODUCE_TIMEOUT and more, so that the breaker
+	// is seen refusing: a replica's opens after 5 failed deliveries (the
+	// producer's threshold), and with its three clients a replica may see
+	// only three failures in the first wave.
+	time.Sleep(max(p.d/3, 2*p.produceTimeout(t)+5*time.Second))
 	restarted := time.Now()
 	for _, id := range down {
 		wg.Go(func() {
