@@ -50,8 +50,17 @@ type Protocol struct {
 	// their ratio per repetition.
 	Real, Discard, Efficiency Stat
 	// CPURatio is the real api's CPU per call ÷ the no-op api's, closed
-	// loop, per repetition: what durability costs the api itself.
+	// loop, per repetition: each api at its own saturation, so at two
+	// rates.
 	CPURatio Stat
+	// CPURatioOpen is the same ratio with both apis open loop at the
+	// common rate: what durability costs the api itself. The api's CPU
+	// per call falls as its rate rises (wake-ups and syscalls are shared
+	// by more calls), so only at one rate does the ratio isolate it.
+	CPURatioOpen Stat
+	// ServerCPUOpen and ServerCPUOpenDiscard are the api's CPU per call
+	// at the common rate, real and no-op.
+	ServerCPUOpen, ServerCPUOpenDiscard Stat
 	// Open loop at the common rate, milliseconds.
 	P50, P90, P99, P999 Stat
 	// Per call, from the closed-loop runs on the real api.
@@ -170,6 +179,16 @@ func Summarize(r *Results) *Summary {
 			}
 		}
 		p.CPURatio = StatOf(cpu)
+		cpu = nil
+		for _, rep := range repList {
+			real, discard := runs[key{rep, name, "open", "kafka"}], runs[key{rep, name, "open", "discard"}]
+			if real != nil && discard != nil && discard.CPU.ServerUSPerCall > 0 {
+				cpu = append(cpu, real.CPU.ServerUSPerCall/discard.CPU.ServerUSPerCall)
+			}
+		}
+		p.CPURatioOpen = StatOf(cpu)
+		p.ServerCPUOpen = per(name, "open", "kafka", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
+		p.ServerCPUOpenDiscard = per(name, "open", "discard", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
 		p.P50 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P50 })
 		p.P90 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P90 })
 		p.P99 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P99 })
@@ -238,8 +257,16 @@ func targets(r *Results, s *Summary, ratio func(a, b, phaseA, phaseB, sink strin
 		pinned = "pinned: the broker, Valkey and the load generator on other cores than the apis"
 	}
 	for _, p := range s.Protocols {
-		t := Target{Name: "Durable api CPU per call ÷ no-op, " + p.Name, Goal: "≤ 1.25", Value: p.CPURatio, Unit: "×",
-			Note: "the api's CPU per call from /proc, Kafka (acks=all) ÷ SALES_SINK=discard, closed loop, same repetition; " + pinned}
+		t := Target{Name: "Durable api CPU per call ÷ no-op, " + p.Name, Goal: "≤ 1.25", Value: p.CPURatioOpen, Unit: "×",
+			Note: fmt.Sprintf("the api's CPU per call from /proc, Kafka (acks=all) ÷ SALES_SINK=discard, both open loop at %s calls/s, same repetition; %s", fmtNum(r.Settings.OpenRate), pinned)}
+		if p.CPURatioOpen.Valid() {
+			t.Pass = boolp(p.CPURatioOpen.Median <= 1.25)
+		}
+		ts = append(ts, t)
+	}
+	for _, p := range s.Protocols {
+		t := Target{Name: "Durable api CPU per call ÷ no-op at saturation, " + p.Name, Goal: "≤ 1.25", Value: p.CPURatio, Unit: "×",
+			Note: "as above, but closed loop: each api at its own rate, the no-op one's higher, where a call costs less; " + pinned}
 		if p.CPURatio.Valid() {
 			t.Pass = boolp(p.CPURatio.Median <= 1.25)
 		}
