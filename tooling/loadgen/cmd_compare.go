@@ -47,6 +47,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	var sweep string
 	fs.StringVar(&sweep, "sweep", "1,8,32,512", "comma-separated extra concurrencies at which gRPC runs once on each api (empty: none)")
 	fs.IntVar(&cfg.OpenMaxInFlight, "max-inflight", 512, "open loop: most calls in flight")
+	fs.Float64Var(&cfg.EfficiencyLoad, "efficiency-load", 0.8, "the efficiency phase's rate: this share of each protocol's closed-loop rate on the Kafka api, for both apis (what durability costs the api's CPU); negative skips it")
 	fs.IntVar(&cfg.Batch, "batch", protocol.DefaultBatch, "sales per RecordSales call of the batch protocol")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open-loop calls/s for every protocol; 0 takes half the slowest unary protocol's saturation")
 	fs.Float64Var(&cfg.MaxOtherLoad, "max-other-load", 0.25, "measure a run again when other processes took more than this many cores during it (0: never)")

@@ -195,14 +195,21 @@ func TestCompareSmall(t *testing.T) {
 	if res.Drain == nil || res.Drain.RatePerS <= 0 || res.Freshness == nil || res.Freshness.Samples == 0 {
 		t.Errorf("drain %+v, freshness %+v, want both measured", res.Drain, res.Freshness)
 	}
-	// 2 reps × (4 protocols × 2 sinks closed + 3 open) + sweep 2 + freshness 1.
-	if want := 2*(4*2+3) + 2 + 1; len(res.Runs) != want {
+	// 2 reps × 4 protocols × 2 sinks closed, the same in the efficiency
+	// phase and 3 unary ones open, + sweep 2 + freshness 1.
+	if want := 2*(4*2+4*2+3*2) + 2 + 1; len(res.Runs) != want {
 		t.Errorf("%d runs, want %d", len(res.Runs), want)
+	}
+	summary := report.Summarize(res)
+	for _, p := range summary.Protocols {
+		if !p.CPURatioEff.Valid() || !p.EffRate.Valid() || p.EffRate.Median <= 0 {
+			t.Errorf("%s: no durable ÷ no-op api CPU at one rate (ratio %+v at %+v calls/s)", p.Name, p.CPURatioEff, p.EffRate)
+		}
 	}
 	// The anchor, gRPC to the apis that serve it with connect-go
 	// (GRPC_SERVER=connect), is compared with gRPC on grpc-go.
 	found := false
-	for _, r := range report.Summarize(res).Ratios {
+	for _, r := range summary.Ratios {
 		if r.A == "grpc" && r.B == "grpc-connect-go" {
 			found = r.Throughput.Valid() && r.ServerCPU.Valid()
 		}
@@ -212,7 +219,7 @@ func TestCompareSmall(t *testing.T) {
 	}
 	for _, name := range []string{report.MarkdownFile, report.ThroughputFile, report.LatencyFile, report.BytesFile,
 		report.CSVFile, report.SeriesFile, report.CDFFile, report.CallersFile, report.CPUStackFile,
-		"latency-closed-grpc-kafka.hgrm", "latency-closed-batch-discard.hgrm", "latency-open-connect-json-kafka.hgrm", "latency-sweep-grpc-kafka-2c.hgrm"} {
+		"latency-closed-grpc-kafka.hgrm", "latency-closed-batch-discard.hgrm", "latency-open-connect-json-kafka.hgrm", "latency-efficiency-grpc-discard.hgrm", "latency-sweep-grpc-kafka-2c.hgrm"} {
 		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
 			t.Errorf("%s not written: %v", name, err)
 		}

@@ -55,6 +55,10 @@ type Config struct {
 	Concurrency int
 	// OpenMaxInFlight bounds the calls in flight in open loop.
 	OpenMaxInFlight int
+	// EfficiencyLoad is the share of a protocol's closed-loop rate on the
+	// real api at which the efficiency phase loads both apis, open loop
+	// (0.8 when zero; negative skips the phase).
+	EfficiencyLoad float64
 	// H2Conns is the number of connections an HTTP/2 protocol's calls are
 	// spread over (protocol.DefaultH2Conns); an HTTP/1.1 protocol takes
 	// one per call in flight.
@@ -114,6 +118,9 @@ func (c *Config) defaults() {
 	}
 	if c.OpenMaxInFlight <= 0 {
 		c.OpenMaxInFlight = 512
+	}
+	if c.EfficiencyLoad == 0 {
+		c.EfficiencyLoad = 0.8
 	}
 	if c.H2Conns <= 0 {
 		c.H2Conns = protocol.DefaultH2Conns
@@ -200,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (*report.Results, error) {
 				Reps: cfg.Reps, WarmupS: cfg.Warmup.Seconds(), DurationS: cfg.Duration.Seconds(), BrokerWarmupS: cfg.BrokerWarmup.Seconds(),
 				Concurrency: cfg.Concurrency, OpenMaxInFlight: cfg.OpenMaxInFlight, Batch: cfg.Batch,
 				OpenRate: cfg.Rate, OpenRateRule: "fixed by -rate", Sweep: cfg.Sweep,
-				MaxOtherLoad: cfg.MaxOtherLoad, Retries: cfg.Retries, Pin: cfg.Pin,
+				MaxOtherLoad: cfg.MaxOtherLoad, Retries: cfg.Retries, Pin: cfg.Pin, EfficiencyLoad: max(cfg.EfficiencyLoad, 0),
 				Protocols: names, Seed: cfg.Seed, MaxBufferedRecords: maxBuffered, MaxInflightWrites: maxInflight, Partitions: cfg.Partitions,
 			},
 			Bench: cfg.Bench,
@@ -327,6 +334,21 @@ func (s *session) run(ctx context.Context) error {
 				return err
 			}
 		}
+		// What durability costs the api where its CPU is decided: both
+		// apis at one rate near the real api's saturation.
+		for _, name := range order {
+			if cfg.EfficiencyLoad <= 0 {
+				break
+			}
+			rate := s.efficiencyRate(rep, name)
+			sinks := []string{sinkKafka, sinkDiscard}
+			if rep%2 == 0 {
+				sinks = []string{sinkDiscard, sinkKafka}
+			}
+			if err := s.measure(ctx, rep, "efficiency", name, sinks, rate, cfg.OpenMaxInFlight); err != nil {
+				return err
+			}
+		}
 		if s.rate == 0 {
 			s.pickRate(rep)
 		}
@@ -383,6 +405,18 @@ func (s *session) pickRate(rep int) {
 	s.res.Settings.OpenRate = s.rate
 	s.res.Settings.OpenRateRule = fmt.Sprintf("half the slowest unary protocol's closed-loop rate in repetition %d, rounded down", rep)
 	s.logf("compare: open-loop rate for every protocol: %.0f calls/s", s.rate)
+}
+
+// efficiencyRate is the efficiency phase's rate for a protocol:
+// EfficiencyLoad of its closed-loop calls/s on the real api in the
+// repetition, rounded down to two significant digits.
+func (s *session) efficiencyRate(rep int, name protocol.Name) float64 {
+	for _, run := range s.res.Runs {
+		if run.Rep == rep && run.Phase == "closed" && run.Sink == sinkKafka && run.Result.Protocol == string(name) {
+			return max(roundDown2(run.Result.CallsPerS*s.cfg.EfficiencyLoad), 1)
+		}
+	}
+	return 1
 }
 
 // roundDown2 rounds v down to two significant digits.

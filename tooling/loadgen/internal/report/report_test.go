@@ -71,7 +71,7 @@ func fixture() *Results {
 	r := &Results{
 		Version: 1,
 		Meta:    Meta{Date: "2026-01-01 00:00 UTC", Command: "make compare", CPU: "test CPU", Cores: 2, Go: "go1.26", Kafka: "4.3.1"},
-		Settings: Settings{Reps: 2, DurationS: 1, Concurrency: 8, Batch: 500, OpenRate: 100,
+		Settings: Settings{Reps: 2, DurationS: 1, Concurrency: 8, Batch: 500, OpenRate: 100, EfficiencyLoad: 0.8,
 			Protocols: []string{"connect-json", "grpc", "batch"}, Sweep: []int{4}},
 		Drain:        &Drain{Records: 1000, Seconds: 1, RatePerS: 90000, MinPerS: 80000, MaxPerS: 100000},
 		Freshness:    &Freshness{Protocol: "grpc", LoadRate: 50, SaturationRate: 100, Samples: 100, PollMS: 5, P50MS: 10, P99MS: 40, MaxMS: 60},
@@ -88,8 +88,11 @@ func fixture() *Results {
 		}
 		if sink == "kafka" && proto == "connect-json" {
 			res.CPU.ServerUSPerCall = 130 // 1.3× the no-op's at saturation
-			if phase == "open" {
-				res.CPU.ServerUSPerCall = 120 // 1.2× at the common rate
+			switch phase {
+			case "efficiency":
+				res.CPU.ServerUSPerCall = 120 // 1.2× near saturation, at one rate
+			case "open":
+				res.CPU.ServerUSPerCall = 140 // 1.4× at a light load
 			}
 		}
 		r.Runs = append(r.Runs, Run{Rep: rep, Phase: phase, Sink: sink, Result: res})
@@ -104,6 +107,10 @@ func fixture() *Results {
 		add(rep, "closed", "discard", "batch", 500, 50000*k, 0)
 		add(rep, "open", "kafka", "connect-json", 1, 100, 8*k)
 		add(rep, "open", "kafka", "grpc", 1, 100, 4*k)
+		add(rep, "efficiency", "kafka", "connect-json", 1, 800*k, 0)
+		add(rep, "efficiency", "discard", "connect-json", 1, 800*k, 0)
+		add(rep, "efficiency", "kafka", "grpc", 1, 1200*k, 0)
+		add(rep, "efficiency", "discard", "grpc", 1, 1200*k, 0)
 		add(rep, "open", "discard", "connect-json", 1, 100, 2*k)
 		add(rep, "open", "discard", "grpc", 1, 100, 1*k)
 	}
@@ -123,7 +130,7 @@ func TestSummarize(t *testing.T) {
 	}
 	cj := s.Protocols[0]
 	if cj.Real != (Stat{1500, 1000, 2000, 2}) || cj.Efficiency != (Stat{0.5, 0.5, 0.5, 2}) || cj.P99 != (Stat{12, 8, 16, 2}) ||
-		cj.CPURatioOpen != (Stat{1.2, 1.2, 1.2, 2}) || cj.CPURatio != (Stat{1.3, 1.3, 1.3, 2}) {
+		cj.CPURatioEff != (Stat{1.2, 1.2, 1.2, 2}) || cj.CPURatioOpen != (Stat{1.4, 1.4, 1.4, 2}) || cj.CPURatio != (Stat{1.3, 1.3, 1.3, 2}) {
 		t.Errorf("connect-json = %+v", cj)
 	}
 	var grpcVsJSON *Ratio
@@ -142,16 +149,14 @@ func TestSummarize(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]bool{
-		"Durable api CPU per call ÷ no-op, connect-json":               true,  // 1.2× at one rate
-		"Durable api CPU per call ÷ no-op, grpc":                       true,  // 1×
-		"Durable api CPU per call ÷ no-op at saturation, connect-json": false, // 1.3×
-		"Durable api CPU per call ÷ no-op at saturation, grpc":         true,
-		"Durable ingest efficiency, connect-json":                      false,
-		"Durable ingest efficiency, grpc":                              true,
-		"Batch ingest, RecordSales ÷ unary gRPC":                       true, // 30×
-		"Aggregation keeps up, drain ÷ best ingest":                    false,
-		"Freshness p99, ack → visible in GetSummary":                   true,
-		"Overhead, allocations per RecordSale − no-op":                 false, // connect-json 50
+		"Durable api CPU per call ÷ no-op, connect-json": true, // 1.2× at one rate
+		"Durable api CPU per call ÷ no-op, grpc":         true, // 1×
+		"Durable ingest efficiency, connect-json":        false,
+		"Durable ingest efficiency, grpc":                true,
+		"Batch ingest, RecordSales ÷ unary gRPC":         true, // 30×
+		"Aggregation keeps up, drain ÷ best ingest":      false,
+		"Freshness p99, ack → visible in GetSummary":     true,
+		"Overhead, allocations per RecordSale − no-op":   false, // connect-json 50
 	} {
 		if got, ok := pass[name]; !ok || got != want {
 			t.Errorf("target %q passed = %v (measured %v), want %v", name, got, ok, want)

@@ -75,6 +75,9 @@ type Settings struct {
 	Retried      int     `json:"retried,omitempty"`
 	// Pin says the measured processes were pinned to CPUs (see Costs).
 	Pin bool `json:"pin,omitempty"`
+	// EfficiencyLoad is the share of each protocol's closed-loop rate on
+	// the real api at which the efficiency phase runs both apis.
+	EfficiencyLoad float64 `json:"efficiency_load,omitempty"`
 }
 
 // Run is one load run of the comparison.
