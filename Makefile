@@ -221,7 +221,7 @@ COMPARE_COMMAND  = $(strip make compare $(foreach k,$(COMPARE_KNOBS),$(if $(filt
 # launcher (in .run/compare-env), unless BF_TEST_KAFKA_BROKERS and
 # BF_TEST_VALKEY_ADDR name running ones, and stops them after.
 .PHONY: compare
-compare: build ## Compare every protocol end to end against a real broker into COMPARE_RESULTS (default .run/compare/<UTC time>; docs/results to publish; ~3½ min).
+compare: build ## Compare every protocol end to end against a real broker into COMPARE_RESULTS (default .run/compare/<UTC time>; docs/results to publish; ~6½ min).
 	@revision=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
 	git diff --quiet HEAD -- services gen proto 2>/dev/null || revision+=" with local changes"; \
 	echo "compare: load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \

@@ -66,9 +66,6 @@ type Protocol struct {
 	// CPURatioOpen is the ratio at the common open-loop rate, a light
 	// load, where a produce request is shared by fewer calls.
 	CPURatioOpen Stat
-	// ServerCPUOpen and ServerCPUOpenDiscard are the api's CPU per call
-	// at the common rate, real and no-op.
-	ServerCPUOpen, ServerCPUOpenDiscard Stat
 	// Open loop at the common rate, milliseconds.
 	P50, P90, P99, P999 Stat
 	// Per call, from the closed-loop runs on the real api.
@@ -202,8 +199,6 @@ func Summarize(r *Results) *Summary {
 		p.ServerCPUEff = per(name, "efficiency", "kafka", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
 		p.ServerCPUEffDiscard = per(name, "efficiency", "discard", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
 		p.EffRate = per(name, "efficiency", "kafka", func(x *load.Result) float64 { return x.Rate })
-		p.ServerCPUOpen = per(name, "open", "kafka", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
-		p.ServerCPUOpenDiscard = per(name, "open", "discard", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
 		p.P50 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P50 })
 		p.P90 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P90 })
 		p.P99 = per(name, "open", "kafka", func(x *load.Result) float64 { return x.Latency.P99 })
@@ -278,16 +273,6 @@ func targets(r *Results, s *Summary, ratio func(a, b, phaseA, phaseB, sink strin
 		if p.CPURatioEff.Valid() {
 			t.Pass = boolp(p.CPURatioEff.Median <= 1.25)
 		}
-		ts = append(ts, t)
-	}
-	for _, p := range s.Protocols {
-		t := Target{Name: "Durable api CPU per call ÷ no-op at a light load, " + p.Name, Goal: "reported", Value: p.CPURatioOpen, Unit: "×",
-			Note: fmt.Sprintf("as above, both at the common open-loop rate, %s calls/s: a produce request is shared by fewer calls", fmtNum(r.Settings.OpenRate))}
-		ts = append(ts, t)
-	}
-	for _, p := range s.Protocols {
-		t := Target{Name: "Durable api CPU per call ÷ no-op at saturation, " + p.Name, Goal: "reported", Value: p.CPURatio, Unit: "×",
-			Note: "as above, but closed loop: each api at its own rate, the no-op one's higher, where a call costs less; " + pinned}
 		ts = append(ts, t)
 	}
 	for _, p := range s.Protocols {
