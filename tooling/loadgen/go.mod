@@ -9,6 +9,7 @@ require (
 	connectrpc.com/connect v1.21.1
 	golang.org/x/net v0.62.0
 	gonum.org/v1/plot v0.16.0
+	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -31,7 +32,6 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
-	google.golang.org/grpc v1.85.0 // indirect
 )
 
 replace blackfriday.local/gen => ../../gen

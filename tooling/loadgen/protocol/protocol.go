@@ -41,6 +41,9 @@ const (
 	ConnectProto Name = "connect-proto"
 	// GRPC is gRPC over cleartext HTTP/2.
 	GRPC Name = "grpc"
+	// GRPCGo is gRPC over cleartext HTTP/2 sent by grpc-go's own client,
+	// to the api's grpc-go server: grpc-go at both ends.
+	GRPCGo Name = "grpc-go"
 	// GRPCConnectGo is GRPC to an api that serves native gRPC with
 	// connect-go on Go's HTTP/2 server (GRPC_SERVER=connect) instead of
 	// grpc-go: the comparison's anchor, the same calls on the other server.
@@ -63,7 +66,7 @@ const DefaultBatch = 500
 
 // Names lists every protocol, in report order.
 func Names() []Name {
-	return []Name{ConnectJSON, ConnectJSONH2C, ConnectProto, GRPC, GRPCConnectGo, GRPCWeb, LegacyREST, LegacyGRPC, Batch}
+	return []Name{ConnectJSON, ConnectJSONH2C, ConnectProto, GRPC, GRPCGo, GRPCConnectGo, GRPCWeb, LegacyREST, LegacyGRPC, Batch}
 }
 
 // Parse checks a protocol name.
@@ -84,7 +87,7 @@ func Parse(s string) (Name, error) {
 // knowledge); the others use HTTP/1.1.
 func (n Name) HTTP2() bool {
 	switch n {
-	case ConnectJSONH2C, GRPC, GRPCConnectGo, LegacyGRPC, Batch:
+	case ConnectJSONH2C, GRPC, GRPCGo, GRPCConnectGo, LegacyGRPC, Batch:
 		return true
 	}
 	return false
@@ -120,6 +123,8 @@ func (n Name) Describe() string {
 		return "Connect, protobuf, HTTP/1.1"
 	case GRPC:
 		return "gRPC, protobuf, HTTP/2 (h2c)"
+	case GRPCGo:
+		return "gRPC, protobuf, HTTP/2 (h2c), grpc-go's client"
 	case GRPCConnectGo:
 		return "gRPC, protobuf, HTTP/2 (h2c), served by connect-go (GRPC_SERVER=connect)"
 	case GRPCWeb:
@@ -224,7 +229,7 @@ func (n Name) Ingest() record.Protocol {
 		return record.ProtocolConnectJSON
 	case ConnectProto:
 		return record.ProtocolConnectProto
-	case GRPC, GRPCConnectGo, Batch:
+	case GRPC, GRPCGo, GRPCConnectGo, Batch:
 		return record.ProtocolGRPC
 	case GRPCWeb:
 		return record.ProtocolGRPCWeb
@@ -268,6 +273,9 @@ func New(cfg Config) (*Client, error) {
 	counter := cfg.Wire
 	if counter == nil {
 		counter = wire.NewCounter(cfg.DialTimeout)
+	}
+	if cfg.Protocol == GRPCGo {
+		return newGRPCGo(cfg, batch, counter)
 	}
 	if cfg.Lean {
 		return newLean(cfg, batch, counter)
@@ -422,19 +430,24 @@ func batchSender(cl salesv1connect.SalesServiceClient) func(context.Context, []*
 		if err != nil {
 			return replyErr(err)
 		}
-		results := resp.GetResults()
-		if len(results) != len(sales) {
-			return Reply{Code: "internal", Err: fmt.Errorf("RecordSales answered %d results for %d sales", len(results), len(sales))}
-		}
-		if resp.GetFailed() == 0 {
-			return ok
-		}
-		codes := make([]string, len(sales))
-		for i, r := range results {
-			codes[i] = r.GetErrorCode()
-		}
-		return Reply{Code: "ok", ItemCodes: codes}
+		return batchReply(resp, len(sales))
 	}
+}
+
+// batchReply is the Reply of a RecordSales call of n sales that succeeded.
+func batchReply(resp *salesv1.RecordSalesResponse, n int) Reply {
+	results := resp.GetResults()
+	if len(results) != n {
+		return Reply{Code: "internal", Err: fmt.Errorf("RecordSales answered %d results for %d sales", len(results), n)}
+	}
+	if resp.GetFailed() == 0 {
+		return ok
+	}
+	codes := make([]string, n)
+	for i, r := range results {
+		codes[i] = r.GetErrorCode()
+	}
+	return Reply{Code: "ok", ItemCodes: codes}
 }
 
 func legacyGRPCSender(cl blackfridayconnect.ProductSaleServiceClient) func(context.Context, []*salesv1.Sale) Reply {

@@ -91,7 +91,7 @@ func TestErrors(t *testing.T) {
 	}
 	good := &salesv1.Sale{Category: 1, ProductId: "GOOD", PriceCents: 100, Quantity: 1}
 	bad := &salesv1.Sale{Category: 1, ProductId: "BAD", PriceCents: 100, Quantity: 1}
-	for _, name := range []protocol.Name{protocol.ConnectJSON, protocol.GRPC, protocol.GRPCWeb, protocol.LegacyREST, protocol.LegacyGRPC} {
+	for _, name := range []protocol.Name{protocol.ConnectJSON, protocol.GRPC, protocol.GRPCGo, protocol.GRPCWeb, protocol.LegacyREST, protocol.LegacyGRPC} {
 		c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: name})
 		if err != nil {
 			t.Fatal(err)
@@ -101,15 +101,17 @@ func TestErrors(t *testing.T) {
 		}
 		c.Close()
 	}
-	// A batch reports its failed sales one by one.
-	c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: protocol.Batch, Batch: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := c.Send(context.Background(), []*salesv1.Sale{good, bad, good})
-	if r.Code != "ok" || !r.Acked(0) || r.Acked(1) || !r.Acked(2) || r.ItemCodes[1] != "unavailable" {
-		t.Errorf("Send(good, bad, good) = %+v, want the second failed as unavailable", r)
+	// A batch reports its failed sales one by one, with either client.
+	for _, name := range []protocol.Name{protocol.Batch, protocol.GRPCGo} {
+		c, err := protocol.New(protocol.Config{Target: srv.URL, Protocol: name, Batch: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := c.Send(context.Background(), []*salesv1.Sale{good, bad, good})
+		if r.Code != "ok" || !r.Acked(0) || r.Acked(1) || !r.Acked(2) || r.ItemCodes[1] != "unavailable" {
+			t.Errorf("%s: Send(good, bad, good) = %+v, want the second failed as unavailable", name, r)
+		}
+		c.Close()
 	}
 	// A server that is not there is unavailable.
 	down, err := protocol.New(protocol.Config{Target: "http://127.0.0.1:1", Protocol: protocol.LegacyREST})
@@ -226,6 +228,7 @@ func TestLean(t *testing.T) {
 		{protocol.ConnectJSON, true, 1},
 		{protocol.GRPC, false, 2},
 		{protocol.ConnectJSON, false, 1},
+		{protocol.GRPCGo, false, 2},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/lean=%v", tt.name, tt.lean), func(t *testing.T) {

@@ -37,7 +37,7 @@ func ingestProtocol(p string) string {
 		return "connect+json"
 	case "connect-proto":
 		return "connect+proto"
-	case "batch", "grpc-connect-go":
+	case "batch", "grpc-go", "grpc-connect-go":
 		return "grpc"
 	}
 	return p
@@ -48,7 +48,7 @@ func ingestProtocol(p string) string {
 // others and for the anchor, grpc-connect-go (GRPC_SERVER=connect).
 func server(p string) string {
 	switch p {
-	case "grpc", "legacy-grpc", "batch":
+	case "grpc", "grpc-go", "legacy-grpc", "batch":
 		return "grpc-go"
 	}
 	return "connect-go"

@@ -231,6 +231,8 @@ func Summarize(r *Results) *Summary {
 		{"gRPC ÷ Connect JSON (h2c)", "grpc", "connect-json-h2c"},
 		{"gRPC served by connect-go ÷ Connect JSON (HTTP/1.1)", "grpc-connect-go", "connect-json"},
 		{"gRPC, grpc-go server ÷ connect-go server", "grpc", "grpc-connect-go"},
+		{"gRPC, grpc-go at both ends ÷ Connect JSON (HTTP/1.1)", "grpc-go", "connect-json"},
+		{"gRPC, grpc-go client ÷ connect-go client (both to grpc-go)", "grpc-go", "grpc"},
 		{"Connect proto ÷ Connect JSON (both HTTP/1.1)", "connect-proto", "connect-json"},
 		{"Connect JSON h2c ÷ HTTP/1.1", "connect-json-h2c", "connect-json"},
 		{"gRPC-Web ÷ gRPC", "grpc-web", "grpc"},
