@@ -56,6 +56,21 @@ func (s *session) pinTo(cpu int, name string, pid int) error {
 	return nil
 }
 
+// spread lets every thread of pid run on both CPUs again when pinning is
+// on, and notes it.
+func (s *session) spread(name string, pid int, why string) error {
+	if !s.cfg.Pin {
+		return nil
+	}
+	cpus := fmt.Sprintf("%d,%d", cpuOthers, cpuOurs)
+	out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("spread %s (pid %d) over CPUs %s: %w: %s", name, pid, cpus, err, strings.TrimSpace(string(out)))
+	}
+	s.pinning = append(s.pinning, fmt.Sprintf("%s on CPUs %s %s", name, cpus, why))
+	return nil
+}
+
 // pinOthers pins the broker, Valkey and this process to the other CPU.
 func (s *session) pinOthers() error {
 	for _, p := range []struct {

@@ -39,6 +39,13 @@ func (s *session) freshness(ctx context.Context) error {
 	if len(sat) == 0 || saturation <= 0 {
 		return fmt.Errorf("freshness: no closed-loop gRPC run to take the saturation from")
 	}
+	// The saturation was measured with the api alone on its CPU; the
+	// aggregator pinned beside it would take that CPU's spare half and
+	// leave the api overloaded at "half" its saturation. The pipeline's
+	// freshness is not the api's cost, so the aggregator may run anywhere.
+	if err := s.spread("aggregator", s.pids["aggregator"], "for the freshness probe"); err != nil {
+		return err
+	}
 	rate := roundDown2(saturation / 2)
 	f := &report.Freshness{Protocol: string(protocol.GRPC), LoadRate: rate, SaturationRate: saturation, PollMS: float64(s.cfg.PollInterval) / float64(time.Millisecond)}
 
