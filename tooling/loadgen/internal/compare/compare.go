@@ -326,11 +326,7 @@ func (s *session) run(ctx context.Context) error {
 		// machine does not always land on the same protocol.
 		order := rotate(cfg.Protocols, rep-1)
 		for _, name := range order {
-			sinks := []string{sinkDiscard, sinkKafka}
-			if rep%2 == 0 {
-				sinks = []string{sinkKafka, sinkDiscard}
-			}
-			if err := s.measure(ctx, rep, "closed", name, sinks, 0, cfg.Concurrency); err != nil {
+			if err := s.measure(ctx, rep, "closed", name, bothSinks(rep), 0, cfg.Concurrency); err != nil {
 				return err
 			}
 		}
@@ -340,12 +336,7 @@ func (s *session) run(ctx context.Context) error {
 			if cfg.EfficiencyLoad <= 0 {
 				break
 			}
-			rate := s.efficiencyRate(rep, name)
-			sinks := []string{sinkKafka, sinkDiscard}
-			if rep%2 == 0 {
-				sinks = []string{sinkDiscard, sinkKafka}
-			}
-			if err := s.measure(ctx, rep, "efficiency", name, sinks, rate, cfg.OpenMaxInFlight); err != nil {
+			if err := s.measure(ctx, rep, "efficiency", name, bothSinks(rep), s.efficiencyRate(rep, name), cfg.OpenMaxInFlight); err != nil {
 				return err
 			}
 		}
@@ -356,14 +347,9 @@ func (s *session) run(ctx context.Context) error {
 			if name == protocol.Batch {
 				continue
 			}
-			// Both apis at the same rate: the api's CPU per call falls as
-			// its rate rises, so only at one rate does the ratio of the
-			// two measure what durability costs (report.Protocol).
-			sinks := []string{sinkKafka, sinkDiscard}
-			if rep%2 == 0 {
-				sinks = []string{sinkDiscard, sinkKafka}
-			}
-			if err := s.measure(ctx, rep, "open", name, sinks, s.rate, cfg.OpenMaxInFlight); err != nil {
+			// Both apis here too: what durability costs the api's CPU at
+			// a light load (report.Protocol).
+			if err := s.measure(ctx, rep, "open", name, bothSinks(rep), s.rate, cfg.OpenMaxInFlight); err != nil {
 				return err
 			}
 		}
@@ -405,6 +391,15 @@ func (s *session) pickRate(rep int) {
 	s.res.Settings.OpenRate = s.rate
 	s.res.Settings.OpenRateRule = fmt.Sprintf("half the slowest unary protocol's closed-loop rate in repetition %d, rounded down", rep)
 	s.logf("compare: open-loop rate for every protocol: %.0f calls/s", s.rate)
+}
+
+// bothSinks is the order a repetition loads the two apis in: alternated,
+// so that drift on a shared machine does not always favour one.
+func bothSinks(rep int) []string {
+	if rep%2 == 0 {
+		return []string{sinkKafka, sinkDiscard}
+	}
+	return []string{sinkDiscard, sinkKafka}
 }
 
 // efficiencyRate is the efficiency phase's rate for a protocol:

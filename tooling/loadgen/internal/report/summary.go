@@ -176,14 +176,6 @@ func Summarize(r *Results) *Summary {
 			}
 		}
 		p.Efficiency = StatOf(eff)
-		var cpu []float64
-		for _, rep := range repList {
-			real, discard := runs[key{rep, name, "closed", "kafka"}], runs[key{rep, name, "closed", "discard"}]
-			if real != nil && discard != nil && discard.CPU.ServerUSPerCall > 0 {
-				cpu = append(cpu, real.CPU.ServerUSPerCall/discard.CPU.ServerUSPerCall)
-			}
-		}
-		p.CPURatio = StatOf(cpu)
 		cpuRatio := func(phase string) Stat {
 			var xs []float64
 			for _, rep := range repList {
@@ -194,6 +186,7 @@ func Summarize(r *Results) *Summary {
 			}
 			return StatOf(xs)
 		}
+		p.CPURatio = cpuRatio("closed")
 		p.CPURatioOpen = cpuRatio("open")
 		p.CPURatioEff = cpuRatio("efficiency")
 		p.ServerCPUEff = per(name, "efficiency", "kafka", func(x *load.Result) float64 { return x.CPU.ServerUSPerCall })
