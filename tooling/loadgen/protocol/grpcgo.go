@@ -10,7 +10,6 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -85,13 +84,10 @@ func grpcGoSender(cl salesv1.SalesServiceClient, batch int) func(context.Context
 }
 
 // grpcGoErr is the Reply of a failed grpc-go call. gRPC's status codes and
-// Connect's are the same numbers.
+// Connect's are the same numbers; grpc-go turns the caller's deadline into
+// DeadlineExceeded itself.
 func grpcGoErr(err error, trailer metadata.MD) Reply {
-	code := status.Code(err)
-	if errors.Is(err, context.DeadlineExceeded) {
-		code = codes.DeadlineExceeded
-	}
-	r := Reply{Code: connect.Code(code).String(), Err: err}
+	r := Reply{Code: connect.Code(status.Code(err)).String(), Err: err}
 	if v := trailer.Get(SaleRecorded); len(v) > 0 {
 		r.Recorded = v[0]
 	}

@@ -241,6 +241,17 @@ func (n Name) Ingest() record.Protocol {
 	return record.ProtocolUnknown
 }
 
+// Server names what serves n's calls in the api: grpc-go for native gRPC
+// (the api's default, GRPC_SERVER=grpc-go), connect-go for the others and
+// for the anchor, GRPCConnectGo (GRPC_SERVER=connect).
+func (n Name) Server() string {
+	switch n {
+	case GRPC, GRPCGo, LegacyGRPC, Batch:
+		return "grpc-go"
+	}
+	return "connect-go"
+}
+
 // Client sends sales over one protocol.
 type Client struct {
 	name       Name

@@ -11,6 +11,7 @@ import (
 
 	"blackfriday.local/tooling/loadgen/histogram"
 	"blackfriday.local/tooling/loadgen/internal/load"
+	"blackfriday.local/tooling/loadgen/protocol"
 )
 
 // Data files written by Write, in dir, next to the Markdown and the charts.
@@ -26,33 +27,6 @@ var CSVHeader = []string{"protocol", "ingest_protocol", "server", "sink", "phase
 
 // SeriesHeader is the header of SeriesFile.
 var SeriesHeader = []string{"protocol", "sink", "phase", "callers", "repetition", "second", "calls", "errors", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
-
-// ingestProtocol is the api's name for a loadgen protocol: the
-// ingest-protocol record header's value (contract/record), which spells
-// the Connect protocols with a plus and does not tell the batch RPC or
-// HTTP/2 apart.
-func ingestProtocol(p string) string {
-	switch p {
-	case "connect-json", "connect-json-h2c":
-		return "connect+json"
-	case "connect-proto":
-		return "connect+proto"
-	case "batch", "grpc-go", "grpc-connect-go":
-		return "grpc"
-	}
-	return p
-}
-
-// server names what served a protocol's calls in the api: grpc-go for
-// native gRPC (the default, GRPC_SERVER=grpc-go), connect-go for the
-// others and for the anchor, grpc-connect-go (GRPC_SERVER=connect).
-func server(p string) string {
-	switch p {
-	case "grpc", "grpc-go", "legacy-grpc", "batch":
-		return "grpc-go"
-	}
-	return "connect-go"
-}
 
 type metric struct {
 	name, unit string
@@ -105,7 +79,7 @@ func CSV(r *Results) []byte {
 			if !ok {
 				continue
 			}
-			_ = w.Write([]string{x.Protocol, ingestProtocol(x.Protocol), server(x.Protocol), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
+			_ = w.Write([]string{x.Protocol, string(protocol.Name(x.Protocol).Ingest()), protocol.Name(x.Protocol).Server(), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
 				strconv.Itoa(run.Rep), m.name, num(v), m.unit})
 		}
 		codes := make([]string, 0, len(x.Errors))
@@ -114,7 +88,7 @@ func CSV(r *Results) []byte {
 		}
 		sort.Strings(codes)
 		for _, c := range codes {
-			_ = w.Write([]string{x.Protocol, ingestProtocol(x.Protocol), server(x.Protocol), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
+			_ = w.Write([]string{x.Protocol, string(protocol.Name(x.Protocol).Ingest()), protocol.Name(x.Protocol).Server(), run.Sink, run.Phase, x.Mode, callers(x), num(x.Rate),
 				strconv.Itoa(run.Rep), "errors_" + c, strconv.FormatInt(x.Errors[c], 10), "calls"})
 		}
 	}

@@ -95,7 +95,7 @@ func TestCSV(t *testing.T) {
 		if ip := row[col["ingest_protocol"]]; record.ParseProtocol([]byte(ip)) == record.ProtocolUnknown {
 			t.Errorf("ingest_protocol %q is no record header value", ip)
 		}
-		if srv, p := row[col["server"]], row[col["protocol"]]; srv != server(p) || (srv != "grpc-go" && srv != "connect-go") {
+		if srv, p := row[col["server"]], row[col["protocol"]]; srv != protocol.Name(p).Server() || (srv != "grpc-go" && srv != "connect-go") {
 			t.Errorf("server %q for protocol %s", srv, p)
 		}
 		if _, err := strconv.ParseFloat(row[col["value"]], 64); err != nil {
